@@ -1,0 +1,5 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Training-engine pieces: hooks, runner helpers, optimizer constructors."""
+from .hooks import SafeCheckpointHook
+
+__all__ = ['SafeCheckpointHook']
