@@ -94,6 +94,9 @@ def encode_safe(obj: Any) -> Any:
     """
     from mmengine.logging import HistoryBuffer
 
+    # numpy scalars first: np.float64 is a subclass of float but pickles as a numpy global.
+    if isinstance(obj, np.generic):
+        return {_TAG: 'npscalar', 'value': obj.item(), 'dtype': str(obj.dtype)}
     if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, int, float, str, bytes)):
         return obj
     if isinstance(obj, HistoryBuffer):
@@ -104,8 +107,6 @@ def encode_safe(obj: Any) -> Any:
             raise TypeError('cannot save a numpy object array in a weights-only checkpoint')
         return {_TAG: 'ndarray', 'data': torch.from_numpy(np.ascontiguousarray(obj)).clone(),
                 'dtype': str(obj.dtype)}
-    if isinstance(obj, np.generic):
-        return {_TAG: 'npscalar', 'value': obj.item(), 'dtype': str(obj.dtype)}
     if isinstance(obj, (torch.dtype, torch.device, torch.Size)):
         return obj
     if isinstance(obj, OrderedDict):

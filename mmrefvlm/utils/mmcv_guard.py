@@ -13,6 +13,7 @@ When a real ``mmcv._ext`` exists (full mmcv built with ops), the guard does noth
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -75,6 +76,8 @@ def install_mmcv_ops_guard() -> bool:
     if importlib.util.find_spec('mmcv') is None or _real_ext_available():
         return False
     guard = _MissingOpsModule(GUARD_MODULE_NAME, 'mmrefvlm stand-in for the compiled mmcv ops')
+    # A spec lets importlib.util.find_spec('mmcv._ext') answer instead of raising ValueError.
+    guard.__spec__ = importlib.machinery.ModuleSpec(GUARD_MODULE_NAME, loader=None)
     sys.modules[GUARD_MODULE_NAME] = guard
     import mmcv  # noqa: F401  (mmcv-lite's __init__ is pure Python and does not touch _ext)
 

@@ -1,0 +1,69 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""The contract every visual-unit decoder (core or plugin) implements."""
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from typing import ClassVar
+
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+
+
+class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
+    """Decodes routed ``<REF>`` states into one kind of visual unit.
+
+    The unit name (class attribute ``unit``) is the only join key between the text (``<Unit>box</Unit>``),
+    the router, ``RefVLM(unit_decoders=dict(box=...))``, ``data_sample.gt_units.box``, the loss-key
+    prefix ``loss_box*`` and the metric prefix. Nothing in the core enumerates units.
+
+    Contract:
+      * ``forward`` is pure tensor compute on all B x Q slots (no targets, no data samples). Padded
+        slots (``queries.mask == False``) must not influence real slots (mask them out of attention).
+        The returned tensors must depend on every trainable parameter: ``RefVLM`` keeps an inactive
+        decoder in the autograd graph by running ``forward`` on a one-query fake input and adding
+        ``0 * sum(outputs)`` to the loss (DDP-safe with ``find_unused_parameters=False``).
+      * ``loss`` is called only when the batch has at least one query of this unit. It reads
+        ``data_sample.gt_units.<unit>`` (entries aligned with the sample's queries in order), matches
+        predictions to targets inside each phrase group (``queries.group_ids``) with
+        :func:`mmrefvlm.models.matchers.grouped_assignment`, and returns a dict whose keys all start
+        with ``f'loss_{unit}'`` (unweighted; ``RefVLM`` applies the unit weight).
+      * ``predict`` returns one ``InstanceData`` per sample, with as many entries as the sample has
+        real queries, in query order; coordinates in original-image pixels when ``rescale=True``
+        (from metainfo ``square_size``; the image sits at the top-left of the square frame), else
+        normalised to the square frame. It always sets ``scores`` ((N,) float).
+
+    Args:
+        in_channels (int): Width of the routed ``<REF>`` states (the LLM hidden size).
+        num_queries (int): Capacity: the most queries of this unit one sample may carry. The router
+            truncates beyond it with a warning in the prediction.
+        init_cfg (dict | list[dict], optional): MMEngine initialisation config.
+    """
+
+    unit: ClassVar[str]
+
+    def __init__(self, in_channels: int, *, num_queries: int = 100, init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(getattr(type(self), 'unit', None), str) or not type(self).unit:
+            raise TypeError(f'{type(self).__name__} must define a non-empty class attribute `unit`')
+        if in_channels <= 0 or num_queries <= 0:
+            raise ValueError(f'in_channels and num_queries must be positive, got {in_channels}, '
+                             f'{num_queries}')
+        self.in_channels = in_channels
+        self.num_queries = num_queries
+
+    @abstractmethod
+    def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
+        """Raw predictions for every slot, e.g. ``dict(boxes=(B, Q, 4))``."""
+
+    @abstractmethod
+    def loss(self, queries: UnitQueries, visual: VisualContext,
+             batch_data_samples: SampleList) -> dict[str, Tensor]:
+        """Losses (keys ``loss_<unit>*``) against ``gt_units.<unit>`` with grouped matching."""
+
+    @abstractmethod
+    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
+                rescale: bool = True) -> list[InstanceData]:
+        """Per-sample predictions (``InstanceData`` with ``scores`` and the unit's fields)."""
