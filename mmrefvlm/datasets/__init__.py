@@ -1,1 +1,13 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Records, templates, the data pipeline, datasets and samplers."""
+from .collate import refvlm_collate
+from .refvlm_dataset import RefVLMDataset
+from .samplers import WeightedMultiDatasetSampler
+from .transforms import (BuildUnitTargets, FormatConversation, LoadRecordDepth, LoadRecordImage,
+                         PackRefVLMInputs, PrepareImages, RasterizeVisualPrompts)
+
+__all__ = [
+    'RefVLMDataset', 'WeightedMultiDatasetSampler', 'LoadRecordImage', 'LoadRecordDepth',
+    'PrepareImages', 'RasterizeVisualPrompts', 'FormatConversation', 'BuildUnitTargets',
+    'PackRefVLMInputs', 'refvlm_collate'
+]

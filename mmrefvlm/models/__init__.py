@@ -1,5 +1,12 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Models: the LLM factory, vision encoders, prompt encoders, router, unit decoders, RefVLM."""
+from .data_preprocessors import RefVLMDataPreprocessor
 from .llms import build_causal_lm
+from .projectors import MLPProjector
+from .prompt_encoders import MaskGuidedAggregation
+from .refvlm import RefVLM
+from .routers import LatentEmbeddingRouter
+from .vision import CLIPViTEncoder, ConvNeXtPyramid
 
-__all__ = ['build_causal_lm']
+__all__ = ['build_causal_lm', 'RefVLMDataPreprocessor', 'MLPProjector', 'RefVLM',
+           'LatentEmbeddingRouter', 'CLIPViTEncoder', 'ConvNeXtPyramid', 'MaskGuidedAggregation']

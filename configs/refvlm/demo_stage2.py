@@ -1,0 +1,32 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+# The embedded demo: stage 2 (LLM + projector + box/mask decoders, visual prompts) with tiny
+# random-initialised models on the generated demo dataset, on CPU.
+#   python tools/misc/make_demo_data.py --out data/demo
+#   python tools/train.py configs/refvlm/demo_stage2.py
+from mmengine.config import read_base
+from mmengine.optim import CosineAnnealingLR, LinearLR
+
+with read_base():
+    from .._base_.datasets.demo import *  # noqa: F401,F403
+    from .._base_.default_runtime import *  # noqa: F401,F403
+    from .._base_.models.refvlm_tiny import *  # noqa: F401,F403
+    from .._base_.schedules.iter_adamw import *  # noqa: F401,F403
+
+from mmrefvlm.evaluation import GRESMetric, RECMetric, RESMetric
+
+# --- schedule knobs ---
+lr = 1e-3
+max_iters = 3000
+warmup_iters = 100
+
+optim_wrapper.optimizer.lr = lr
+param_scheduler = [
+    dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type=CosineAnnealingLR, by_epoch=False, eta_min=lr * 0.01, begin=warmup_iters,
+         end=max_iters, T_max=max_iters - warmup_iters)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+default_hooks.checkpoint.interval = 1000
+default_hooks.logger.interval = 50
+
+val_evaluator = [dict(type=RECMetric), dict(type=RESMetric), dict(type=GRESMetric)]
+test_evaluator = val_evaluator

@@ -1,0 +1,181 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Render a record's conversation with templates + TRP and tokenize it, prompt masked from labels."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from mmcv.transforms import BaseTransform
+
+from mmrefvlm.datasets.chat_templates import get_chat_template
+from mmrefvlm.datasets.template_bank import TemplateBank
+from mmrefvlm.registry import TRANSFORMS
+from mmrefvlm.tokenization import IMAGE_TOKEN, VPT_TOKEN, RefTokenizer, build_tokenizer
+from mmrefvlm.trp import build_answer, iter_groups, phrase_text
+
+from .loading import SampleLoadError
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class RefTarget:
+    """The target of one ``<REF>`` token: its units, the instance index (None: image-level), the
+    phrase-group id within the sample and the phrase text (for metrics)."""
+
+    units: tuple[str, ...]
+    target: int | None
+    group_id: int
+    phrase: str
+
+
+def iter_ref_targets(answer: Any, start_group: int = 0) -> Iterator[RefTarget]:
+    """``<REF>`` targets of a structured answer in rendering order (via :func:`trp.iter_groups`).
+
+    Group ids number the answer's (triplet, group) pairs from ``start_group``.
+    """
+    for gid, (_, _, phrase_group, group) in enumerate(iter_groups(answer), start_group):
+        n = int(group['n'])
+        targets = group.get('targets')
+        targets = [None] * n if targets is None else list(targets)
+        text = phrase_text(phrase_group)
+        if len(targets) != n:
+            raise ValueError(f'group of phrase {text!r} has n={n} but {len(targets)} targets')
+        for t in targets:
+            yield RefTarget(tuple(group['units']), t, gid, text)
+
+
+@TRANSFORMS.register_module()
+class FormatConversation(BaseTransform):
+    """Render and tokenize the conversation.
+
+    Adds ``input_ids`` ((L,) long), ``labels`` ((L,) long, -100 on prompt tokens; in predict mode
+    the final answer is left out and labels are all -100), ``ref_targets`` (list[RefTarget] in
+    ``<REF>`` order: of the supervised answers, or in predict mode of the final answer, kept as
+    ground truth for metrics), ``gt_answer`` (final structured answer), ``gt_text`` (its
+    rendering) and ``prompt_types``.
+
+    Args:
+        tokenizer (dict | RefTokenizer): Tokenizer config (``build_tokenizer`` kwargs) or object.
+        chat_template (str | dict): ``'vicuna'``, ``'chatml'``, ``'plain'`` or a dict.
+        num_image_tokens (int): Copies of ``<image>`` the model expects (= vision grid h*w).
+        num_prompt_tokens (int): Copies of ``[VPT]`` per visual prompt (= k*k of the aggregator).
+        cot (bool): Render VD-CoT before each answer. Default True (REF-VLM).
+        max_length (int): Longest token sequence; a longer sample is an error (never silently cut,
+            which would misalign ``<REF>`` tokens and targets).
+        predict (bool): Leave out the final answer (test/val); earlier turns stay as context.
+        template_dir (str, optional): Folder of template sets (default: the packaged templates).
+        seed (int): Template sampling seed (with the sample index).
+    """
+
+    def __init__(self, tokenizer: dict | RefTokenizer, *, chat_template: str | dict = 'vicuna',
+                 num_image_tokens: int, num_prompt_tokens: int = 9, cot: bool = True,
+                 max_length: int = 2048, predict: bool = False, template_dir: str | None = None,
+                 seed: int = 0) -> None:
+        if isinstance(tokenizer, Mapping):
+            cfg = dict(tokenizer)
+            cfg.pop('type', None)
+            tokenizer = build_tokenizer(**cfg)
+        self.tokenizer: RefTokenizer = tokenizer
+        self.chat = get_chat_template(chat_template)
+        if num_image_tokens <= 0 or num_prompt_tokens <= 0:
+            raise ValueError('num_image_tokens and num_prompt_tokens must be positive')
+        self.num_image_tokens = num_image_tokens
+        self.num_prompt_tokens = num_prompt_tokens
+        self.cot = cot
+        self.max_length = max_length
+        self.predict = predict
+        self.templates = TemplateBank(template_dir)
+        self.seed = seed
+
+    # -- rendering ---------------------------------------------------------------------------
+    def _user_text(self, turn: dict, task: str, sample_idx: int) -> str:
+        if 'content' in turn:
+            return turn['content']
+        name = turn.get('template', task)
+        index = self.templates.sample_index(name, self.seed, sample_idx)
+        return self.templates.render(name, turn.get('slots', {}), index=index)
+
+    def _segments(self, results: dict) -> tuple[list[tuple[str, bool]], list, Any]:
+        """(text, supervised) pieces, the supervised answers and the final answer."""
+        conv = list(results['conversation'])
+        task = results['task']
+        system = self.templates.system(task) if task in self.templates else ''
+        if conv and conv[0].get('role') == 'system':
+            system = conv.pop(0)['content']
+        pieces: list[tuple[str, bool]] = []
+        if system:
+            pieces.append((self.chat.system.format(system=system), False))
+        needs_image = results.get('img') is not None and not any(
+            IMAGE_TOKEN in t.get('content', '') for t in conv if t.get('role') == 'user')
+        answers, last_answer = [], None
+        idx = results.get('sample_idx', 0)
+        for i, turn in enumerate(conv):
+            if turn.get('role') == 'user':
+                text = self._user_text(turn, task, idx)
+                if needs_image and IMAGE_TOKEN not in text:
+                    text, needs_image = f'{IMAGE_TOKEN}\n{text}', False
+                pieces.append((self.chat.user.format(content=text), False))
+            elif turn.get('role') == 'assistant':
+                last_answer = turn['answer']
+                pieces.append((self.chat.assistant, False))
+                if self.predict and i == len(conv) - 1:
+                    break
+                pieces.append((build_answer(turn['answer'], cot=self.cot), True))
+                pieces.append(('<EOS>', True))
+                pieces.append((self.chat.turn_sep, False))
+                answers.append(turn['answer'])
+            else:
+                raise ValueError(f'record {results.get("id")}: unknown role {turn.get("role")!r}')
+        return pieces, answers, last_answer
+
+    # -- tokenization ------------------------------------------------------------------------
+    def _expand(self, ids: list[int]) -> list[int]:
+        out: list[int] = []
+        img, vpt = self.tokenizer.ids.image, self.tokenizer.ids.vpt
+        for t in ids:
+            if t == img:
+                out.extend([img] * self.num_image_tokens)
+            elif t == vpt:
+                out.extend([vpt] * self.num_prompt_tokens)
+            else:
+                out.append(t)
+        return out
+
+    def transform(self, results: dict) -> dict:  # noqa: D102
+        pieces, answers, last_answer = self._segments(results)
+        ids: list[int] = [] if self.tokenizer.ids.bos is None else [self.tokenizer.ids.bos]
+        labels: list[int] = [IGNORE_INDEX] * len(ids)
+        for text, supervised in pieces:
+            piece = [self.tokenizer.ids.eos] if text == '<EOS>' else self._expand(
+                self.tokenizer.encode(text))
+            ids.extend(piece)
+            labels.extend(piece if supervised else [IGNORE_INDEX] * len(piece))
+        rid = results.get('id')
+        if len(ids) > self.max_length:
+            raise SampleLoadError(f'record {rid}: {len(ids)} tokens exceed max_length='
+                                  f'{self.max_length}; raise max_length or shorten the sample')
+        n_vpt = ids.count(self.tokenizer.ids.vpt) // self.num_prompt_tokens
+        if n_vpt != len(results.get('visual_prompts') or ()):
+            raise ValueError(f'record {rid}: {n_vpt} [VPT] placeholders but '
+                             f'{len(results.get("visual_prompts") or ())} visual prompts')
+        n_img = ids.count(self.tokenizer.ids.image) // self.num_image_tokens
+        if n_img > 1 or (n_img == 1) != (results.get('img') is not None):
+            raise ValueError(f'record {rid}: needs exactly one <image> when it has an image and none '
+                             f'otherwise, found {n_img}')
+        # Training: targets of every supervised answer. Predict: the final (unseen) answer's targets,
+        # kept as ground truth for the metrics.
+        target_answers = [last_answer] if self.predict and last_answer is not None else answers
+        refs, gid = [], 0
+        for ans in target_answers:
+            refs.extend(iter_ref_targets(ans, start_group=gid))
+            gid += sum(1 for _ in iter_groups(ans))
+        results.update(
+            input_ids=torch.tensor(ids, dtype=torch.long),
+            labels=torch.tensor(labels, dtype=torch.long),
+            ref_targets=refs, gt_answer=last_answer,
+            gt_text=None if last_answer is None else build_answer(last_answer, cot=self.cot),
+            prompt_types=[p['type'] for p in results.get('visual_prompts') or ()])
+        return results

@@ -1,0 +1,194 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Per-unit target builders: record instances -> decoder targets in the square frame.
+
+A builder is registered in ``TASK_UTILS`` and named in the pipeline config by unit
+(``BuildUnitTargets(unit_targets=dict(box=dict(type='BoxTarget'), ...))``), so a plugin unit brings
+its own builder; nothing here enumerates units.
+"""
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from mmrefvlm.datasets.geometry import decode_mask
+from mmrefvlm.registry import TASK_UTILS
+
+
+class TargetError(ValueError):
+    """A record's target geometry is unusable for its unit (inverted box, empty mask...)."""
+
+
+class BaseUnitTarget(metaclass=ABCMeta):
+    """Builds one unit's targets for the ``<REF>`` tokens of a sample.
+
+    ``build`` receives, per ``<REF>`` of this unit in token order, the target instance dict (or None
+    for image-level targets) and returns tensors stacked over those refs, in the square frame
+    (normalised by S = max(H, W); the image sits top-left). ``build_original`` returns the same
+    targets in original-image pixels for metrics.
+    """
+
+    @abstractmethod
+    def build(self, instances: Sequence[dict | None], results: dict) -> dict[str, torch.Tensor]:
+        """Square-frame targets, each value (N, ...)."""
+
+    def build_original(self, instances: Sequence[dict | None], results: dict) -> dict:
+        """Original-pixel targets for metrics (default: none)."""
+        return {}
+
+
+def _rid(results: dict) -> str:
+    return str(results.get('id', '?'))
+
+
+def check_bbox(bbox: Sequence[float], h: int, w: int, rid: str) -> np.ndarray:
+    """Validate an xyxy pixel box against an HxW image; returns it as float32."""
+    if bbox is None or len(bbox) != 4:
+        raise TargetError(f'record {rid}: box target needs 4 numbers, got {bbox!r}')
+    b = np.asarray(bbox, dtype=np.float32)
+    if not np.isfinite(b).all():
+        raise TargetError(f'record {rid}: box {bbox!r} is not finite')
+    if b[2] <= b[0] or b[3] <= b[1]:
+        raise TargetError(f'record {rid}: box {bbox!r} is inverted or empty (need x1<x2, y1<y2)')
+    tol = 1.0  # annotation tools round to the pixel grid
+    if b[0] < -tol or b[1] < -tol or b[2] > w + tol or b[3] > h + tol:
+        raise TargetError(f'record {rid}: box {bbox!r} lies outside the {w}x{h} image')
+    return np.clip(b, 0, [w, h, w, h]).astype(np.float32)
+
+
+def square_resize(arr: np.ndarray, square: int, size: int, interp: int,
+                  fill: float = 0) -> np.ndarray:
+    """Pad (H, W) right/bottom to (square, square) with ``fill`` and resize to (size, size)."""
+    out = np.full((square, square), fill, dtype=arr.dtype)
+    out[:arr.shape[0], :arr.shape[1]] = arr
+    if square == size:
+        return out
+    return cv2.resize(out, (size, size), interpolation=interp)
+
+
+@TASK_UTILS.register_module()
+class BoxTarget(BaseUnitTarget):
+    """``bboxes``: (N, 4) float normalised xyxy in the square frame."""
+
+    def build(self, instances, results):  # noqa: D102
+        h, w = results['ori_shape']
+        s = results['square_size']
+        boxes = [check_bbox(inst.get('bbox') if inst else None, h, w, _rid(results)) / s
+                 for inst in instances]
+        return dict(bboxes=torch.from_numpy(np.stack(boxes)) if boxes else torch.zeros(0, 4))
+
+    def build_original(self, instances, results):  # noqa: D102
+        h, w = results['ori_shape']
+        boxes = [check_bbox(inst['bbox'], h, w, _rid(results)) for inst in instances]
+        return dict(bboxes=torch.from_numpy(np.stack(boxes)) if boxes else torch.zeros(0, 4))
+
+
+@TASK_UTILS.register_module()
+class MaskTarget(BaseUnitTarget):
+    """``masks``: (N, size, size) bool in the square frame (area-resized, then > 0.5: binary)."""
+
+    def __init__(self, size: int = 336) -> None:
+        if size <= 0:
+            raise ValueError(f'mask target size must be positive, got {size}')
+        self.size = size
+
+    def _decode(self, inst: dict | None, results: dict) -> np.ndarray:
+        h, w = results['ori_shape']
+        if not inst or inst.get('mask') is None:
+            raise TargetError(f'record {_rid(results)}: mask target instance has no mask')
+        m = decode_mask(inst['mask'], h, w)
+        if not m.any():
+            raise TargetError(f'record {_rid(results)}: mask target is empty')
+        return m
+
+    def build(self, instances, results):  # noqa: D102
+        s = results['square_size']
+        out = [square_resize(self._decode(i, results).astype(np.float32), s, self.size,
+                             cv2.INTER_AREA) > 0.5 for i in instances]
+        if not out:
+            return dict(masks=torch.zeros(0, self.size, self.size, dtype=torch.bool))
+        return dict(masks=torch.from_numpy(np.stack(out)))
+
+    def build_original(self, instances, results):  # noqa: D102
+        h, w = results['ori_shape']
+        out = [self._decode(i, results) for i in instances]
+        return dict(masks=torch.from_numpy(np.stack(out)) if out else
+                    torch.zeros(0, h, w, dtype=torch.bool))
+
+
+@TASK_UTILS.register_module()
+class KeypointTarget(BaseUnitTarget):
+    """``keypoints``: (N, K, 3) float (x, y normalised, visibility 0/1/2) and ``bboxes`` (N, 4).
+
+    Unlabelled keypoints (v = 0) get coordinates 0 and must be ignored by losses and metrics.
+    """
+
+    def __init__(self, num_keypoints: int) -> None:
+        if num_keypoints <= 0:
+            raise ValueError(f'num_keypoints must be positive, got {num_keypoints}')
+        self.num_keypoints = num_keypoints
+
+    def _kpts(self, inst: dict | None, results: dict) -> np.ndarray:
+        kp = None if not inst else inst.get('keypoints')
+        if kp is None or len(kp) != 3 * self.num_keypoints:
+            raise TargetError(f'record {_rid(results)}: keypoint target needs '
+                              f'{3 * self.num_keypoints} numbers, got {None if kp is None else len(kp)}')
+        k = np.asarray(kp, dtype=np.float32).reshape(self.num_keypoints, 3)
+        if not np.isin(k[:, 2], (0, 1, 2)).all():
+            raise TargetError(f'record {_rid(results)}: keypoint visibility must be 0, 1 or 2')
+        k[k[:, 2] == 0, :2] = 0
+        return k
+
+    def build(self, instances, results):  # noqa: D102
+        s = results['square_size']
+        kps = [self._kpts(i, results) for i in instances]
+        out = BoxTarget().build(instances, results)
+        k = torch.from_numpy(np.stack(kps)) if kps else torch.zeros(0, self.num_keypoints, 3)
+        k[..., :2] /= s
+        out['keypoints'] = k
+        return out
+
+    def build_original(self, instances, results):  # noqa: D102
+        kps = [self._kpts(i, results) for i in instances]
+        out = BoxTarget().build_original(instances, results)
+        out['keypoints'] = (torch.from_numpy(np.stack(kps)) if kps
+                            else torch.zeros(0, self.num_keypoints, 3))
+        return out
+
+
+@TASK_UTILS.register_module()
+class DepthTarget(BaseUnitTarget):
+    """``depth``: (N, size, size) float metres and ``valid`` (N, size, size) bool.
+
+    An image-level target (None) is the whole depth map; an instance target restricts ``valid`` to
+    that instance's mask. Padding and zero-depth pixels are invalid.
+    """
+
+    def __init__(self, size: int = 336) -> None:
+        if size <= 0:
+            raise ValueError(f'depth target size must be positive, got {size}')
+        self.size = size
+
+    def build(self, instances, results):  # noqa: D102
+        depth = results.get('gt_depth')
+        if depth is None and instances:
+            raise TargetError(f'record {_rid(results)}: depth unit used but the record has no depth')
+        s = results['square_size']
+        maps, valids = [], []
+        for inst in instances:
+            d = square_resize(depth, s, self.size, cv2.INTER_NEAREST)
+            v = d > 0
+            if inst is not None and inst.get('mask') is not None:
+                h, w = results['ori_shape']
+                m = square_resize(decode_mask(inst['mask'], h, w).astype(np.uint8), s, self.size,
+                                  cv2.INTER_NEAREST) > 0
+                v &= m
+            maps.append(d)
+            valids.append(v)
+        if not maps:
+            return dict(depth=torch.zeros(0, self.size, self.size),
+                        valid=torch.zeros(0, self.size, self.size, dtype=torch.bool))
+        return dict(depth=torch.from_numpy(np.stack(maps)), valid=torch.from_numpy(np.stack(valids)))

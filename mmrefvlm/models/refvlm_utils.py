@@ -1,0 +1,105 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Helpers of ``RefVLM``: splicing visual tokens, the LM loss, LoRA, prediction assembly."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+IGNORE_INDEX = -100
+
+
+def splice(embeds: Tensor, input_ids: Tensor, token_id: int, values: Tensor,
+           expected: Tensor, what: str) -> Tensor:
+    """Replace the embeddings of every ``token_id`` position by ``values`` (in batch order).
+
+    Args:
+        embeds (Tensor): (B, L, D) token embeddings.
+        input_ids (Tensor): (B, L) long.
+        token_id (int): The placeholder id (``<image>`` or ``[VPT]``).
+        values (Tensor): (M, D) replacement rows, ordered by sample then position.
+        expected (Tensor): (B,) long, number of placeholder positions each sample must have.
+        what (str): Name for error messages.
+
+    Returns:
+        Tensor: (B, L, D) with the placeholders replaced (out of place, differentiable).
+    """
+    mask = input_ids == token_id
+    counts = mask.sum(1)
+    if not torch.equal(counts, expected.to(counts)):
+        raise ValueError(f'{what}: the token sequences hold {counts.tolist()} placeholder tokens '
+                         f'per sample but the visual inputs give {expected.tolist()}; the pipeline\'s '
+                         'num_image_tokens / num_prompt_tokens must match the encoders')
+    if values.shape[0] == 0:
+        return embeds
+    return embeds.masked_scatter(mask.unsqueeze(-1), values.to(embeds.dtype))
+
+
+def lm_loss(hidden: Tensor, labels: Tensor, lm_head: nn.Module) -> Tensor:
+    """Mean next-token cross-entropy over labelled positions only (logits are computed for those
+    positions alone, not for the whole (B, L, V) grid)."""
+    targets = labels[:, 1:]
+    sel = targets != IGNORE_INDEX
+    if not bool(sel.any()):
+        return lm_head(hidden[:, :1]).sum() * 0.
+    logits = lm_head(hidden[:, :-1][sel])
+    return F.cross_entropy(logits.float(), targets[sel])
+
+
+def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -> InstanceData:
+    """Merge per-unit predictions of one sample into one ``InstanceData`` in ``<REF>`` order.
+
+    Args:
+        parts: ``(unit, refs, instances)`` where ``refs`` are the sample's ``RoutedRef`` of that
+            unit (their ``slot`` indexes ``instances``).
+        num (int): Total number of entries (refs over all units).
+
+    Fields a unit does not produce are filled with NaN (float) or False (bool) for its entries, so
+    metrics select entries by ``units``.
+    """
+    out = InstanceData()
+    labels, units, gids, order = [None] * num, [None] * num, [0] * num, 0
+    fields: dict[str, list] = {}
+    for unit, refs, inst in parts:
+        for r in refs:
+            labels[order], units[order], gids[order] = r.phrase, unit, r.group_id
+            for key in inst.keys():
+                fields.setdefault(key, []).append((order, inst[key][r.slot]))
+            order += 1
+    out.labels, out.units = labels, units
+    out.group_ids = torch.tensor(gids, dtype=torch.long)
+    for key, items in fields.items():
+        proto = items[0][1]
+        if not isinstance(proto, Tensor):
+            continue
+        if proto.dtype == torch.bool:
+            full = torch.zeros(num, *proto.shape, dtype=torch.bool, device=proto.device)
+        else:
+            full = torch.full((num, *proto.shape), float('nan'), dtype=proto.dtype,
+                              device=proto.device)
+        for i, v in items:
+            full[i] = v
+        out.set_field(full, key)
+    return out
+
+
+def apply_lora(llm: nn.Module, lora: Mapping, trainable_token_ids: Sequence[int]) -> nn.Module:
+    """Wrap ``llm`` with peft LoRA; the new special-token rows of the input embedding and of the
+    LM head stay trainable (peft ``trainable_token_indices``)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:  # pragma: no cover - peft is a runtime requirement
+        raise ImportError('LoRA needs `peft` (requirements/runtime.txt)') from err
+    cfg = dict(lora)
+    names = {id(m): n for n, m in llm.named_modules()}
+    emb_name = names[id(llm.get_input_embeddings())].split('.')[-1]
+    token_idx = {emb_name: list(trainable_token_ids)}
+    head = llm.get_output_embeddings()
+    if head is not None and head.weight is not llm.get_input_embeddings().weight:
+        token_idx[names[id(head)].split('.')[-1]] = list(trainable_token_ids)
+    cfg.setdefault('trainable_token_indices', token_idx)
+    cfg.setdefault('task_type', 'CAUSAL_LM')
+    return get_peft_model(llm, LoraConfig(**cfg))

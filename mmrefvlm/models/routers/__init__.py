@@ -1,0 +1,4 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+from .latent_router import LatentEmbeddingRouter, RoutedRef, RoutingResult, find_refs
+
+__all__ = ['LatentEmbeddingRouter', 'RoutedRef', 'RoutingResult', 'find_refs']

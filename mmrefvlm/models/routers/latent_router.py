@@ -1,0 +1,154 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""The latent-embedding router: every ``<REF>`` hidden state goes to the decoder of the unit named
+in its own triplet (from label ids in training, from generated ids at inference)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmrefvlm.registry import MODELS
+from mmrefvlm.structures import UnitQueries
+from mmrefvlm.tokenization import RefTokenizer
+from mmrefvlm.trp import parse_token_ids
+
+
+@dataclass(frozen=True)
+class RoutedRef:
+    """One ``<REF>`` after routing.
+
+    Attributes:
+        sample (int): Batch index.
+        position (int): Index of the ``<REF>`` token in the sequence the hidden states cover.
+        unit (str): Decoder it goes to (a ``<REF>`` with several units appears once per unit).
+        slot (int): Its query slot in that unit's ``UnitQueries`` of the sample.
+        group_id (int): Phrase-group id within the sample (matching happens inside a group).
+        phrase (str): Plain text of its phrase.
+    """
+
+    sample: int
+    position: int
+    unit: str
+    slot: int
+    group_id: int
+    phrase: str
+
+
+@dataclass
+class RoutingResult:
+    """Output of :meth:`LatentEmbeddingRouter.forward`.
+
+    Attributes:
+        queries (dict[str, UnitQueries]): Per unit with at least one ``<REF>`` in the batch.
+        refs (list[list[RoutedRef]]): Per sample, in routing order.
+        warnings (list[list[str]]): Per sample (dropped refs, capacity overflow, parse problems).
+    """
+
+    queries: dict[str, UnitQueries]
+    refs: list[list[RoutedRef]]
+    warnings: list[list[str]]
+
+
+def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[str],
+              span_mask: Tensor | None = None) -> tuple[list[tuple], list[str]]:
+    """Parse one sample's answer tokens into ``(position, units, group_key, phrase)`` tuples.
+
+    Args:
+        token_ids (Tensor): (L,) long, the sample's sequence.
+        tokenizer (RefTokenizer): For the special-token ids and unit-name text.
+        known_units (set[str]): Units that have a decoder; others are dropped with a warning.
+        span_mask (Tensor, optional): (L,) bool, which positions belong to answers (the labels
+            mask in training). Consecutive answers are separated at EOS and parsed one by one.
+            None: the whole sequence is one answer (generated tokens).
+
+    Returns:
+        tuple: refs as ``(position, units, (answer, triplet, group), phrase)`` and warning strings.
+    """
+    if span_mask is None:
+        positions = torch.arange(len(token_ids))
+    else:
+        positions = span_mask.nonzero(as_tuple=True)[0]
+    ids = token_ids[positions].tolist()
+    pos = positions.tolist()
+    eos = tokenizer.ids.eos
+    out, warnings, start, answer = [], [], 0, 0
+    for end in [i for i, t in enumerate(ids) if t == eos] + [len(ids)]:
+        if end > start:
+            res = parse_token_ids(ids[start:end], tokenizer, known_units=known_units)
+            warnings += [f'{w.code}: {w.message}' for w in res.warnings]
+            for ref in res.refs:
+                if not ref.units:
+                    warnings.append(f'dropped <REF> at token {pos[start + ref.position]}: no unit')
+                    continue
+                out.append((pos[start + ref.position], ref.units, (answer, ref.triplet, ref.group),
+                            ref.phrase))
+            answer += 1
+        start = end + 1
+    return out, warnings
+
+
+@MODELS.register_module()
+class LatentEmbeddingRouter(BaseModule):
+    """Packs ``<REF>`` hidden states per unit into padded ``UnitQueries``.
+
+    Args:
+        ref_position (str): ``'ref'`` (REF-VLM: the state at the ``<REF>`` position) or
+            ``'emitting'`` (LISA/GSVA/AnyRef: the state at the position that emitted ``<REF>``).
+    """
+
+    def __init__(self, ref_position: str = 'ref', init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if ref_position not in ('ref', 'emitting'):
+            raise ValueError(f"ref_position must be 'ref' or 'emitting', got {ref_position!r}")
+        self.ref_position = ref_position
+
+    def forward(self, hidden: Tensor, refs: Sequence[Sequence[tuple]],
+                capacities: Mapping[str, int],
+                warnings: Sequence[Sequence[str]] | None = None) -> RoutingResult:
+        """Route parsed refs.
+
+        Args:
+            hidden (Tensor): (B, L, D) last-layer hidden states.
+            refs (Sequence): Per sample, ``find_refs`` tuples with positions indexing ``hidden``.
+            capacities (Mapping[str, int]): Max queries per sample per unit (decoder capacity);
+                extra refs are dropped with a warning.
+            warnings (Sequence, optional): Per-sample warnings to extend.
+
+        Returns:
+            RoutingResult: queries per unit (padded slots masked, ``group_ids`` -1 there).
+        """
+        bsz = hidden.shape[0]
+        shift = 1 if self.ref_position == 'emitting' else 0
+        warns = [list(w) for w in warnings] if warnings is not None else [[] for _ in range(bsz)]
+        routed: list[list[RoutedRef]] = [[] for _ in range(bsz)]
+        for b, sample_refs in enumerate(refs):
+            group_ids: dict[tuple, int] = {}
+            counts: dict[str, int] = {}
+            for position, units, key, phrase in sample_refs:
+                gid = group_ids.setdefault(key, len(group_ids))
+                for unit in units:
+                    slot = counts.get(unit, 0)
+                    if slot >= capacities[unit]:
+                        warns[b].append(f'<REF> at token {position} dropped: more than '
+                                        f'{capacities[unit]} {unit} queries (decoder capacity)')
+                        continue
+                    counts[unit] = slot + 1
+                    routed[b].append(RoutedRef(b, max(position - shift, 0), unit, slot, gid, phrase))
+        queries = {}
+        for unit in sorted({r.unit for rs in routed for r in rs}):
+            items = [r for rs in routed for r in rs if r.unit == unit]
+            q = max(r.slot for r in items) + 1
+            b_idx = torch.tensor([r.sample for r in items], device=hidden.device)
+            s_idx = torch.tensor([r.slot for r in items], device=hidden.device)
+            p_idx = torch.tensor([r.position for r in items], device=hidden.device)
+            embeds = hidden.new_zeros(bsz, q, hidden.shape[-1])
+            embeds = embeds.index_put((b_idx, s_idx), hidden[b_idx, p_idx])
+            mask = torch.zeros(bsz, q, dtype=torch.bool, device=hidden.device)
+            mask[b_idx, s_idx] = True
+            gids = torch.full((bsz, q), -1, dtype=torch.long, device=hidden.device)
+            gids[b_idx, s_idx] = torch.tensor([r.group_id for r in items], device=hidden.device)
+            queries[unit] = UnitQueries(embeds=embeds, mask=mask, group_ids=gids)
+        return RoutingResult(queries=queries, refs=routed, warnings=warns)
