@@ -62,25 +62,27 @@ def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -
     """
     out = InstanceData()
     labels, units, gids, order = [None] * num, [None] * num, [0] * num, 0
-    fields: dict[str, list] = {}
+    protos: dict[str, Tensor] = {}
+    items: dict[str, list] = {}
     for unit, refs, inst in parts:
+        for key in inst.keys():
+            if isinstance(inst[key], Tensor):
+                protos.setdefault(key, inst[key])
         for r in refs:
             labels[order], units[order], gids[order] = r.phrase, unit, r.group_id
-            for key in inst.keys():
-                fields.setdefault(key, []).append((order, inst[key][r.slot]))
+            for key in protos:
+                if key in inst:
+                    items.setdefault(key, []).append((order, inst[key][r.slot]))
             order += 1
     out.labels, out.units = labels, units
     out.group_ids = torch.tensor(gids, dtype=torch.long)
-    for key, items in fields.items():
-        proto = items[0][1]
-        if not isinstance(proto, Tensor):
-            continue
+    for key, proto in protos.items():
+        shape = (num, *proto.shape[1:])
         if proto.dtype == torch.bool:
-            full = torch.zeros(num, *proto.shape, dtype=torch.bool, device=proto.device)
+            full = torch.zeros(shape, dtype=torch.bool, device=proto.device)
         else:
-            full = torch.full((num, *proto.shape), float('nan'), dtype=proto.dtype,
-                              device=proto.device)
-        for i, v in items:
+            full = torch.full(shape, float('nan'), dtype=proto.dtype, device=proto.device)
+        for i, v in items.get(key, ()):
             full[i] = v
         out.set_field(full, key)
     return out

@@ -17,9 +17,9 @@ TARGETS = dict(box=dict(type='BoxTarget'), mask=dict(type='MaskTarget', size=20)
                depth=dict(type='DepthTarget', size=20))
 
 
-def make_pipeline(predict=False, cot=False, image_tokens=4):
+def make_pipeline(predict=False, cot=False, image_tokens=4, vit=16):
     return Compose([
-        LoadRecordImage(), LoadRecordDepth(), PrepareImages(sizes=dict(vit=16, pyramid=32)),
+        LoadRecordImage(), LoadRecordDepth(), PrepareImages(sizes=dict(vit=vit, pyramid=32)),
         RasterizeVisualPrompts(size=20, point_radius=2, scribble_width=1),
         FormatConversation(dict(source='demo'), chat_template='plain', num_image_tokens=image_tokens,
                            num_prompt_tokens=9, cot=cot, predict=predict),

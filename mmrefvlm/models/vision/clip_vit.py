@@ -57,6 +57,7 @@ class CLIPViTEncoder(HFVisionBackbone):
             raise ValueError(f'select_layer={select_layer} is out of range for '
                              f'{num_states} hidden states (num_hidden_layers + 1)')
         self.select_layer = select_layer
+        self._freeze_unused_layers(select_layer % num_states)
         if self.image_size % self.model.config.patch_size:
             raise ValueError(f'image_size {self.image_size} is not a multiple of patch_size '
                              f'{self.model.config.patch_size}')
@@ -80,6 +81,18 @@ class CLIPViTEncoder(HFVisionBackbone):
     def num_tokens(self) -> int:
         """Number of patch tokens per image (``grid_size ** 2``; CLS excluded)."""
         return self.grid_size ** 2
+
+    def _freeze_unused_layers(self, keep: int) -> None:
+        """Freeze the layers after ``select_layer`` and the pooled-output LayerNorm.
+
+        They never influence the selected features, so when the encoder is trained they would be
+        parameters without gradients (DDP with ``find_unused_parameters=False`` forbids those).
+        They stay in the module so checkpoints and ``save_pretrained`` keep the HF layout.
+        """
+        vm = getattr(self.model, 'vision_model', self.model)  # transformers 5 flattened it
+        for layer in vm.encoder.layers[keep:]:
+            layer.requires_grad_(False)
+        vm.post_layernorm.requires_grad_(False)
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """Encode normalised images.

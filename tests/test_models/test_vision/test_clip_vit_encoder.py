@@ -84,11 +84,16 @@ def test_unfrozen_trains():
     parent = _Parent(enc)
     parent.train()
     assert enc.training and enc.model.training
-    assert all(p.requires_grad for p in enc.parameters())
+    # select_layer=-2: the last layer and the pooled-output norm never touch the output, so they
+    # are frozen; every trainable parameter gets a gradient (DDP-safe without unused params)
+    frozen = {n for n, p in enc.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(('model.encoder.layers.1.', 'model.post_layernorm.'))
+                          for n in frozen)
     x = torch.randn(2, 3, 32, 32)
     w0 = enc.model.embeddings.patch_embedding.weight.detach().clone()
     opt = torch.optim.SGD(parent.parameters(), lr=0.1)
     parent(x).sum().backward()
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
     assert enc.model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
     opt.step()
     assert not torch.equal(enc.model.embeddings.patch_embedding.weight, w0)

@@ -1,0 +1,187 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""RefVLM end to end on tiny modules: losses, fake inputs, LoRA, robust predict."""
+import copy
+
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
+from torch import nn
+
+from mmrefvlm.datasets import refvlm_collate
+from mmrefvlm.models import RefVLM
+from mmrefvlm.models.generation import GenerationOutput
+from mmrefvlm.models.unit_decoders.base import BaseVisualUnitDecoder
+from mmrefvlm.tokenization import build_tokenizer
+from mmrefvlm.trp import build_answer
+
+from ..test_datasets.conftest import scene  # noqa: F401  (fixture)
+from ..test_datasets.test_pipeline import make_pipeline
+
+
+class TinyBox(BaseVisualUnitDecoder):
+    unit = 'box'
+
+    def __init__(self, in_channels, num_queries=4):
+        super().__init__(in_channels, num_queries=num_queries)
+        self.head = nn.Linear(in_channels, 4)
+        self.feat = nn.Linear(16, 1)
+
+    def forward(self, q, vis):
+        f = self.feat(vis.pyramid[0].mean((2, 3)))[:, None]  # (B, 1, 1)
+        return dict(boxes=(self.head(q.embeds) + f).sigmoid())
+
+    def loss(self, q, vis, samples):
+        pred = self(q, vis)['boxes'][q.mask]
+        gt = torch.cat([s.gt_units.box.bboxes for s in samples if 'box' in s.gt_units])
+        return dict(loss_box_l1=(pred - gt).abs().mean())
+
+    def predict(self, q, vis, samples, rescale=True):
+        out = self(q, vis)['boxes']
+        return [InstanceData(bboxes=out[b][q.mask[b]] * s.metainfo['square_size'],
+                             scores=torch.ones(int(q.mask[b].sum())))
+                for b, s in enumerate(samples)]
+
+
+def build(**kw):
+    init_default_scope('mmrefvlm')
+    torch.manual_seed(0)
+    cfg = dict(
+        tokenizer=dict(source='demo'),
+        llm=dict(config=dict(model_type='llama', vocab_size=800, hidden_size=32,
+                             intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                             num_key_value_heads=4)),
+        vision_encoder=dict(type='CLIPViTEncoder', frozen=False, config=dict(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+            image_size=24, patch_size=8)),
+        pyramid_encoder=dict(type='ConvNeXtPyramid', config=dict(
+            depths=[1, 1, 1, 1], hidden_sizes=[16, 16, 16, 16], image_size=32)),
+        unit_decoders=dict(box=TinyBox(32)), loss_weights=dict(llm=1., box=.5))
+    cfg.update(kw)
+    return RefVLM(**cfg)
+
+
+def batch(scene, model, records, predict=False):
+    pipe = make_pipeline(predict=predict, image_tokens=9, vit=24)
+    items = []
+    for i, rec in enumerate(records):
+        rec = copy.deepcopy(rec)
+        rec.update(data_root=scene['root'], sample_idx=i)
+        items.append(pipe(rec))
+    return model.data_preprocessor(refvlm_collate(items), training=not predict)
+
+
+def box_record(scene):
+    rec = copy.deepcopy(scene['record'])
+    rec['conversation'][1]['answer'] = [{'phrase': 'two squares', 'groups': [
+        {'units': ['box'], 'n': 2, 'targets': [0, 1]}]}, '.']
+    return rec
+
+
+def text_record(scene):
+    rec = copy.deepcopy(scene['record'])
+    rec['conversation'][1]['answer'] = 'Two squares.'
+    return rec
+
+
+def grads_missing(model):
+    return [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def test_loss_terms_and_every_param_gets_grad(scene):
+    model = build()
+    data = batch(scene, model, [box_record(scene), text_record(scene)])
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_llm', 'loss_box_l1'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert grads_missing(model) == []
+
+
+def test_text_only_batch_uses_fake_inputs(scene):
+    model = build()
+    data = batch(scene, model, [text_record(scene), text_record(scene)])
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_llm'}
+    sum(losses.values()).backward()
+    assert grads_missing(model) == []
+    assert torch.count_nonzero(model.unit_decoders.box.head.weight.grad) == 0  # zero, but present
+
+
+def test_misaligned_targets_raise(scene):
+    model = build()
+    data = batch(scene, model, [box_record(scene)])
+    del data['data_samples'][0].gt_units.box
+    with pytest.raises(ValueError, match='targets'):
+        model(**data, mode='loss')
+
+
+def test_build_errors():
+    with pytest.raises(ValueError, match='no decoder'):
+        build(loss_weights=dict(llm=1., mask=1.))
+    with pytest.raises(ValueError, match='key must equal its unit'):
+        build(unit_decoders=dict(mask=TinyBox(32)))
+
+
+def test_lora_trains_adapters_and_new_rows_only(scene):
+    model = build(lora=dict(r=4, lora_alpha=8, target_modules=['q_proj', 'v_proj']))
+    tok = build_tokenizer('demo')
+    names = [n for n, p in model.llm.named_parameters() if p.requires_grad]
+    assert names and all('lora_' in n or 'trainable_tokens' in n for n in names)
+    emb = model.llm.get_input_embeddings()
+    before = emb(torch.arange(len(tok))[None])[0].detach().clone()
+    data = batch(scene, model, [box_record(scene)])
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    sum(model(**data, mode='loss').values()).backward()
+    opt.step()
+    after = emb(torch.arange(len(tok))[None])[0].detach()
+    changed = (after != before).any(1).nonzero().flatten().tolist()
+    # only special-token rows can move; <REF> was in the answer, so its row did
+    assert changed and set(changed) <= set(tok.ids.values()) and tok.ids.ref in changed
+
+
+def fake_generation(model, token_lists, finished):
+    width = max(len(t) for t in token_lists)
+    pad = model.tokenizer.ids.pad
+    tokens = torch.tensor([t + [pad] * (width - len(t)) for t in token_lists])
+    b, d = tokens.shape[0], 32
+    return GenerationOutput(tokens=tokens, lengths=torch.tensor([len(t) for t in token_lists]),
+                            states=torch.randn(b, width, d), emit_states=torch.randn(b, width, d),
+                            finished=torch.tensor(finished))
+
+
+@pytest.mark.parametrize('text,finished,warning', [
+    ('<Phrase>two squares</Phrase>(<Unit>box</Unit>[0]<REF>[1]<REF>).', True, None),
+    ('<Phrase>two squares</Phrase>(<Unit>box</Unit>[0]<REF>[1]<', False, 'max_new_tokens'),
+    ('<Phrase>x</Phrase>(<Unit></Unit>[0]<REF>) <REF>', True, 'no unit'),
+    ('<Phrase>x</Phrase>(<Unit>box</Unit>' + ''.join(f'[{i}]<REF>' for i in range(9)) + ')', True,
+     'capacity'),
+    ('<Phrase><Phrase>x</Phrase>(<Unit>box</Unit>[0]<REF>' * 20, False, 'max_new_tokens'),
+])
+def test_predict_never_raises_on_malformed_generation(scene, monkeypatch, text, finished, warning):
+    model = build().eval()
+    tok = model.tokenizer
+    ids = tok.encode(text) + ([tok.ids.eos] if finished else [])
+    monkeypatch.setattr('mmrefvlm.models.refvlm.greedy_generate',
+                        lambda *a, **k: fake_generation(model, [ids, ids], [finished] * 2))
+    data = batch(scene, model, [box_record(scene), box_record(scene)], predict=True)
+    out = model(**data, mode='predict')
+    s = out[0]
+    assert s.pred_text == tok.decode(ids[:len(ids) - int(finished)])
+    n_box = sum(1 for u in s.pred_instances.units if u == 'box')
+    assert n_box <= 4 and len(s.pred_instances.get('bboxes', ())) == n_box
+    if warning is None:
+        assert n_box == 2 and s.warnings == []
+        assert s.pred_answer == [{'phrase': 'two squares', 'groups': [{'units': ['box'], 'n': 2}]}, '.']
+    else:
+        assert any(warning in w for w in s.warnings), s.warnings
+
+
+def test_predict_batch_matches_single(scene):
+    model = build().eval()
+    model.max_new_tokens = 6
+    data2 = batch(scene, model, [box_record(scene), text_record(scene)], predict=True)
+    data1 = batch(scene, model, [box_record(scene)], predict=True)
+    a = model(**data2, mode='predict')[0]
+    b = model(**data1, mode='predict')[0]
+    assert a.pred_text == b.pred_text
