@@ -1,0 +1,38 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Trivial baselines for the demo report: the same metrics on predictions that ignore the input.
+
+For every ground-truth (``<REF>``, unit) entry the baseline predicts the whole image as the box and
+the mask, the image centre for every keypoint, and a constant depth (``mean_depth``); its text is the
+ground-truth text, so text metrics are not meaningful for it and are left out of the report.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from mmengine.structures import InstanceData
+
+from mmrefvlm.structures import RefVLMDataSample
+
+
+def trivial_prediction(sample: RefVLMDataSample, mean_depth: float = 3.0) -> RefVLMDataSample:
+    """A copy of ``sample`` with baseline ``pred_*`` fields (see module docstring)."""
+    out = copy.copy(sample)
+    h, w = sample.metainfo['ori_shape']
+    gt = sample.get('gt_instances', InstanceData(labels=[], units=[]))
+    n = len(gt.units)
+    pred = InstanceData(labels=list(gt.labels), units=list(gt.units),
+                        group_ids=gt.group_ids.clone())
+    pred.scores = torch.ones(n)
+    pred.bboxes = torch.tensor([[0., 0., float(w), float(h)]]).repeat(n, 1)
+    pred.masks = torch.ones(n, h, w, dtype=torch.bool)
+    if 'keypoints' in gt:
+        k = gt.keypoints.shape[1]
+        centre = torch.tensor([w / 2, h / 2, 1.])
+        pred.keypoints = centre.repeat(n, k, 1)
+    pred.depth = torch.full((n, h, w), float(mean_depth))
+    out.pred_instances = pred
+    out.pred_text = sample.get('gt_text', '') or ''
+    out.pred_answer = sample.get('gt_answer')
+    out.warnings = []
+    return out
