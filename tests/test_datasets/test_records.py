@@ -48,7 +48,7 @@ def template_sets(tmp_path):
 
 @pytest.fixture
 def record():
-    """A valid record exercising every field: 4 prompt types, nested phrase, n=0, depth, keypoints."""
+    """A valid record using every field: 4 prompt types, nested phrase, n=0, depth, keypoints."""
     return {
         'id': 'r1', 'task': 'ig_mask', 'image': {'path': 'img.png', 'width': 40, 'height': 30},
         'instances': [
@@ -143,6 +143,11 @@ CASES = [
     ('nested target', _set((*_ANSWER, 0, 'phrase', 0, 'groups', 0, 'targets'), [7]),
      f'{ANS}[0].phrase[0].groups[0].targets[0]', 'index into instances'),
     ('empty phrase', _set((*_ANSWER, 2, 'phrase'), ' '), f'{ANS}[2].phrase', 'non-empty'),
+    ('empty nested phrase', _set((*_ANSWER, 2, 'phrase'), []), f'{ANS}[2].phrase', 'non-empty'),
+    ('template not a name', _set(('conversation', 1, 'template'), ['ig_mask']),
+     'conversation[1].template', 'must be a template set name'),
+    ('no answer', _set(('conversation', 2, 'answer'), _DELETE), 'conversation[2].answer',
+     'non-empty list'),
     ('no groups', _set((*_ANSWER, 2, 'groups'), []), f'{ANS}[2].groups', 'non-empty'),
     ('markup in text', _set((*_ANSWER, 1), ' <REF> '), f'{ANS}[1]', "'<REF>'"),
     ('too few prompts', _set(('visual_prompts',), lambda v: v[:3]), 'visual_prompts',

@@ -1,0 +1,329 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Mask and box helpers for records (docs/data_format.md): RLE / polygon decode and encode, checks.
+
+Masks in records are COCO compressed RLE ``{"size": [h, w], "counts": str}`` or polygon lists
+``[[x1, y1, x2, y2, ...], ...]``. Boxes are ``[x1, y1, x2, y2]`` float pixels of the original image.
+
+``pycocotools`` is imported lazily (it is an optional dependency of the core). RLE counts are parsed
+and checked in Python before pycocotools decodes them: pycocotools writes ``sum(counts)`` pixels
+without bounds checks, so a malformed string from an untrusted file could overrun its buffer.
+"""
+from __future__ import annotations
+
+import math
+import os.path as osp
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    'rle_counts_from_string', 'check_rle', 'check_polygons', 'check_mask', 'check_bbox',
+    'decode_mask', 'encode_mask', 'mask_area', 'mask_bbox', 'xywh_to_xyxy', 'clip_bbox',
+    'clean_polygons', 'is_number', 'check_keypoints', 'check_visual_prompt_geometry',
+    'check_depth_file',
+]
+
+#: Slack (pixels) for float boxes that end a rounding error outside the image.
+BBOX_EPS = 1e-3
+
+
+def _mask_utils():
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError as err:  # pragma: no cover - pycocotools is in requirements/runtime.txt
+        raise ImportError('mask handling needs pycocotools (pip install pycocotools)') from err
+    return mask_utils
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float (bool excluded)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def rle_counts_from_string(counts: str) -> list[int]:
+    """Run lengths of a COCO compressed RLE string (the inverse of ``pycocotools`` encoding).
+
+    Each count is a little-endian base-32 varint of ASCII characters ``'0' + (0..63)`` with a
+    continuation bit (0x20) and a sign bit on its last character; from the third count on, the
+    value is stored as a difference to the count two places earlier.
+
+    Args:
+        counts (str): The ``counts`` field of a compressed RLE.
+
+    Returns:
+        list[int]: Run lengths, alternating background / foreground, starting with background.
+
+    Raises:
+        ValueError: A character outside ``'0'..'o'`` or a truncated varint.
+    """
+    runs: list[int] = []
+    pos, size = 0, len(counts)
+    while pos < size:
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= size:
+                raise ValueError(f'truncated RLE counts at character {pos}')
+            code = ord(counts[pos]) - 48
+            if not 0 <= code < 64:
+                raise ValueError(f'invalid RLE character {counts[pos]!r} at {pos}')
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            pos += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def check_rle(rle: Any, height: int | None = None, width: int | None = None,
+              *, allow_uncompressed: bool = False) -> tuple[str | None, int]:
+    """Check a COCO RLE and count its foreground pixels without decoding it.
+
+    Args:
+        rle (Any): The candidate ``{"size": [h, w], "counts": str}``.
+        height (int, optional): Expected mask height (the image height).
+        width (int, optional): Expected mask width.
+        allow_uncompressed (bool): Also accept ``counts`` as a list of ints. Default False.
+
+    Returns:
+        tuple[str | None, int]: An error message (None if valid) and the foreground area.
+    """
+    if not isinstance(rle, dict) or 'size' not in rle or 'counts' not in rle:
+        return 'an RLE mask must be {"size": [h, w], "counts": str}', 0
+    size = rle['size']
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        return f'RLE size must be [h, w] positive ints, got {size!r}', 0
+    if height is not None and width is not None and list(size) != [height, width]:
+        return f'RLE size {list(size)} does not match the image [h, w] = [{height}, {width}]', 0
+    counts = rle['counts']
+    if isinstance(counts, list):
+        if not allow_uncompressed:
+            return ('RLE counts is an uncompressed list; store compressed counts '
+                    '(pycocotools.mask.encode(...)["counts"].decode())'), 0
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+            return 'uncompressed RLE counts must be ints', 0
+        runs = counts
+    elif isinstance(counts, (str, bytes)):
+        try:
+            runs = rle_counts_from_string(counts.decode('ascii') if isinstance(counts, bytes)
+                                          else counts)
+        except (ValueError, UnicodeDecodeError) as err:
+            return f'invalid RLE counts: {err}', 0
+    else:
+        return f'RLE counts must be a string, got {type(counts).__name__}', 0
+    if any(r < 0 for r in runs):
+        return 'invalid RLE counts: negative run length', 0
+    if sum(runs) != size[0] * size[1]:
+        return (f'invalid RLE counts: runs cover {sum(runs)} pixels, size {list(size)} needs '
+                f'{size[0] * size[1]}'), 0
+    return None, int(sum(runs[1::2]))
+
+
+def check_polygons(polygons: Any) -> str | None:
+    """Check a polygon list: non-empty, each ≥ 3 points of finite numbers. None if valid."""
+    if not isinstance(polygons, list) or not polygons:
+        return 'polygons must be a non-empty list of [x1, y1, x2, y2, ...] lists'
+    for k, poly in enumerate(polygons):
+        if not isinstance(poly, list) or not all(is_number(v) for v in poly):
+            return f'polygon {k} must be a list of finite numbers'
+        if len(poly) % 2:
+            return f'polygon {k} has an odd number of coordinates ({len(poly)})'
+        if len(poly) < 6:
+            return f'polygon {k} has {len(poly) // 2} points; a polygon needs at least 3'
+    return None
+
+
+def check_mask(mask: Any, height: int | None, width: int | None) -> str | None:
+    """Check a record mask (compressed RLE or polygons): well formed, of the image size, non-empty.
+
+    Args:
+        mask (Any): The mask field.
+        height (int, optional): Image height; without it, size and emptiness of polygons are not
+            checked.
+        width (int, optional): Image width.
+
+    Returns:
+        str | None: The error message, or None if the mask is valid.
+    """
+    if isinstance(mask, dict):
+        err, area = check_rle(mask, height, width)
+        if err is None and area == 0:
+            err = 'mask is empty (0 foreground pixels)'
+        return err
+    err = check_polygons(mask)
+    if err is None and height is not None and width is not None:
+        if mask_area(mask, height, width) == 0:
+            err = 'mask is empty (the polygons cover no pixel of the image)'
+    return err
+
+
+def check_bbox(bbox: Any, width: int | None, height: int | None,
+               eps: float = BBOX_EPS) -> str | None:
+    """Check an ``[x1, y1, x2, y2]`` box: finite, not inverted, inside the image (± ``eps``)."""
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(map(is_number, bbox)):
+        return f'bbox must be [x1, y1, x2, y2] finite numbers, got {bbox!r}'
+    x1, y1, x2, y2 = bbox
+    if not (x1 < x2 and y1 < y2):
+        return f'bbox {list(bbox)} is inverted or empty (needs x1 < x2 and y1 < y2)'
+    if width is not None and height is not None and (
+            x1 < -eps or y1 < -eps or x2 > width + eps or y2 > height + eps):
+        return f'bbox {list(bbox)} is outside the image (width {width}, height {height})'
+    return None
+
+
+def _to_coco_rle(mask: Any, height: int, width: int) -> dict:
+    """One pycocotools RLE (bytes counts) of a record mask, size-checked first."""
+    mask_utils = _mask_utils()
+    if isinstance(mask, dict):
+        err, _ = check_rle(mask, height, width, allow_uncompressed=True)
+        if err is not None:
+            raise ValueError(err)
+        if isinstance(mask['counts'], list):
+            return mask_utils.frPyObjects(mask, height, width)
+        counts = mask['counts']
+        return {'size': [height, width],
+                'counts': counts.encode('ascii') if isinstance(counts, str) else counts}
+    err = check_polygons(mask)
+    if err is not None:
+        raise ValueError(err)
+    return mask_utils.merge(mask_utils.frPyObjects(mask, height, width))
+
+
+def decode_mask(mask: Any, height: int, width: int) -> np.ndarray:
+    """Decode a record mask to a binary image.
+
+    Args:
+        mask (dict | list): Compressed (or uncompressed) COCO RLE, or polygons.
+        height (int): Image height.
+        width (int): Image width.
+
+    Returns:
+        np.ndarray: (height, width) bool.
+
+    Raises:
+        ValueError: Malformed mask or RLE size different from ``(height, width)``.
+    """
+    return _mask_utils().decode(_to_coco_rle(mask, height, width)).astype(bool)
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """Compressed RLE of a binary mask, JSON-ready.
+
+    Args:
+        mask (np.ndarray): (H, W) bool or {0, 1} integers.
+
+    Returns:
+        dict: ``{"size": [H, W], "counts": str}``.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f'encode_mask expects an (H, W) array, got shape {mask.shape}')
+    rle = _mask_utils().encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {'size': [int(v) for v in rle['size']], 'counts': rle['counts'].decode('ascii')}
+
+
+def mask_area(mask: Any, height: int, width: int) -> int:
+    """Number of foreground pixels of a record mask (polygons rasterised as pycocotools does)."""
+    return int(_mask_utils().area(_to_coco_rle(mask, height, width)))
+
+
+def mask_bbox(mask: Any, height: int, width: int) -> list[float] | None:
+    """Tight ``[x1, y1, x2, y2]`` pixel box of a record mask, None if it is empty."""
+    rle = _to_coco_rle(mask, height, width)
+    mask_utils = _mask_utils()
+    if int(mask_utils.area(rle)) == 0:
+        return None
+    x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+    return [x, y, x + w, y + h]
+
+
+def xywh_to_xyxy(box: Sequence[float]) -> list[float]:
+    """``[x, y, w, h]`` (COCO) to ``[x1, y1, x2, y2]``."""
+    x, y, w, h = (float(v) for v in box)
+    return [x, y, x + w, y + h]
+
+
+def clip_bbox(box: Sequence[float], width: int, height: int) -> list[float] | None:
+    """Clip an xyxy box to the image; None when nothing of it is left (zero width or height)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x1, x2 = min(max(x1, 0.0), float(width)), min(max(x2, 0.0), float(width))
+    y1, y2 = min(max(y1, 0.0), float(height)), min(max(y2, 0.0), float(height))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return [x1, y1, x2, y2]
+
+
+def clean_polygons(polygons: Any) -> list[list[float]]:
+    """Keep the polygons with ≥ 3 points and finite coordinates (COCO has degenerate ones)."""
+    if not isinstance(polygons, list):
+        return []
+    return [[float(v) for v in poly] for poly in polygons
+            if isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0
+            and all(is_number(v) for v in poly)]
+
+
+def check_keypoints(keypoints: Any) -> str | None:
+    """Check ``[x, y, v] * K``: a non-empty multiple of 3 finite numbers, v in {0, 1, 2}."""
+    if (not isinstance(keypoints, list) or not keypoints or len(keypoints) % 3
+            or not all(is_number(v) for v in keypoints)):
+        size = len(keypoints) if isinstance(keypoints, list) else type(keypoints).__name__
+        return f'keypoints must be a non-empty list of 3K finite numbers [x, y, v, ...], got {size}'
+    bad = [k for k, v in enumerate(keypoints[2::3]) if v not in (0, 1, 2)]
+    if bad:
+        return (f'visibility must be 0, 1 or 2; keypoint {bad[0]} has '
+                f'v={keypoints[3 * bad[0] + 2]!r}')
+    return None
+
+
+def check_visual_prompt_geometry(kind: str, geometry: Any, width: int | None,
+                                 height: int | None) -> str | None:
+    """Check the geometry of a ``point`` / ``box`` / ``scribble`` / ``mask`` visual prompt."""
+    if kind == 'point':
+        if not (isinstance(geometry, list) and len(geometry) == 2
+                and all(map(is_number, geometry))):
+            return f'point must be [x, y] finite numbers, got {geometry!r}'
+        if width is not None and height is not None and not (
+                0 <= geometry[0] <= width and 0 <= geometry[1] <= height):
+            return f'point {geometry} is outside the image ({width}x{height})'
+        return None
+    if kind == 'box':
+        return check_bbox(geometry, width, height)
+    if kind == 'scribble':
+        ok = isinstance(geometry, list) and len(geometry) >= 2 and all(
+            isinstance(p, list) and len(p) == 2 and all(map(is_number, p)) for p in geometry)
+        return None if ok else 'scribble must be a list of >= 2 [x, y] finite points'
+    if kind == 'mask':
+        return check_mask(geometry, height, width)
+    return f'unknown visual prompt type {kind!r}'
+
+
+def check_depth_file(path: str, fmt: str, width: int | None, height: int | None) -> str | None:
+    """Header check of a depth map: exists, 16-bit PNG (``png16``) or 2-D numeric ``npy``, of the
+    image size. Returns the error message or None."""
+    if not osp.isfile(path):
+        return f'file {path} not found'
+    try:
+        if fmt == 'png16':
+            from PIL import Image
+            with Image.open(path) as im:
+                if im.format != 'PNG' or im.mode not in ('I;16', 'I;16B', 'I;16L', 'I'):
+                    return f'{path} is not a 16-bit PNG (format {im.format}, mode {im.mode})'
+                w, h = im.size
+        elif fmt == 'npy':
+            arr = np.load(path, mmap_mode='r', allow_pickle=False)
+            if arr.ndim != 2 or arr.dtype.kind not in 'uif':
+                return f'{path} must hold a 2-D numeric array, got {arr.dtype} {arr.shape}'
+            h, w = arr.shape
+        else:
+            return f'unknown depth format {fmt!r}'
+    except (OSError, ValueError) as err:
+        return f'cannot read {path}: {err}'
+    if width is not None and height is not None and (w, h) != (width, height):
+        return f'depth map is {w}x{h}, the image is {width}x{height}'
+    return None
