@@ -43,7 +43,7 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 RUNNERS = _child('runner', MMENGINE_RUNNERS, ['mmrefvlm.engine'])
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, ['mmrefvlm.engine'])
 LOOPS = _child('loop', MMENGINE_LOOPS, ['mmrefvlm.engine'])
-HOOKS = _child('hook', MMENGINE_HOOKS, ['mmrefvlm.engine'])
+HOOKS = _child('hook', MMENGINE_HOOKS, ['mmrefvlm.engine', 'mmrefvlm.visualization'])
 STRATEGIES = _child('strategy', MMENGINE_STRATEGIES, ['mmrefvlm.engine'])
 
 DATASETS = _child('dataset', MMENGINE_DATASETS, ['mmrefvlm.datasets'])

@@ -1,24 +1,105 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""The embedded demo (`make demo`). Placeholder smoke run of the factories until train/test land."""
+"""The embedded demo (``make demo``): generate data, train, test, compare with trivial baselines.
+
+    python tools/run_demo.py [--work-dir work_dirs/demo] [--max-iters N]
+
+Writes ``<work_dir>/metrics.json`` (model), ``baseline_metrics.json``, ``report.md`` (the side-by-side
+table) and PNG overlays under ``<work_dir>/overlays``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os.path as osp
+import sys
 import time
 
-import torch
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 
-from mmrefvlm.models.llms import build_causal_lm
-from mmrefvlm.tokenization import build_tokenizer
+CONFIG = osp.join(REPO_ROOT, 'configs', 'refvlm', 'demo_stage2.py')
 
 
-def main() -> None:
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--config', default=CONFIG)
+    p.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'demo'))
+    p.add_argument('--data-root', default=osp.join(REPO_ROOT, 'data', 'demo'))
+    p.add_argument('--max-iters', type=int, help='override the config\'s training length')
+    p.add_argument('--skip-train', action='store_true', help='test the existing last checkpoint')
+    return p.parse_args(argv)
+
+
+def baseline_metrics(cfg_path: str, overrides: dict) -> dict:
+    """The config's val metrics on trivial predictions (whole image / constant depth)."""
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import init_default_scope
+
+    from mmrefvlm.apis import load_config
+    from mmrefvlm.evaluation.baselines import trivial_prediction
+    from mmrefvlm.registry import DATASETS
+
+    init_default_scope('mmrefvlm')
+    cfg = load_config(cfg_path, cfg_options=overrides)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    evaluator = Evaluator(cfg.test_evaluator)
+    for i in range(len(dataset)):
+        sample = dataset[i]['data_samples']
+        evaluator.process([trivial_prediction(sample)])
+    return evaluator.evaluate(len(dataset))
+
+
+def report(model: dict, base: dict, seconds: dict) -> str:
+    lines = ['| metric | demo model | trivial baseline |', '|---|---|---|']
+    for key in sorted(model):
+        b = base.get(key)
+        skip = key.startswith(('trp/', 'caption/', 'vqa/', 'pope/'))
+        bs = 'n/a' if b is None or skip else f'{b:.3f}'
+        lines.append(f'| `{key}` | {model[key]:.3f} | {bs} |')
+    lines.append('')
+    lines.append(f'Training {seconds["train"] / 60:.1f} min, test {seconds["test"] / 60:.1f} min '
+                 '(this machine).')
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import test as test_tool
+    import train as train_tool
+
+    from mmrefvlm.datasets import ensure_demo_dataset
+
+    ensure_demo_dataset(args.data_root)
+    from mmengine.config import Config
+    cfg = Config.fromfile(args.config)
+    # every dataset of the mixes reads from --data-root
+    opts = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for i in range(len(cfg[loader].dataset.datasets)):
+            opts.append(f'{loader}.dataset.datasets.{i}.data_root={args.data_root}')
+    if args.max_iters:
+        opts.append(f'train_cfg.max_iters={args.max_iters}')
+    seconds = {}
     t0 = time.time()
-    tok = build_tokenizer('demo')
-    llm = build_causal_lm(config=dict(model_type='llama', vocab_size=len(tok), hidden_size=64,
-                                      intermediate_size=128, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2),
-                          tokenizer=tok)
-    ids = torch.tensor([tok.encode('<Phrase>red circle</Phrase>(<Unit>box</Unit>[0]<REF>)')])
-    logits = llm(input_ids=ids).logits
-    print(f'demo smoke: tokenizer {len(tok)} tokens, LLM logits {tuple(logits.shape)}, '
-          f'{time.time() - t0:.1f}s')
+    if not args.skip_train:
+        train_tool.main([args.config, '--work-dir', args.work_dir, '--cfg-options', *opts])
+    seconds['train'] = time.time() - t0
+    with open(osp.join(args.work_dir, 'last_checkpoint'), encoding='utf-8') as f:
+        ckpt = f.read().strip()
+    t0 = time.time()
+    metrics = test_tool.main([args.config, ckpt, '--work-dir', args.work_dir, '--show-dir',
+                              osp.join(args.work_dir, 'overlays'), '--max-show', '24',
+                              '--cfg-options', *opts])
+    seconds['test'] = time.time() - t0
+    overrides = dict(o.split('=', 1) for o in opts)
+    base = baseline_metrics(args.config, overrides)
+    with open(osp.join(args.work_dir, 'baseline_metrics.json'), 'w', encoding='utf-8') as f:
+        json.dump(base, f, indent=2, sort_keys=True)
+    text = report(metrics, base, seconds)
+    with open(osp.join(args.work_dir, 'report.md'), 'w', encoding='utf-8') as f:
+        f.write(text + '\n')
+    print(text)  # noqa: T201 (CLI output)
 
 
 if __name__ == '__main__':

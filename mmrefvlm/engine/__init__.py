@@ -1,5 +1,5 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Training-engine pieces: hooks, runner helpers, optimizer constructors."""
-from .hooks import SafeCheckpointHook
+from .hooks import InitUnitDecoderHook, SafeCheckpointHook
 
-__all__ = ['SafeCheckpointHook']
+__all__ = ['SafeCheckpointHook', 'InitUnitDecoderHook']

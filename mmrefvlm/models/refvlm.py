@@ -2,6 +2,7 @@
 """``RefVLM``: encoders -> projector -> LLM -> router -> visual-unit decoders (DESIGN §2, §5)."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import torch
@@ -21,11 +22,19 @@ from .routers import find_refs
 
 
 def _build(cfg, **defaults):
+    """Build a sub-module from a config (or return a built module), filling ``defaults`` for the
+    keys the config leaves out *and* the class's constructor accepts."""
     if cfg is None or isinstance(cfg, nn.Module):
         return cfg
     cfg = dict(cfg)
+    cls = MODELS.get(cfg['type']) if isinstance(cfg.get('type'), str) else cfg.get('type')
+    if cls is None:
+        raise KeyError(f'{cfg.get("type")!r} is not registered in mmrefvlm.MODELS')
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     for k, v in defaults.items():
-        cfg.setdefault(k, v)
+        if k in params or takes_any:
+            cfg.setdefault(k, v)
     return MODELS.build(cfg)
 
 
@@ -46,7 +55,8 @@ class RefVLM(BaseModel):
         prompt_encoder (dict | nn.Module): Visual-prompt aggregator (``MaskGuidedAggregation``).
         router (dict | nn.Module): ``LatentEmbeddingRouter``.
         unit_decoders (Mapping[str, dict | nn.Module]): Unit name -> decoder; each decoder's ``unit``
-            must equal its key.
+            must equal its key. Configs get ``in_channels`` (LLM width), ``clip_channels`` and
+            ``pyramid_channels`` (encoder widths) filled in when left out and accepted.
         loss_weights (Mapping[str, float]): ``llm`` and one weight per unit (default 1.0 each).
         freeze_llm (bool): Freeze the whole LLM (stage 1). Ignored parts: LoRA adapters and the
             new-token rows stay trainable when ``lora`` is set.
@@ -90,8 +100,11 @@ class RefVLM(BaseModel):
         self.prompt_encoder = _build(prompt_encoder)
         self.router = _build(router)
         self.unit_decoders = nn.ModuleDict()
+        feats = dict(in_channels=hidden, clip_channels=vision.out_channels,
+                     pyramid_channels=tuple(pyramid.out_channels) if pyramid is not None
+                     else (vision.out_channels,))
         for unit, cfg in (unit_decoders or {}).items():
-            dec = _build(cfg, in_channels=hidden)
+            dec = _build(cfg, **feats)
             if getattr(dec, 'unit', None) != unit:
                 raise ValueError(f'unit_decoders[{unit!r}] is a {type(dec).__name__} decoding '
                                  f'{getattr(dec, "unit", None)!r}; the key must equal its unit')

@@ -1,8 +1,8 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 # A tiny RefVLM for CPU tests and the embedded demo: random-initialised Llama, CLIP-ViT and
 # ConvNeXt (trainable, since nothing is pretrained), small box/mask/keypoint/depth decoders.
-from mmrefvlm.models import (CLIPViTEncoder, ConvNeXtPyramid, LatentEmbeddingRouter,
-                             MaskGuidedAggregation, RefVLM)
+from mmrefvlm.models import (BoxUnitDecoder, CLIPViTEncoder, ConvNeXtPyramid,
+                             LatentEmbeddingRouter, MaskGuidedAggregation, MaskUnitDecoder, RefVLM)
 
 # --- user-facing knobs ---
 tokenizer = dict(source='demo')
@@ -35,9 +35,10 @@ model = dict(
     prompt_encoder=dict(type=MaskGuidedAggregation, k=prompt_grid),
     router=dict(type=LatentEmbeddingRouter, ref_position='ref'),
     unit_decoders=dict(
-        box=dict(type='BoxUnitDecoder', num_queries=8, d_model=decoder_dim, num_layers=2,
-                 num_heads=4, ffn_dim=2 * decoder_dim),
-        mask=dict(type='MaskUnitDecoder', num_queries=8, d_model=decoder_dim, num_layers=2,
-                  num_heads=4, ffn_dim=2 * decoder_dim)),
+        box=dict(type=BoxUnitDecoder, num_queries=8, d_model=decoder_dim, num_layers=2,
+                 num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, memory_size=16),
+        mask=dict(type=MaskUnitDecoder, num_queries=8, d_model=decoder_dim, num_layers=2,
+                  num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, fpn_dim=decoder_dim,
+                  mask_dim=decoder_dim)),
     loss_weights=dict(llm=1.0, box=0.5, mask=0.5),
     max_new_tokens=48)

@@ -1,4 +1,5 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+from .init_decoder_hook import InitUnitDecoderHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 
-__all__ = ['SafeCheckpointHook']
+__all__ = ['SafeCheckpointHook', 'InitUnitDecoderHook']

@@ -28,7 +28,7 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
       * ``loss`` is called only when the batch has at least one query of this unit. It reads
         ``data_sample.gt_units.<unit>`` (entries aligned with the sample's queries in order), matches
         predictions to targets inside each phrase group (``queries.group_ids``) with
-        :func:`mmrefvlm.models.matchers.grouped_assignment`, and returns a dict whose keys all start
+        :func:`mmrefvlm.models.matchers.match_in_groups` (built on ``grouped_assignment``), and returns a dict whose keys all start
         with ``f'loss_{unit}'`` (unweighted; ``RefVLM`` applies the unit weight).
       * ``predict`` returns one ``InstanceData`` per sample, with as many entries as the sample has
         real queries, in query order; coordinates in original-image pixels when ``rescale=True``

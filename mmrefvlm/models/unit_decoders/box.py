@@ -1,0 +1,195 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Box unit: a DETR-style decoder over the fused pyramid, one box per ``<REF>`` (no class head)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmrefvlm.models.matchers import (box_cxcywh_to_xyxy, box_group_costs, flat_group_keys,
+                                      match_in_groups)
+from mmrefvlm.registry import MODELS
+from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+from .base import BaseVisualUnitDecoder
+from .layers import MLP, FusedMemory, PyramidFusion, QueryDecoder, QueryProjection
+from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
+
+# ConvNeXt-L (192/384/768/1536) + CLIP-L (1024) features, as in REF-VLM.
+PAPER_PYRAMID_CHANNELS = (192, 384, 768, 1536)
+PAPER_CLIP_CHANNELS = 1024
+BOX_L1_LOSS = dict(type='mmdet.L1Loss', loss_weight=5.0)
+BOX_GIOU_LOSS = dict(type='mmdet.GIoULoss', loss_weight=2.0)
+BOX_MATCH_COSTS = dict(l1_weight=5.0, giou_weight=2.0)
+
+# REF-VLM stage-2 box decoder (Vicuna-7B hidden size 4096): stages 0-2 + CLIP at 128 x 128.
+PAPER_BOX_DECODER = dict(
+    type='BoxUnitDecoder', in_channels=4096, num_queries=100, d_model=256, num_layers=6,
+    num_heads=8, ffn_dim=2048, dropout=0.1, pyramid_channels=PAPER_PYRAMID_CHANNELS,
+    clip_channels=PAPER_CLIP_CHANNELS, memory_levels=(0, 1, 2), memory_use_clip=True,
+    memory_size=128)
+
+
+class BoxPrediction(NamedTuple):
+    """Output of :class:`DetrBoxPredictor`."""
+
+    hidden: Tensor        # (B, Q, D) float, decoded queries (zeros on padding)
+    boxes: Tensor         # (B, Q, 4) float, sigmoid cxcywh in the square frame
+    memory: FusedMemory   # the memory the queries attended to
+
+
+class DetrBoxPredictor(BaseModule):
+    """Query projection + fused memory + DETR decoder + 3-layer box MLP.
+
+    The core shared by :class:`BoxUnitDecoder` and the keypoint decoder: both hold it under the
+    attribute ``predictor``, so a trained box decoder's ``predictor.*`` weights load 1:1. The
+    arguments are those of :class:`BoxUnitDecoder`.
+    """
+
+    def __init__(self, in_channels: int, num_queries: int, *, d_model: int, num_layers: int,
+                 num_heads: int, ffn_dim: int, dropout: float, pyramid_channels: Sequence[int],
+                 clip_channels: int, memory_levels: Sequence[int], memory_use_clip: bool,
+                 memory_size: int | None, mask_memory_padding: bool) -> None:
+        super().__init__()
+        self.query_proj = QueryProjection(in_channels, d_model, num_queries)
+        self.memory = PyramidFusion(pyramid_channels, clip_channels, d_model,
+                                    levels=memory_levels, use_clip=memory_use_clip,
+                                    size=memory_size, mask_padding=mask_memory_padding)
+        self.decoder = QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
+        self.box_head = MLP(d_model, d_model, 4, 3)
+
+    def forward(self, queries: UnitQueries, visual: VisualContext) -> BoxPrediction:
+        """Decode every slot (see :class:`BoxPrediction`)."""
+        content, query_pos = self.query_proj(queries)
+        memory = self.memory(visual)
+        hidden = self.decoder(content, query_pos, queries.mask.bool(), memory)
+        return BoxPrediction(hidden, self.box_head(hidden).sigmoid(), memory)
+
+
+def matched_box_losses(loss_l1: torch.nn.Module, loss_giou: torch.nn.Module, pred: Tensor,
+                       tgt_xyxy: Tensor, num: int) -> tuple[Tensor, Tensor]:
+    """L1 on cxcywh and GIoU on xyxy of matched pairs, each summed and divided by ``num``.
+
+    Args:
+        loss_l1 (nn.Module): mmdet ``L1Loss`` (its ``loss_weight`` applies).
+        loss_giou (nn.Module): mmdet ``GIoULoss``.
+        pred (Tensor): (M, 4) float, predicted normalised cxcywh, in matched order.
+        tgt_xyxy (Tensor): (M, 4) float, target normalised xyxy, in matched order.
+        num (int): Normaliser (number of real queries).
+
+    Returns:
+        tuple[Tensor, Tensor]: Scalar L1 and GIoU losses.
+    """
+    l1 = loss_l1(pred, xyxy_to_cxcywh(tgt_xyxy), avg_factor=num)
+    giou = loss_giou(box_cxcywh_to_xyxy(pred), tgt_xyxy, avg_factor=num)
+    return l1, giou
+
+
+def rescale_boxes(boxes: Tensor, sample, rescale: bool) -> Tensor:
+    """Normalised square-frame xyxy -> original pixels (x S, clipped to the image) or [0, 1]."""
+    if not rescale:
+        return boxes.clamp(0, 1)
+    height, width, side = sample_frame(sample)
+    boxes = boxes * side
+    limit = boxes.new_tensor([width, height, width, height])
+    return torch.minimum(boxes.clamp(min=0), limit)
+
+
+@MODELS.register_module()
+class BoxUnitDecoder(BaseVisualUnitDecoder):
+    """DETR-style box decoder: each ``<REF>`` query predicts exactly one box.
+
+    Query content = ``Linear(in_channels -> D)`` of the ``<REF>`` state plus a learned slot
+    embedding; memory = resize-concat of ``memory_levels`` (+ CLIP grid) at ``memory_size``,
+    ``Linear`` to D, 2-D sine code; a post-norm DETR decoder; ``MLP(D, D, 4, 3)`` -> sigmoid
+    ``(cx, cy, w, h)`` in the square frame. Losses (grouped Hungarian matching with the same
+    weights as costs): ``loss_box_l1`` (5 x L1 on cxcywh) and ``loss_box_giou`` (2 x (1 - GIoU)),
+    each summed over matched pairs and divided by the number of real queries.
+
+    Args:
+        in_channels (int): LLM hidden size.
+        num_queries (int): Most box queries per sample. Defaults to 100.
+        d_model (int): Decoder width. Defaults to 256.
+        num_layers (int): DETR decoder layers. Defaults to 6.
+        num_heads (int): Attention heads. Defaults to 8.
+        ffn_dim (int): FFN hidden width. Defaults to 2048.
+        dropout (float): Dropout (after attention, in the FFN). Defaults to 0.1.
+        pyramid_channels (Sequence[int]): Pyramid level channels, finest first. Defaults to
+            ConvNeXt-L ``(192, 384, 768, 1536)``.
+        clip_channels (int): CLIP grid channels. Defaults to 1024.
+        memory_levels (Sequence[int]): Pyramid levels fused into the memory. Defaults to
+            (0, 1, 2).
+        memory_use_clip (bool): Fuse the CLIP grid too. Defaults to True.
+        memory_size (int, optional): Side of the memory grid (None: the finest fused input's).
+            Defaults to 128.
+        mask_memory_padding (bool): Hide memory cells of the square-frame padding from
+            cross-attention. Defaults to True.
+        loss_l1 (dict): L1 loss config. Defaults to ``mmdet.L1Loss`` x 5.
+        loss_giou (dict): GIoU loss config. Defaults to ``mmdet.GIoULoss`` x 2.
+        match_costs (dict): :func:`box_group_costs` weights. Defaults to L1 5, GIoU 2.
+        init_cfg (dict | list[dict], optional): MMEngine init config.
+
+    ``forward`` returns ``dict(boxes=(B, Q, 4) float sigmoid cxcywh)``. ``predict`` returns
+    ``bboxes`` (N, 4) xyxy (original pixels clipped to the image, or normalised square frame with
+    ``rescale=False``) and ``scores`` (N,) = 1 (there is no confidence head: every ``<REF>`` is one
+    object by construction).
+    """
+
+    unit = 'box'
+
+    def __init__(self, in_channels: int, *, num_queries: int = 100, d_model: int = 256,
+                 num_layers: int = 6, num_heads: int = 8, ffn_dim: int = 2048,
+                 dropout: float = 0.1,
+                 pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
+                 clip_channels: int = PAPER_CLIP_CHANNELS,
+                 memory_levels: Sequence[int] = (0, 1, 2), memory_use_clip: bool = True,
+                 memory_size: int | None = 128, mask_memory_padding: bool = True,
+                 loss_l1: dict = BOX_L1_LOSS, loss_giou: dict = BOX_GIOU_LOSS,
+                 match_costs: dict = BOX_MATCH_COSTS, init_cfg=None) -> None:
+        super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
+        self.predictor = DetrBoxPredictor(
+            in_channels, num_queries, d_model=d_model, num_layers=num_layers,
+            num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
+            pyramid_channels=pyramid_channels, clip_channels=clip_channels,
+            memory_levels=memory_levels, memory_use_clip=memory_use_clip,
+            memory_size=memory_size, mask_memory_padding=mask_memory_padding)
+        self.loss_l1 = MODELS.build(loss_l1)
+        self.loss_giou = MODELS.build(loss_giou)
+        self.match_costs = {**BOX_MATCH_COSTS, **match_costs}
+
+    def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
+        """``dict(boxes=(B, Q, 4))`` float, sigmoid cxcywh in the square frame, every slot."""
+        return dict(boxes=self.predictor(queries, visual).boxes)
+
+    def loss(self, queries: UnitQueries, visual: VisualContext,
+             batch_data_samples: SampleList) -> dict[str, Tensor]:
+        """``loss_box_l1`` and ``loss_box_giou`` against ``gt_units.box.bboxes``."""
+        boxes = self(queries, visual)['boxes']
+        mask = queries.mask.bool()
+        num = int(mask.sum())
+        if num == 0:
+            zero = boxes.sum() * 0.
+            return dict(loss_box_l1=zero, loss_box_giou=zero)
+        pred = boxes[mask].float()                         # losses in float32 (bf16 models too)
+        tgt = gather_unit_targets(batch_data_samples, self.unit, ['bboxes'], queries)['bboxes']
+        tgt = tgt.float()
+        keys = flat_group_keys(queries.group_ids, mask)
+        pred_inds, tgt_inds = match_in_groups(box_group_costs, pred, xyxy_to_cxcywh(tgt), keys,
+                                              **self.match_costs)
+        l1, giou = matched_box_losses(self.loss_l1, self.loss_giou, pred[pred_inds],
+                                      tgt[tgt_inds], num)
+        return dict(loss_box_l1=l1, loss_box_giou=giou)
+
+    @torch.no_grad()
+    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
+                rescale: bool = True) -> list[InstanceData]:
+        """One ``InstanceData(bboxes, scores)`` per sample (see the class docstring)."""
+        boxes = box_cxcywh_to_xyxy(self(queries, visual)['boxes'].float())
+        results = []
+        for sample, sel in zip(batch_data_samples, per_sample(boxes, queries.mask.bool())):
+            results.append(InstanceData(bboxes=rescale_boxes(sel, sample, rescale),
+                                        scores=sel.new_ones(sel.shape[0])))
+        return results

@@ -1,0 +1,269 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Keypoint unit: per ``<REF>`` a box, K keypoints and visibilities; box-decoder initialisable."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from mmrefvlm.models.matchers import (assign_in_groups, box_cxcywh_to_xyxy, box_group_costs,
+                                      flat_group_keys, point_group_costs)
+from mmrefvlm.registry import MODELS
+from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+from .base import BaseVisualUnitDecoder
+from .box import (BOX_GIOU_LOSS, BOX_L1_LOSS, PAPER_CLIP_CHANNELS, PAPER_PYRAMID_CHANNELS,
+                  DetrBoxPredictor, matched_box_losses, rescale_boxes)
+from .layers import MLP, QueryDecoder
+from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
+
+# COCO person keypoint sigmas (pycocotools ``COCOeval`` kpt_oks_sigmas).
+COCO_KEYPOINT_SIGMAS = (.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107,
+                        .107, .087, .087, .089, .089)
+KEYPOINT_MATCH_COSTS = dict(l1_weight=5.0, giou_weight=2.0, point_weight=2.0)
+
+# REF-VLM stage-3 keypoint decoder (box decoder + a second 6-layer DETR over keypoint queries).
+PAPER_KEYPOINT_DECODER = dict(
+    type='KeypointUnitDecoder', in_channels=4096, num_queries=100, num_keypoints=17,
+    d_model=256, num_layers=6, num_point_layers=6, num_heads=8, ffn_dim=2048, dropout=0.1,
+    pyramid_channels=PAPER_PYRAMID_CHANNELS, clip_channels=PAPER_CLIP_CHANNELS,
+    memory_levels=(0, 1, 2), memory_use_clip=True, memory_size=128)
+
+
+def keypoint_oks(pred: Tensor, target: Tensor, labelled: Tensor, areas: Tensor,
+                 sigmas: Tensor) -> Tensor:
+    """Object keypoint similarity (COCO definition) of aligned prediction/target pairs.
+
+    ``OKS = mean over labelled i of exp(-d_i^2 / (2 * area * (2 sigma_i)^2))`` with ``d_i`` the
+    Euclidean distance, as pycocotools ``COCOeval.computeOks`` for a ground truth with labelled
+    keypoints. OKS is invariant to a common scaling of coordinates and area, so normalised
+    square-frame units work.
+
+    Args:
+        pred (Tensor): (M, K, 2) float, predicted xy.
+        target (Tensor): (M, K, 2) float, target xy.
+        labelled (Tensor): (M, K) bool, labelled target keypoints (COCO ``v > 0``).
+        areas (Tensor): (M,) float, object areas in the same units squared.
+        sigmas (Tensor): (K,) float, per-keypoint sigmas.
+
+    Returns:
+        Tensor: (M,) float in [0, 1]; 0 for a target without labelled keypoints.
+    """
+    dist2 = (pred - target).pow(2).sum(-1)                                   # (M, K)
+    var = (2 * sigmas.to(pred.dtype)).pow(2)
+    e = dist2 / (2 * var[None] * (areas[:, None].to(pred.dtype) + torch.finfo(pred.dtype).eps))
+    lab = labelled.to(pred.dtype)
+    return (torch.exp(-e) * lab).sum(-1) / lab.sum(-1).clamp(min=1)
+
+
+def _sigmas(sigmas: Sequence[float] | float | None, num_keypoints: int) -> Tensor:
+    if sigmas is None:
+        if num_keypoints != len(COCO_KEYPOINT_SIGMAS):
+            raise ValueError(f'sigmas must be given for num_keypoints={num_keypoints} (the COCO '
+                             'default only fits 17 keypoints)')
+        sigmas = COCO_KEYPOINT_SIGMAS
+    if isinstance(sigmas, (int, float)):
+        sigmas = [float(sigmas)] * num_keypoints
+    if len(sigmas) != num_keypoints or min(sigmas) <= 0:
+        raise ValueError(f'need {num_keypoints} positive sigmas, got {list(sigmas)}')
+    return torch.tensor(sigmas, dtype=torch.float32)
+
+
+@MODELS.register_module()
+class KeypointUnitDecoder(BaseVisualUnitDecoder):
+    """Box decoder + keypoint decoder: per ``<REF>`` a box, K keypoints and K visibilities.
+
+    1. ``predictor`` (the :class:`DetrBoxPredictor` of :class:`BoxUnitDecoder`, same module names,
+       so :meth:`init_from_box_decoder` maps its weights 1:1) gives each query a hidden state
+       ``h`` and a box.
+    2. Each query spawns K keypoint queries: content ``point_in_proj(h)``, position
+       ``point_embed`` (one learned embedding per keypoint type). ``point_decoder`` (a second DETR
+       decoder over the same memory) lets the K queries of one person attend to each other only
+       (padded persons are masked out).
+    3. ``point_head`` predicts an offset in logit space from the box centre:
+       ``xy = sigmoid(logit(box centre) + offset)``; ``visibility_head`` a labelled-vs-not logit.
+
+    Losses (grouped matching on ``box_group_costs + point_group_costs``), each divided by the
+    number of real queries M:
+    ``loss_keypoint_bbox_l1`` (5 x L1 cxcywh), ``loss_keypoint_bbox_giou`` (2 x (1 - GIoU)),
+    ``loss_keypoint_l1`` (2 x L1 over labelled keypoints' xy), ``loss_keypoint_oks``
+    (2 x (1 - OKS), area = target box area, people without labelled keypoints contribute 0) and
+    ``loss_keypoint_vis`` (1 x BCE of the visibility logit vs ``v > 0``, averaged over the K
+    keypoints).
+
+    Args:
+        in_channels (int): LLM hidden size.
+        num_queries (int): Most queries per sample. Defaults to 100.
+        num_keypoints (int): K. Defaults to 17 (COCO).
+        sigmas (Sequence[float] | float, optional): OKS sigmas (K values or one for all);
+            None = COCO's (K must be 17).
+        d_model, num_layers, num_heads, ffn_dim, dropout, pyramid_channels, clip_channels,
+        memory_levels, memory_use_clip, memory_size, mask_memory_padding: The box stage, exactly
+            as :class:`BoxUnitDecoder` (defaults: the paper's).
+        num_point_layers (int): Layers of the keypoint-stage decoder (same width, heads, FFN).
+            Defaults to 6.
+        loss_bbox_l1 (dict): Box L1 loss config (``mmdet.L1Loss`` x 5).
+        loss_bbox_giou (dict): Box GIoU loss config (``mmdet.GIoULoss`` x 2).
+        keypoint_l1_weight (float): Defaults to 2.
+        oks_weight (float): Defaults to 2.
+        visibility_weight (float): Defaults to 1.
+        match_costs (dict): ``l1_weight``, ``giou_weight`` (box) and ``point_weight``.
+        init_cfg (dict | list[dict], optional): MMEngine init config.
+
+    ``forward`` returns ``boxes`` (B, Q, 4) sigmoid cxcywh, ``keypoints`` (B, Q, K, 2) normalised
+    xy and ``visibility_logits`` (B, Q, K), all float in the square frame. ``predict`` returns
+    ``keypoints`` (N, K, 3) (x, y in original pixels clipped to the image, visibility
+    probability), ``bboxes`` (N, 4) xyxy and ``scores`` (N,) = mean visibility probability.
+    """
+
+    unit = 'keypoint'
+
+    def __init__(self, in_channels: int, *, num_queries: int = 100, num_keypoints: int = 17,
+                 sigmas: Sequence[float] | float | None = None, d_model: int = 256,
+                 num_layers: int = 6, num_point_layers: int = 6, num_heads: int = 8,
+                 ffn_dim: int = 2048, dropout: float = 0.1,
+                 pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
+                 clip_channels: int = PAPER_CLIP_CHANNELS,
+                 memory_levels: Sequence[int] = (0, 1, 2), memory_use_clip: bool = True,
+                 memory_size: int | None = 128, mask_memory_padding: bool = True,
+                 loss_bbox_l1: dict = BOX_L1_LOSS, loss_bbox_giou: dict = BOX_GIOU_LOSS,
+                 keypoint_l1_weight: float = 2.0, oks_weight: float = 2.0,
+                 visibility_weight: float = 1.0, match_costs: dict = KEYPOINT_MATCH_COSTS,
+                 init_cfg=None) -> None:
+        super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
+        if num_keypoints <= 0:
+            raise ValueError(f'num_keypoints must be positive, got {num_keypoints}')
+        self.num_keypoints = num_keypoints
+        self.predictor = DetrBoxPredictor(
+            in_channels, num_queries, d_model=d_model, num_layers=num_layers,
+            num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
+            pyramid_channels=pyramid_channels, clip_channels=clip_channels,
+            memory_levels=memory_levels, memory_use_clip=memory_use_clip,
+            memory_size=memory_size, mask_memory_padding=mask_memory_padding)
+        self.point_in_proj = nn.Linear(d_model, d_model)
+        self.point_embed = nn.Embedding(num_keypoints, d_model)
+        self.point_decoder = QueryDecoder(d_model, num_point_layers, num_heads, ffn_dim, dropout)
+        self.point_head = MLP(d_model, d_model, 2, 3)
+        self.visibility_head = nn.Linear(d_model, 1)
+        self.register_buffer('sigmas', _sigmas(sigmas, num_keypoints), persistent=False)
+        self.loss_bbox_l1 = MODELS.build(loss_bbox_l1)
+        self.loss_bbox_giou = MODELS.build(loss_bbox_giou)
+        self.weights = dict(l1=float(keypoint_l1_weight), oks=float(oks_weight),
+                            vis=float(visibility_weight))
+        self.match_costs = {**KEYPOINT_MATCH_COSTS, **match_costs}
+
+    def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
+        """``boxes`` (B, Q, 4), ``keypoints`` (B, Q, K, 2), ``visibility_logits`` (B, Q, K)."""
+        box = self.predictor(queries, visual)
+        (b, q, d), k = box.hidden.shape, self.num_keypoints
+        content = self.point_in_proj(box.hidden)[:, :, None].expand(b, q, k, d).reshape(b, q * k, d)
+        pos = self.point_embed.weight[None, None].expand(b, q, k, d).reshape(b, q * k, d)
+        person_mask = queries.mask.bool()[:, :, None].expand(b, q, k).reshape(b, q * k)
+        person = torch.arange(q, device=content.device)[None, :, None].expand(b, q, k)
+        hidden = self.point_decoder(content, pos, person_mask, box.memory,
+                                    groups=person.reshape(b, q * k)).view(b, q, k, d)
+        centre = torch.logit(box.boxes[..., :2], eps=1e-5)[:, :, None]        # (B, Q, 1, 2)
+        points = (centre + self.point_head(hidden)).sigmoid()
+        return dict(boxes=box.boxes, keypoints=points,
+                    visibility_logits=self.visibility_head(hidden)[..., 0])
+
+    def loss(self, queries: UnitQueries, visual: VisualContext,
+             batch_data_samples: SampleList) -> dict[str, Tensor]:
+        """Box, keypoint-L1, OKS and visibility losses against ``gt_units.keypoint``."""
+        out = self(queries, visual)
+        mask = queries.mask.bool()
+        num = int(mask.sum())
+        if num == 0:
+            zero = sum(v.sum() for v in out.values()) * 0.
+            return {k: zero for k in ('loss_keypoint_bbox_l1', 'loss_keypoint_bbox_giou',
+                                      'loss_keypoint_l1', 'loss_keypoint_oks', 'loss_keypoint_vis')}
+        boxes, points, vis = (out[k][mask].float()     # losses in float32 (bf16 models too)
+                              for k in ('boxes', 'keypoints', 'visibility_logits'))
+        gt = gather_unit_targets(batch_data_samples, self.unit, ['keypoints', 'bboxes'], queries)
+        tgt_kpts, tgt_boxes = gt['keypoints'].float(), gt['bboxes'].float()
+        if tgt_kpts.shape[1:] != (self.num_keypoints, 3):
+            raise ValueError(f'gt_units.keypoint.keypoints must be (N, {self.num_keypoints}, 3), '
+                             f'got {tuple(tgt_kpts.shape)}')
+        labelled = tgt_kpts[..., 2] > 0
+        keys = flat_group_keys(queries.group_ids, mask)
+        mc = self.match_costs
+        costs = (box_group_costs(boxes, xyxy_to_cxcywh(tgt_boxes), keys, l1_weight=mc['l1_weight'],
+                                 giou_weight=mc['giou_weight']) +
+                 point_group_costs(points, tgt_kpts[..., :2], keys, tgt_visible=labelled,
+                                   weight=mc['point_weight']))
+        pi, ti = assign_in_groups(costs.costs, costs.sizes, costs.slot_inds)
+        bbox_l1, bbox_giou = matched_box_losses(self.loss_bbox_l1, self.loss_bbox_giou, boxes[pi],
+                                                tgt_boxes[ti], num)
+        points, vis = points[pi], vis[pi]
+        tgt_xy, lab, tb = tgt_kpts[ti, :, :2], labelled[ti], tgt_boxes[ti]
+        lab_f = lab.to(points.dtype)
+        kpt_l1 = ((points - tgt_xy).abs().sum(-1) * lab_f).sum() / num
+        areas = (tb[:, 2] - tb[:, 0]).clamp(min=0) * (tb[:, 3] - tb[:, 1]).clamp(min=0)
+        oks = keypoint_oks(points, tgt_xy, lab, areas, self.sigmas)
+        oks_loss = ((1 - oks) * lab.any(-1).to(oks.dtype)).sum() / num
+        vis_loss = F.binary_cross_entropy_with_logits(vis, lab_f, reduction='sum') / (
+            num * self.num_keypoints)
+        return dict(loss_keypoint_bbox_l1=bbox_l1, loss_keypoint_bbox_giou=bbox_giou,
+                    loss_keypoint_l1=kpt_l1 * self.weights['l1'],
+                    loss_keypoint_oks=oks_loss * self.weights['oks'],
+                    loss_keypoint_vis=vis_loss * self.weights['vis'])
+
+    @torch.no_grad()
+    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
+                rescale: bool = True) -> list[InstanceData]:
+        """One ``InstanceData(keypoints, bboxes, scores)`` per sample (see the class docstring)."""
+        out = self(queries, visual)
+        mask = queries.mask.bool()
+        boxes = per_sample(box_cxcywh_to_xyxy(out['boxes'].float()), mask)
+        points = per_sample(out['keypoints'].float(), mask)
+        probs = per_sample(out['visibility_logits'].float().sigmoid(), mask)
+        results = []
+        for sample, box, xy, prob in zip(batch_data_samples, boxes, points, probs):
+            if rescale:
+                height, width, side = sample_frame(sample)
+                xy = torch.minimum((xy * side).clamp(min=0), xy.new_tensor([width, height]))
+            else:
+                xy = xy.clamp(0, 1)
+            results.append(InstanceData(
+                keypoints=torch.cat([xy, prob[..., None]], -1),
+                bboxes=rescale_boxes(box, sample, rescale), scores=prob.mean(-1)))
+        return results
+
+    def init_from_box_decoder(self, source: nn.Module | Mapping[str, Tensor], *,
+                              copy_point_decoder: bool = True) -> dict[str, list[str]]:
+        """Copy the weights of a trained :class:`BoxUnitDecoder` (stage 3 initialisation).
+
+        Every ``predictor.*`` tensor whose name and shape match is copied (e.g. the slot
+        embedding is skipped when ``num_queries`` differs). With ``copy_point_decoder``, the box
+        stage's decoder layers also initialise ``point_decoder`` where shapes match.
+
+        Args:
+            source (nn.Module | Mapping[str, Tensor]): A ``BoxUnitDecoder``, its state dict, or a
+                bare ``DetrBoxPredictor`` state dict (keys without the ``predictor.`` prefix).
+            copy_point_decoder (bool): See above. Defaults to True.
+
+        Returns:
+            dict[str, list[str]]: ``loaded`` (own keys set), ``skipped`` (source keys not used:
+            unknown name or shape mismatch) and ``missing`` (own predictor keys left as they were).
+        """
+        state = source.state_dict() if isinstance(source, nn.Module) else dict(source)
+        own = self.state_dict()
+        new, skipped = {}, []
+        for key, val in state.items():
+            name = key if key.startswith('predictor.') else f'predictor.{key}'
+            targets = [name]
+            if copy_point_decoder and name.startswith('predictor.decoder.'):
+                targets.append('point_decoder.' + name[len('predictor.decoder.'):])
+            hits = [t for t in targets if t in own and own[t].shape == val.shape]
+            new.update({t: val for t in hits})
+            if name not in hits:
+                skipped.append(key)
+        self.load_state_dict(new, strict=False)
+        missing = sorted(k for k in own if k.startswith('predictor.') and k not in new)
+        print_log(f'KeypointUnitDecoder.init_from_box_decoder: {len(new)} tensors loaded, '
+                  f'{len(skipped)} skipped, {len(missing)} predictor tensors missing',
+                  logger='current')
+        return dict(loaded=sorted(new), skipped=skipped, missing=missing)

@@ -1,0 +1,192 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""Mask unit: MaskFormer-style pixel + query decoders, one mask per ``<REF>`` (no class head)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmrefvlm.models.matchers import flat_group_keys, mask_group_costs, match_in_groups
+from mmrefvlm.registry import MODELS
+from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+from .base import BaseVisualUnitDecoder
+from .box import PAPER_CLIP_CHANNELS, PAPER_PYRAMID_CHANNELS
+from .layers import (MLP, FPNPixelDecoder, PyramidFusion, QueryDecoder, QueryProjection,
+                     valid_region_mask)
+from .utils import gather_unit_targets, per_sample, resize_maps, square_to_original
+
+MASK_FOCAL_LOSS = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0,
+                       loss_weight=20.0)
+MASK_DICE_LOSS = dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=False, naive_dice=True,
+                      eps=1.0, loss_weight=1.0)
+MASK_MATCH_COSTS = dict(focal_weight=20.0, dice_weight=1.0, alpha=0.25, gamma=2.0, dice_eps=1.0)
+
+# REF-VLM stage-2 mask decoder: FPN over ConvNeXt stages 0-2 + CLIP (256 x 128 x 128 features),
+# 30 queries, 6-layer query decoder over the CLIP grid (24 x 24).
+PAPER_MASK_DECODER = dict(
+    type='MaskUnitDecoder', in_channels=4096, num_queries=30, d_model=256, num_layers=6,
+    num_heads=8, ffn_dim=2048, dropout=0.1, pyramid_channels=PAPER_PYRAMID_CHANNELS,
+    clip_channels=PAPER_CLIP_CHANNELS, pixel_levels=(0, 1, 2), pixel_use_clip=True,
+    fpn_dim=256, mask_dim=256, memory_levels=(), memory_use_clip=True, memory_size=None)
+
+
+def _area_binarise(masks: Tensor, size: int) -> Tensor:
+    """(M, T, T) binary masks -> (M, size, size) bool by area averaging and > 0.5."""
+    if masks.shape[-1] == size:
+        return masks.bool()
+    return F.adaptive_avg_pool2d(masks.float()[:, None], size)[:, 0] > 0.5
+
+
+@MODELS.register_module()
+class MaskUnitDecoder(BaseVisualUnitDecoder):
+    """MaskFormer-style mask decoder: ``mask logits = MLP(query) . pixel embedding``.
+
+    An :class:`FPNPixelDecoder` turns the pyramid (+ CLIP grid) into pixel embeddings
+    (B, C_m, H/4, W/4 of the pyramid input); a DETR query decoder (padded queries masked out)
+    cross-attends to ``memory`` (by default the CLIP grid, 1x1-projected, sine code, padding cells
+    masked); a 3-layer MLP maps each decoded query to a C_m mask embedding.
+
+    Losses, on matched pairs, over the VALID pixels only (the image part of the square frame, from
+    ``visual.valid_hw``), with targets binarised and logits bilinearly upsampled to the target size:
+    ``loss_mask_focal`` (20 x sigmoid focal, alpha .25, gamma 2, mean over the valid pixels of each
+    mask) and ``loss_mask_dice`` (1 x ``1 - (2 sum(p t) + 1) / (sum(p) + sum(t) + 1)`` on valid
+    pixels), each summed over masks and divided by the number of real queries. Matching uses
+    :func:`mask_group_costs` with the same weights at ``match_size`` (logits resized bilinearly,
+    targets area-averaged and re-binarised).
+
+    Args:
+        in_channels (int): LLM hidden size.
+        num_queries (int): Most mask queries per sample. Defaults to 30.
+        d_model (int): Query decoder width. Defaults to 256.
+        num_layers (int): Query decoder layers. Defaults to 6.
+        num_heads (int): Attention heads. Defaults to 8.
+        ffn_dim (int): FFN hidden width. Defaults to 2048.
+        dropout (float): Dropout. Defaults to 0.1.
+        pyramid_channels (Sequence[int]): Pyramid level channels, finest first.
+        clip_channels (int): CLIP grid channels.
+        pixel_levels (Sequence[int]): Pyramid levels of the FPN. Defaults to (0, 1, 2).
+        pixel_use_clip (bool): Start the FPN from the CLIP grid. Defaults to True.
+        fpn_dim (int): FPN width. Defaults to 256.
+        mask_dim (int): Pixel / mask embedding width. Defaults to 256.
+        memory_levels (Sequence[int]): Pyramid levels of the query decoder's memory. Defaults to
+            () (the CLIP grid alone).
+        memory_use_clip (bool): Put the CLIP grid in the memory. Defaults to True.
+        memory_size (int, optional): Memory grid side (None: the first input's own size).
+        mask_memory_padding (bool): Hide padding cells from cross-attention. Defaults to True.
+        loss_focal (dict): Focal loss config (``mmdet.FocalLoss``, sigmoid, x 20).
+        loss_dice (dict): Dice loss config (``mmdet.DiceLoss`` with ``activate=False``: it gets
+            probabilities already restricted to valid pixels; naive dice, eps 1, x 1).
+        match_costs (dict): :func:`mask_group_costs` options.
+        match_size (int): Side at which matching costs are computed (at most the target size).
+            Defaults to 64.
+        mask_threshold (float): Probability threshold of predicted masks. Defaults to 0.5.
+        init_cfg (dict | list[dict], optional): MMEngine init config.
+
+    ``forward`` returns ``dict(mask_logits=(B, Q, H_m, W_m) float)`` over the square frame.
+    ``predict`` returns ``masks`` (N, H, W) bool in original pixels (logits resized to the square
+    frame, the image part cropped; with ``rescale=False`` the (N, H_m, W_m) square-frame masks) and
+    ``scores`` (N,) = mean probability inside the mask (0 for an empty mask).
+    """
+
+    unit = 'mask'
+
+    def __init__(self, in_channels: int, *, num_queries: int = 30, d_model: int = 256,
+                 num_layers: int = 6, num_heads: int = 8, ffn_dim: int = 2048,
+                 dropout: float = 0.1,
+                 pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
+                 clip_channels: int = PAPER_CLIP_CHANNELS, pixel_levels: Sequence[int] = (0, 1, 2),
+                 pixel_use_clip: bool = True, fpn_dim: int = 256, mask_dim: int = 256,
+                 memory_levels: Sequence[int] = (), memory_use_clip: bool = True,
+                 memory_size: int | None = None, mask_memory_padding: bool = True,
+                 loss_focal: dict = MASK_FOCAL_LOSS, loss_dice: dict = MASK_DICE_LOSS,
+                 match_costs: dict = MASK_MATCH_COSTS, match_size: int = 64,
+                 mask_threshold: float = 0.5, init_cfg=None) -> None:
+        super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
+        if match_size <= 0 or not 0. < mask_threshold < 1.:
+            raise ValueError(f'need match_size > 0 and 0 < mask_threshold < 1, got {match_size}, '
+                             f'{mask_threshold}')
+        self.query_proj = QueryProjection(in_channels, d_model, num_queries)
+        self.memory = PyramidFusion(pyramid_channels, clip_channels, d_model,
+                                    levels=memory_levels, use_clip=memory_use_clip,
+                                    size=memory_size, mask_padding=mask_memory_padding)
+        self.decoder = QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
+        self.pixel_decoder = FPNPixelDecoder(pyramid_channels, clip_channels, levels=pixel_levels,
+                                             use_clip=pixel_use_clip, feat_channels=fpn_dim,
+                                             out_channels=mask_dim)
+        self.mask_embed = MLP(d_model, d_model, mask_dim, 3)
+        self.loss_focal = MODELS.build(loss_focal)
+        self.loss_dice = MODELS.build(loss_dice)
+        if getattr(self.loss_dice, 'activate', False):
+            raise ValueError('loss_dice must be built with activate=False: it receives '
+                             'probabilities already restricted to the valid pixels')
+        self.match_costs = {**MASK_MATCH_COSTS, **match_costs}
+        self.match_size = match_size
+        self.mask_threshold = mask_threshold
+
+    def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
+        """``dict(mask_logits=(B, Q, H_m, W_m))`` float over the square frame, every slot."""
+        content, query_pos = self.query_proj(queries)
+        hidden = self.decoder(content, query_pos, queries.mask.bool(), self.memory(visual))
+        pixels = self.pixel_decoder(visual)
+        logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(hidden), pixels)
+        return dict(mask_logits=logits)
+
+    def masked_losses(self, logits: Tensor, targets: Tensor, valid: Tensor,
+                      num: int) -> tuple[Tensor, Tensor]:
+        """Focal and dice losses of matched pairs on valid pixels.
+
+        Args:
+            logits (Tensor): (M, T, T) float, mask logits at the target size.
+            targets (Tensor): (M, T, T) bool, binary targets.
+            valid (Tensor): (M, T, T) bool, valid (image) pixels of each pair.
+            num (int): Normaliser (number of real queries).
+
+        Returns:
+            tuple[Tensor, Tensor]: Scalar focal and dice losses.
+        """
+        pred, tgt, val = logits.flatten(1), targets.flatten(1).to(logits.dtype), valid.flatten(1)
+        val = val.to(logits.dtype)
+        per_pixel = val / val.sum(1, keepdim=True).clamp(min=1)   # mean over each mask's pixels
+        focal = self.loss_focal(pred, tgt, weight=per_pixel, avg_factor=num)
+        dice = self.loss_dice(pred.sigmoid() * val, tgt * val, avg_factor=num)
+        return focal, dice
+
+    def loss(self, queries: UnitQueries, visual: VisualContext,
+             batch_data_samples: SampleList) -> dict[str, Tensor]:
+        """``loss_mask_focal`` and ``loss_mask_dice`` against ``gt_units.mask.masks``."""
+        logits = self(queries, visual)['mask_logits']
+        mask = queries.mask.bool()
+        num = int(mask.sum())
+        if num == 0:
+            zero = logits.sum() * 0.
+            return dict(loss_mask_focal=zero, loss_mask_dice=zero)
+        pred = logits[mask].float()                                          # (M, h, w)
+        tgt = gather_unit_targets(batch_data_samples, self.unit, ['masks'], queries)['masks']
+        tgt = tgt.float() > 0.5                                              # binarise
+        size = tgt.shape[-1]
+        valid_hw = visual.valid_hw[:, None].expand(-1, mask.shape[1], -1)[mask]  # (M, 2)
+        keys = flat_group_keys(queries.group_ids, mask)
+        msize = min(self.match_size, size)
+        pred_inds, tgt_inds = match_in_groups(
+            mask_group_costs, resize_maps(pred, msize), _area_binarise(tgt, msize), keys,
+            valid=valid_region_mask(valid_hw, msize, msize), **self.match_costs)
+        focal, dice = self.masked_losses(resize_maps(pred[pred_inds], size), tgt[tgt_inds],
+                                         valid_region_mask(valid_hw[pred_inds], size, size), num)
+        return dict(loss_mask_focal=focal, loss_mask_dice=dice)
+
+    @torch.no_grad()
+    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
+                rescale: bool = True) -> list[InstanceData]:
+        """One ``InstanceData(masks, scores)`` per sample (see the class docstring)."""
+        logits = self(queries, visual)['mask_logits'].float()
+        results = []
+        for sample, sel in zip(batch_data_samples, per_sample(logits, queries.mask.bool())):
+            prob = (square_to_original(sel, sample) if rescale else sel).sigmoid()
+            masks = prob > self.mask_threshold
+            area = masks.flatten(1).sum(1)
+            scores = (prob * masks).flatten(1).sum(1) / area.clamp(min=1)
+            results.append(InstanceData(masks=masks, scores=scores))
+        return results

@@ -1,0 +1,69 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""``RefVLMVisualizationHook``: PNG overlays of predictions next to ground truth (``--show-dir``)."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+import numpy as np
+from mmengine.hooks import Hook
+from PIL import Image
+
+from mmrefvlm.registry import HOOKS
+
+from .draw import depth_to_rgb, draw_instances, side_by_side
+
+
+@HOOKS.register_module()
+class RefVLMVisualizationHook(Hook):
+    """During ``test``/``val``, write ``<out_dir>/<record_id>.png`` for up to ``max_images`` samples:
+    ground truth | prediction (| GT depth | predicted depth when present), titled with the text.
+
+    Args:
+        out_dir (str): Output folder (created).
+        max_images (int): Stop after this many images. Default 50.
+        scale (int): Upscale factor of small images. Default 4.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, out_dir: str, max_images: int = 50, scale: int = 4) -> None:
+        self.out_dir = out_dir
+        self.max_images = max_images
+        self.scale = scale
+        self._count = 0
+
+    def _one(self, sample) -> None:
+        path = sample.metainfo.get('img_path')
+        if not path or not osp.isfile(path):
+            return
+        img = np.asarray(Image.open(path).convert('RGB'))
+        gt = sample.get('gt_instances')
+        pred = sample.get('pred_instances')
+        panels = [draw_instances(img, gt if gt is not None else {}, self.scale),
+                  draw_instances(img, pred if pred is not None else {}, self.scale)]
+        titles = ['GT: ' + str(sample.get('gt_text', ''))[-38:],
+                  'pred: ' + str(sample.get('pred_text', ''))[-36:]]
+        if sample.get('gt_depth') is not None:
+            panels.append(depth_to_rgb(sample.gt_depth.numpy()))
+            titles.append('GT depth')
+        if pred is not None and 'depth' in pred:
+            d = pred.depth.detach().cpu().numpy()
+            for i, unit in enumerate(pred.units):
+                if unit == 'depth':
+                    panels.append(depth_to_rgb(d[i]))
+                    titles.append('pred depth')
+                    break
+        rid = str(sample.metainfo.get('record_id', self._count)).replace('/', '_')
+        Image.fromarray(side_by_side(panels, titles)).save(osp.join(self.out_dir, f'{rid}.png'))
+        self._count += 1
+
+    def _after_iter(self, runner, batch_idx: int, data_batch=None, outputs=None,
+                    mode: str = 'train') -> None:
+        if mode == 'train' or not outputs or self._count >= self.max_images:
+            return
+        os.makedirs(self.out_dir, exist_ok=True)
+        for sample in outputs:
+            if self._count >= self.max_images:
+                break
+            self._one(sample)
