@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-# The embedded demo: stage 2 (LLM + projector + box/mask decoders, visual prompts) with tiny
-# random-initialised models on the generated demo dataset, on CPU.
+# The embedded demo: stage 2 (LLM + projector + decoders, visual prompts) with tiny
+# random-initialised models on the generated demo dataset, on CPU. To show every unit learning in
+# one short run, the keypoint and depth decoders (stage 3 in the paper) train jointly here.
 #   python tools/misc/make_demo_data.py --out data/demo
 #   python tools/train.py configs/refvlm/demo_stage2.py
 from mmengine.config import read_base
@@ -12,11 +13,13 @@ with read_base():
     from .._base_.models.refvlm_tiny import *  # noqa: F401,F403
     from .._base_.schedules.iter_adamw import *  # noqa: F401,F403
 
-from mmrefvlm.evaluation import GRESMetric, RECMetric, RESMetric
+from mmrefvlm.evaluation import (CaptionMetric, DepthMetric, GRESMetric,
+                                 InteractiveGroundingMetric, KeypointMetric, RECMetric,
+                                 RESMetric, TRPParseMetric, VQAMetric)
 
 # --- schedule knobs ---
 lr = 1e-3
-max_iters = 3000
+max_iters = 4500
 warmup_iters = 100
 
 optim_wrapper.optimizer.lr = lr
@@ -28,5 +31,9 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=ma
 default_hooks.checkpoint.interval = 1000
 default_hooks.logger.interval = 50
 
-val_evaluator = [dict(type=RECMetric), dict(type=RESMetric), dict(type=GRESMetric)]
+val_evaluator = [
+    dict(type=RECMetric), dict(type=RESMetric), dict(type=GRESMetric),
+    dict(type=InteractiveGroundingMetric), dict(type=KeypointMetric, sigmas=0.05),
+    dict(type=DepthMetric), dict(type=VQAMetric), dict(type=CaptionMetric),
+    dict(type=TRPParseMetric)]
 test_evaluator = val_evaluator

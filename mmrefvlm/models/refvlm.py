@@ -13,7 +13,6 @@ from torch import Tensor, nn
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 from mmrefvlm.tokenization import RefTokenizer, build_tokenizer
-from mmrefvlm.trp import parse_token_ids
 
 from .generation import greedy_generate, split_llm
 from .llms import build_causal_lm, resize_embeddings_mean
@@ -217,8 +216,8 @@ class RefVLM(BaseModel):
     def _route_labels(self, inputs: dict, hidden: Tensor):
         refs, warns = [], []
         for ids, labels in zip(inputs['input_ids'], inputs['labels']):
-            r, w = find_refs(ids, self.tokenizer, known_units=set(self.unit_decoders),
-                             span_mask=labels != -100)
+            r, w, _ = find_refs(ids, self.tokenizer, known_units=set(self.unit_decoders),
+                                span_mask=labels != -100)
             refs.append(r)
             warns.append(w)
         caps = {u: d.num_queries for u, d in self.unit_decoders.items()}
@@ -278,9 +277,8 @@ class RefVLM(BaseModel):
         for b in range(len(data_samples)):
             n = int(gen.lengths[b]) - int(gen.finished[b])  # drop the EOS token
             ids = gen.tokens[b, :n]
-            res = parse_token_ids(ids.tolist(), self.tokenizer, known_units=set(self.unit_decoders))
-            parsed.append((ids, res))
-            r, w = find_refs(ids, self.tokenizer, known_units=set(self.unit_decoders))
+            r, w, results = find_refs(ids, self.tokenizer, known_units=set(self.unit_decoders))
+            parsed.append((ids, results[0] if results else None))
             refs.append([(p + 1, u, g, ph) for p, u, g, ph in r])
             if not bool(gen.finished[b]):
                 w = w + [f'generation stopped at max_new_tokens={self.max_new_tokens}']
@@ -292,7 +290,7 @@ class RefVLM(BaseModel):
         for b, sample in enumerate(data_samples):
             ids, res = parsed[b]
             sample.pred_text = self.tokenizer.decode(ids.tolist())
-            sample.pred_answer = res.answer
+            sample.pred_answer = res.answer if res is not None else []
             sample.warnings = sorted(set(routing.warnings[b]), key=routing.warnings[b].index)
             parts = [(u, [r for r in routing.refs[b] if r.unit == u], preds[b])
                      for u, preds in unit_preds.items()]

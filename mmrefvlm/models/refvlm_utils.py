@@ -104,4 +104,7 @@ def apply_lora(llm: nn.Module, lora: Mapping, trainable_token_ids: Sequence[int]
         token_idx[names[id(head)].split('.')[-1]] = list(trainable_token_ids)
     cfg.setdefault('trainable_token_indices', token_idx)
     cfg.setdefault('task_type', 'CAUSAL_LM')
+    if getattr(llm, 'is_loaded_in_4bit', False) or getattr(llm, 'is_loaded_in_8bit', False):
+        from peft import prepare_model_for_kbit_training  # QLoRA
+        llm = prepare_model_for_kbit_training(llm, use_gradient_checkpointing=False)
     return get_peft_model(llm, LoraConfig(**cfg))

@@ -47,3 +47,16 @@ def test_resize_noop_and_errors():
         build_causal_lm(config=dict(hidden_size=4))
     with pytest.raises(ValueError, match='dtype'):
         build_causal_lm(config=TINY, torch_dtype='float8')
+
+
+def test_quantization_needs_weights_and_bitsandbytes(tmp_path):
+    import importlib.util
+    with pytest.raises(ValueError, match='pretrained weights'):
+        build_causal_lm(config=TINY, quantization='4bit')
+    m = build_causal_lm(config=TINY)
+    m.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'4bit' or '8bit'"):
+        build_causal_lm(str(tmp_path), quantization='2bit')
+    if importlib.util.find_spec('bitsandbytes') is None:
+        with pytest.raises(ImportError, match='bitsandbytes'):
+            build_causal_lm(str(tmp_path), quantization='4bit')

@@ -108,6 +108,72 @@ def test_text_only_batch_uses_fake_inputs(scene):
     assert torch.count_nonzero(model.unit_decoders.box.head.weight.grad) == 0  # zero, but present
 
 
+def all_units_model():
+    from mmrefvlm.testing import tiny_decoder_cfg
+    decoders = {}
+    for unit in ('box', 'mask', 'keypoint', 'depth'):
+        cfg = tiny_decoder_cfg(unit)
+        for key in ('in_channels', 'pyramid_channels', 'clip_channels'):
+            cfg.pop(key)  # RefVLM fills them from the LLM and the encoders
+        cfg['dropout'] = 0.0 if 'dropout' in cfg else None
+        decoders[unit] = {k: v for k, v in cfg.items() if v is not None}
+    return build(unit_decoders=decoders, loss_weights=dict(llm=1., box=.5, mask=.5, keypoint=1.,
+                                                           depth=1.))
+
+
+def answer_record(scene, answer, prompts=()):
+    rec = copy.deepcopy(scene['record'])
+    rec['conversation'][1]['answer'] = answer
+    rec['visual_prompts'] = list(prompts)
+    if prompts:
+        rec['conversation'][0]['content'] = 'What is at [VPT]?'
+    return rec
+
+
+MIXES = {
+    'text_only': [[], []],
+    'mask_only': [[{'phrase': 'it', 'groups': [{'units': ['mask'], 'n': 1, 'targets': [1]}]}]],
+    'box_with_prompt': [[{'phrase': 'it', 'groups': [{'units': ['box'], 'n': 2,
+                                                      'targets': [0, 1]}]}]],
+    'keypoint_depth': [[{'phrase': 'it', 'groups': [
+        {'units': ['keypoint'], 'n': 1, 'targets': [0]},
+        {'units': ['depth'], 'n': 1, 'targets': [None]}]}]],
+}
+
+
+@pytest.mark.parametrize('mix', sorted(MIXES))
+def test_every_trainable_param_gets_grad_whatever_the_batch(scene, mix):
+    model = all_units_model()
+    records = []
+    for answer in MIXES[mix]:
+        prompts = [{'type': 'box', 'box': [4, 6, 14, 16]}] if mix == 'box_with_prompt' else []
+        records.append(answer_record(scene, answer or 'Two squares.', prompts))
+    losses = model(**batch(scene, model, records), mode='loss')
+    sum(losses.values()).backward()
+    assert grads_missing(model) == []
+    active = {k.split('_')[1] for k in losses if k != 'loss_llm'}
+    expected = {'text_only': set(), 'mask_only': {'mask'}, 'box_with_prompt': {'box'},
+                'keypoint_depth': {'keypoint', 'depth'}}[mix]
+    assert active == expected
+    inactive = set(model.unit_decoders) - active
+    for unit in inactive:  # inactive decoders: present but exactly zero gradients
+        grads = [p.grad for p in model.unit_decoders[unit].parameters() if p.requires_grad]
+        assert grads and all(torch.count_nonzero(g) == 0 for g in grads)
+
+
+def test_gradient_checkpointing_same_loss(scene):
+    records = [box_record(scene), text_record(scene)]
+    plain = build()
+    ckpt = build(gradient_checkpointing=True)
+    ckpt.load_state_dict(plain.state_dict())
+    plain.train(), ckpt.train()
+    a = plain(**batch(scene, plain, records), mode='loss')
+    b = ckpt(**batch(scene, ckpt, records), mode='loss')
+    assert torch.allclose(sum(a.values()), sum(b.values()), atol=1e-5)
+    sum(b.values()).backward()
+    assert grads_missing(ckpt) == []
+
+
 def test_misaligned_targets_raise(scene):
     model = build()
     data = batch(scene, model, [box_record(scene)])

@@ -19,7 +19,7 @@ def encode(tok, answer, prefix='Q: where? A: '):
 
 def test_find_refs_units_from_own_triplet(demo_tokenizer):
     ids, labels = encode(demo_tokenizer, ANSWER)
-    refs, warns = find_refs(ids, demo_tokenizer, known_units={'box', 'mask'},
+    refs, warns, _ = find_refs(ids, demo_tokenizer, known_units={'box', 'mask'},
                             span_mask=labels != -100)
     assert not warns
     assert [r[1] for r in refs] == [('box',), ('box',), ('box', 'mask')]
@@ -30,7 +30,7 @@ def test_find_refs_units_from_own_triplet(demo_tokenizer):
 
 def test_unknown_unit_dropped_with_warning(demo_tokenizer):
     ids, labels = encode(demo_tokenizer, ANSWER)
-    refs, warns = find_refs(ids, demo_tokenizer, known_units={'box'}, span_mask=labels != -100)
+    refs, warns, _ = find_refs(ids, demo_tokenizer, known_units={'box'}, span_mask=labels != -100)
     assert [r[1] for r in refs] == [('box',), ('box',), ('box',)]
     assert any('unknown_unit' in w for w in warns)
 
@@ -67,6 +67,6 @@ def test_multi_turn_answers_parsed_separately(demo_tokenizer):
     ids2, lab2 = encode(demo_tokenizer, [{'phrase': 'b', 'groups': [{'units': ['box'], 'n': 1}]}],
                         prefix=' Q: more? A: ')
     ids, labels = torch.cat([ids1, ids2]), torch.cat([lab1, lab2])
-    refs, warns = find_refs(ids, demo_tokenizer, known_units={'box'}, span_mask=labels != -100)
+    refs, warns, _ = find_refs(ids, demo_tokenizer, known_units={'box'}, span_mask=labels != -100)
     assert len(refs) == 2 and not warns
     assert refs[0][2] != refs[1][2]  # different answers -> different groups

@@ -43,3 +43,13 @@ def test_unknown_type_raises():
     import pytest
     with pytest.raises(KeyError):
         HOOKS.build(dict(type='NoSuchHook'))
+
+
+def test_tests_cannot_reach_the_network():
+    import socket
+
+    import pytest
+    with pytest.raises(RuntimeError, match='network'):
+        socket.create_connection(('8.8.8.8', 53), timeout=1)
+    import os
+    assert os.environ['HF_HUB_OFFLINE'] == '1'

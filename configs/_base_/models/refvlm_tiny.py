@@ -1,14 +1,17 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 # A tiny RefVLM for CPU tests and the embedded demo: random-initialised Llama, CLIP-ViT and
 # ConvNeXt (trainable, since nothing is pretrained), small box/mask/keypoint/depth decoders.
-from mmrefvlm.models import (BoxUnitDecoder, CLIPViTEncoder, ConvNeXtPyramid,
-                             LatentEmbeddingRouter, MaskGuidedAggregation, MaskUnitDecoder, RefVLM)
+# Decoders get in_channels / clip_channels / pyramid_channels from RefVLM. The box and keypoint
+# decoders use the pointer box head: plain DETR regression does not converge in a CPU budget.
+from mmrefvlm.models import (BoxUnitDecoder, CLIPViTEncoder, ConvNeXtPyramid, DepthUnitDecoder,
+                             KeypointUnitDecoder, LatentEmbeddingRouter, MaskGuidedAggregation,
+                             MaskUnitDecoder, RefVLM)
 
 # --- user-facing knobs ---
 tokenizer = dict(source='demo')
 llm_hidden_size = 128
 vit_image_size = 64
-vit_patch_size = 8
+vit_patch_size = 16
 num_image_tokens = (vit_image_size // vit_patch_size) ** 2
 pyramid_image_size = 64
 prompt_grid = 3
@@ -36,9 +39,16 @@ model = dict(
     router=dict(type=LatentEmbeddingRouter, ref_position='ref'),
     unit_decoders=dict(
         box=dict(type=BoxUnitDecoder, num_queries=8, d_model=decoder_dim, num_layers=2,
-                 num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, memory_size=16),
+                 num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, memory_size=16,
+                 box_head='pointer'),
         mask=dict(type=MaskUnitDecoder, num_queries=8, d_model=decoder_dim, num_layers=2,
                   num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, fpn_dim=decoder_dim,
-                  mask_dim=decoder_dim)),
-    loss_weights=dict(llm=1.0, box=0.5, mask=0.5),
+                  mask_dim=decoder_dim),
+        keypoint=dict(type=KeypointUnitDecoder, num_queries=8, num_keypoints=num_keypoints,
+                      sigmas=0.05, d_model=decoder_dim, num_layers=2, num_point_layers=1,
+                      num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, memory_size=16,
+                      box_head='pointer'),
+        depth=dict(type=DepthUnitDecoder, num_queries=2, d_model=decoder_dim,
+                   fpn_dim=decoder_dim, pixel_dim=decoder_dim)),
+    loss_weights=dict(llm=1.0, box=1.0, mask=1.0, keypoint=1.0, depth=1.0),
     max_new_tokens=48)

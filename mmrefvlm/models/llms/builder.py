@@ -66,7 +66,8 @@ def build_causal_lm(name_or_path: str | None = None, *, config: Mapping | None =
                     torch_dtype: str | torch.dtype = 'float32', load_weights: bool = True,
                     attn_implementation: str | None = 'sdpa', gguf_file: str | None = None,
                     hf_config_overrides: Mapping | None = None,
-                    from_pretrained_kwargs: Mapping | None = None) -> nn.Module:
+                    from_pretrained_kwargs: Mapping | None = None,
+                    quantization: str | None = None) -> nn.Module:
     """Build a causal LM and make room for the tokenizer's special tokens.
 
     Args:
@@ -86,6 +87,9 @@ def build_causal_lm(name_or_path: str | None = None, *, config: Mapping | None =
         hf_config_overrides (Mapping, optional): Config fields to override (e.g.
             ``num_hidden_layers=4`` to load a truncated real model).
         from_pretrained_kwargs (Mapping, optional): Extra ``from_pretrained`` arguments.
+        quantization (str, optional): ``'4bit'`` (NF4, double quantisation: QLoRA) or ``'8bit'``
+            base weights through bitsandbytes (GPU extra, ``requirements/optional.txt``); only
+            with ``name_or_path`` and ``load_weights``. Combine with ``RefVLM(lora=...)``.
 
     Returns:
         nn.Module: The HF ``PreTrainedModel``.
@@ -103,6 +107,10 @@ def build_causal_lm(name_or_path: str | None = None, *, config: Mapping | None =
         name_or_path, gguf_file = smollm2_dir(), gguf_file or SMOLLM2_GGUF
     if gguf_file is not None:
         kwargs['gguf_file'] = gguf_file
+    if quantization is not None:
+        if config is not None or not load_weights:
+            raise ValueError('quantization needs pretrained weights (name_or_path, load_weights=True)')
+        kwargs['quantization_config'] = _bnb_config(quantization, dtype)
     if config is not None:
         cfg = dict(config)
         if 'model_type' not in cfg:
@@ -127,6 +135,23 @@ def build_causal_lm(name_or_path: str | None = None, *, config: Mapping | None =
         resize_embeddings_mean(model, len(tok))
         _sync_special_ids(model, tok)
     return model
+
+
+def _bnb_config(quantization: str, dtype: torch.dtype | None) -> Any:
+    """A transformers ``BitsAndBytesConfig`` for ``'4bit'`` (NF4) or ``'8bit'``."""
+    if quantization not in ('4bit', '8bit'):
+        raise ValueError(f"quantization must be '4bit' or '8bit', got {quantization!r}")
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError as err:
+        raise ImportError(f'quantization={quantization!r} (QLoRA) needs `bitsandbytes` and a CUDA '
+                          'GPU; install it from requirements/optional.txt') from err
+    if quantization == '8bit':
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4',
+                              bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype or torch.bfloat16)
 
 
 def _from_config(hf_cfg: Any, dtype: torch.dtype | None, attn: str | None) -> nn.Module:

@@ -53,7 +53,7 @@ class RoutingResult:
 
 
 def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[str],
-              span_mask: Tensor | None = None) -> tuple[list[tuple], list[str]]:
+              span_mask: Tensor | None = None) -> tuple[list[tuple], list[str], list]:
     """Parse one sample's answer tokens into ``(position, units, group_key, phrase)`` tuples.
 
     Args:
@@ -65,7 +65,8 @@ def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[st
             None: the whole sequence is one answer (generated tokens).
 
     Returns:
-        tuple: refs as ``(position, units, (answer, triplet, group), phrase)`` and warning strings.
+        tuple: refs as ``(position, units, (answer, triplet, group), phrase)``, warning strings, and
+        the ``ParseResult`` of each answer.
     """
     if span_mask is None:
         positions = torch.arange(len(token_ids))
@@ -74,10 +75,11 @@ def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[st
     ids = token_ids[positions].tolist()
     pos = positions.tolist()
     eos = tokenizer.ids.eos
-    out, warnings, start, answer = [], [], 0, 0
+    out, warnings, results, start, answer = [], [], [], 0, 0
     for end in [i for i, t in enumerate(ids) if t == eos] + [len(ids)]:
         if end > start:
             res = parse_token_ids(ids[start:end], tokenizer, known_units=known_units)
+            results.append(res)
             warnings += [f'{w.code}: {w.message}' for w in res.warnings]
             for ref in res.refs:
                 if not ref.units:
@@ -87,7 +89,7 @@ def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[st
                             ref.phrase))
             answer += 1
         start = end + 1
-    return out, warnings
+    return out, warnings, results
 
 
 @MODELS.register_module()

@@ -129,7 +129,7 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
                  clip_channels: int = PAPER_CLIP_CHANNELS,
                  memory_levels: Sequence[int] = (0, 1, 2), memory_use_clip: bool = True,
                  memory_size: int | None = 128, mask_memory_padding: bool = True,
-                 loss_bbox_l1: dict = BOX_L1_LOSS, loss_bbox_giou: dict = BOX_GIOU_LOSS,
+                 box_head: str = 'mlp', loss_bbox_l1: dict = BOX_L1_LOSS, loss_bbox_giou: dict = BOX_GIOU_LOSS,
                  keypoint_l1_weight: float = 2.0, oks_weight: float = 2.0,
                  visibility_weight: float = 1.0, match_costs: dict = KEYPOINT_MATCH_COSTS,
                  init_cfg=None) -> None:
@@ -142,7 +142,7 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
             num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
             pyramid_channels=pyramid_channels, clip_channels=clip_channels,
             memory_levels=memory_levels, memory_use_clip=memory_use_clip,
-            memory_size=memory_size, mask_memory_padding=mask_memory_padding)
+            memory_size=memory_size, mask_memory_padding=mask_memory_padding, box_head=box_head)
         self.point_in_proj = nn.Linear(d_model, d_model)
         self.point_embed = nn.Embedding(num_keypoints, d_model)
         self.point_decoder = QueryDecoder(d_model, num_point_layers, num_heads, ffn_dim, dropout)

@@ -26,6 +26,46 @@ class TestBoxDecoderContract(UnitDecoderContract):
         assert (pred.bboxes >= 0).all() and (pred.bboxes <= limit).all()
 
 
+class TestPointerBoxDecoderContract(TestBoxDecoderContract):
+    """The same contract with the pointer head (queries point at cells that regress boxes)."""
+    tiny_cfg = dict(tiny_decoder_cfg('box'), box_head='pointer')
+
+    def build_decoder(self, seed=0):
+        # At init the pointer attention is almost uniform, so every query predicts nearly the same
+        # box and swapping targets across groups would barely change the loss; sharpen it.
+        decoder = super().build_decoder(seed=seed)
+        with torch.no_grad():
+            decoder.predictor.box_head.query.weight.mul_(30)
+        return decoder
+
+
+def test_pointer_head_is_weighted_mean_of_cell_boxes():
+    from mmrefvlm.models.unit_decoders.box import PointerBoxHead
+    from mmrefvlm.models.unit_decoders.layers import FusedMemory
+    torch.manual_seed(0)
+    head = PointerBoxHead(8)
+    mem = torch.randn(1, 4, 8)
+    hidden = torch.randn(1, 2, 8)
+    padding = torch.tensor([[False, False, False, True]])  # last cell is padding
+    out = head(hidden, FusedMemory(mem, torch.zeros_like(mem), padding, (2, 2)))
+    # reference: explicit loop over cells
+    w = (head.query(hidden) @ head.key(mem).transpose(1, 2)) * head.scale
+    w = w.masked_fill(padding[:, None], float('-inf')).softmax(-1)[0]
+    d = head.ltrb(mem)[0].sigmoid()
+    centres = torch.tensor([[.25, .25], [.75, .25], [.25, .75], [.75, .75]])
+    cells = torch.cat([centres - d[:, :2], centres + d[:, 2:]], 1).clamp(0, 1)
+    xyxy = w @ cells
+    exp = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1)
+    assert torch.allclose(out[0], exp.clamp(1e-4, 1 - 1e-4), atol=1e-6)
+    assert w[:, 3].eq(0).all()
+
+
+def test_box_head_choice_validated():
+    from mmrefvlm.registry import MODELS
+    with pytest.raises(ValueError, match='box_head'):
+        MODELS.build(dict(tiny_decoder_cfg('box'), box_head='conv'))
+
+
 def _cxcywh(xyxy):
     x = torch.tensor(xyxy)
     return torch.cat([(x[..., :2] + x[..., 2:]) / 2, x[..., 2:] - x[..., :2]], -1)
