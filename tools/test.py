@@ -38,6 +38,7 @@ def main(argv=None) -> dict:
     from mmengine.dist import is_main_process
 
     from mmrefvlm.apis import build_runner, load_config
+    from mmrefvlm.utils.registry_errors import registry_hints
 
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
@@ -47,8 +48,9 @@ def main(argv=None) -> dict:
     if args.show_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='RefVLMVisualizationHook', out_dir=args.show_dir, max_images=args.max_show)]
-    runner = build_runner(cfg)
-    metrics = runner.test()
+    with registry_hints():  # an unknown `type` in the config: list close registered names
+        runner = build_runner(cfg)
+        metrics = runner.test()
     metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
     if is_main_process():
         os.makedirs(cfg.work_dir, exist_ok=True)

@@ -35,6 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     from mmrefvlm.apis import build_runner, load_config
+    from mmrefvlm.utils.registry_errors import registry_hints
 
     cfg = load_config(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
                       launcher=args.launcher)
@@ -42,14 +43,17 @@ def main(argv=None) -> None:
         import torch
         if not torch.cuda.is_available():
             raise SystemExit('--amp needs a CUDA GPU; on CPU train in float32 (drop --amp)')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        kind = cfg.optim_wrapper.type
+        guarded = 'NaNGuard' in getattr(kind, '__name__', str(kind))
+        cfg.optim_wrapper.type = 'NaNGuardAmpOptimWrapper' if guarded else 'AmpOptimWrapper'
         cfg.optim_wrapper.dtype = 'bfloat16'
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = build_runner(cfg)
-    runner.train()
+    with registry_hints():  # an unknown `type` in the config: list close registered names
+        runner = build_runner(cfg)
+        runner.train()
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ with read_base():
     from .._base_.models.refvlm_tiny import *  # noqa: F401,F403
     from .._base_.schedules.iter_adamw import *  # noqa: F401,F403
 
+from mmrefvlm.engine import FastResumeIterBasedTrainLoop
 from mmrefvlm.evaluation import (CaptionMetric, DepthMetric, GRESMetric,
                                  InteractiveGroundingMetric, KeypointMetric, RECMetric,
                                  RESMetric, TRPParseMetric, VQAMetric)
@@ -27,7 +28,7 @@ param_scheduler = [
     dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
     dict(type=CosineAnnealingLR, by_epoch=False, eta_min=lr * 0.01, begin=warmup_iters,
          end=max_iters, T_max=max_iters - warmup_iters)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+train_cfg = dict(type=FastResumeIterBasedTrainLoop, max_iters=max_iters, val_interval=max_iters)
 default_hooks.checkpoint.interval = 1000
 default_hooks.logger.interval = 50
 

@@ -5,7 +5,7 @@
 # stage-1 mix is caption / VQA / region description, whose answers are plain text).
 from mmengine.config import read_base
 from mmengine.dataset import ConcatDataset
-from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
+from mmengine.optim import CosineAnnealingLR, LinearLR
 
 with read_base():
     from .._base_.datasets.vt_instruct import *  # noqa: F401,F403
@@ -14,6 +14,7 @@ with read_base():
     from .._base_.schedules.iter_adamw import *  # noqa: F401,F403
 
 from mmrefvlm.datasets import RefVLMDataset, WeightedMultiDatasetSampler
+from mmrefvlm.engine import FastResumeIterBasedTrainLoop, NaNGuardAmpOptimWrapper
 from mmrefvlm.evaluation import CaptionMetric
 
 # --- knobs ---
@@ -38,13 +39,13 @@ val_dataloader.dataset = dict(type=ConcatDataset, datasets=[
 test_dataloader = val_dataloader
 
 optim_wrapper.optimizer.lr = lr
-optim_wrapper.type = AmpOptimWrapper
+optim_wrapper.type = NaNGuardAmpOptimWrapper
 optim_wrapper.dtype = 'bfloat16'
 param_scheduler = [
     dict(type=LinearLR, start_factor=1e-5, by_epoch=False, begin=0, end=warmup_iters),
     dict(type=CosineAnnealingLR, by_epoch=False, eta_min=0.0, begin=warmup_iters,
          end=max_iters, T_max=max_iters - warmup_iters)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=5000)
+train_cfg = dict(type=FastResumeIterBasedTrainLoop, max_iters=max_iters, val_interval=5000)
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=False)
 val_evaluator = [dict(type=CaptionMetric)]
 test_evaluator = val_evaluator

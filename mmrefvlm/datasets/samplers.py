@@ -46,17 +46,30 @@ class WeightedMultiDatasetSampler(Sampler):
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.rank, self.world_size = get_dist_info()
         self.seed = sync_random_seed() if seed is None else seed
+        self._skip = 0
+
+    def skip(self, num: int) -> None:
+        """Make the next ``__iter__`` start ``num`` indices into the stream (exact resume without
+        loading the consumed samples; see ``FastResumeIterBasedTrainLoop``)."""
+        if num < 0:
+            raise ValueError(f'cannot skip a negative number of samples ({num})')
+        self._skip = int(num)
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.rank])
         perms = [rng.permutation(s) for s in self.sizes]
         cursor = [0] * len(self.sizes)
+        to_skip, self._skip = self._skip, 0
         while True:
             for d in rng.choice(len(self.sizes), size=1024, p=self.probs):
                 if cursor[d] == self.sizes[d]:
                     perms[d], cursor[d] = rng.permutation(self.sizes[d]), 0
-                yield int(self.offsets[d] + perms[d][cursor[d]])
+                index = int(self.offsets[d] + perms[d][cursor[d]])
                 cursor[d] += 1
+                if to_skip:
+                    to_skip -= 1
+                    continue
+                yield index
 
     def __len__(self) -> int:
         return sum(self.sizes) // self.world_size

@@ -1,5 +1,8 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""Training-engine pieces: hooks, runner helpers, optimizer constructors."""
+"""Training-engine pieces: hooks, the training loop, NaN-guarding optimizer wrappers."""
 from .hooks import InitUnitDecoderHook, SafeCheckpointHook
+from .loops import FastResumeIterBasedTrainLoop
+from .optim_wrappers import NaNGuardAmpOptimWrapper, NaNGuardOptimWrapper, NonFiniteLossError
 
-__all__ = ['SafeCheckpointHook', 'InitUnitDecoderHook']
+__all__ = ['SafeCheckpointHook', 'InitUnitDecoderHook', 'FastResumeIterBasedTrainLoop',
+           'NaNGuardOptimWrapper', 'NaNGuardAmpOptimWrapper', 'NonFiniteLossError']

@@ -173,6 +173,8 @@ class RefVLM(BaseModel):
         embeds = splice(embeds, ids, self.tokenizer.ids.image, image_tokens[has_image].flatten(0, 1),
                         has_image.long() * n_img, '<image>')
         zero = image_tokens.sum() * 0. if not bool(has_image.all()) else embeds.new_zeros(())
+        if self.training:  # pyramid levels no decoder reads this step stay in the graph
+            zero = zero + sum(p.float().sum() for p in vis.pyramid) * 0.
         masks, bidx = inputs['prompt_masks'], inputs['prompt_batch_idx']
         k2 = self.prompt_encoder.num_tokens
         if masks.shape[0] > 0:
@@ -232,13 +234,17 @@ class RefVLM(BaseModel):
             w = self.loss_weights[unit]
             queries = routing.queries.get(unit)
             if queries is None:
-                # Fake input: one query, first image; 0 x outputs keeps every parameter in the graph.
-                fake = UnitQueries(embeds=hidden[:1, :1] * 0., mask=hidden.new_ones(1, 1, dtype=torch.bool),
-                                   group_ids=torch.zeros(1, 1, dtype=torch.long, device=hidden.device))
+                # Fake input: one padded query on the first image. The decoder's loss with zero
+                # real queries returns its usual keys as 0 x outputs, so every parameter is in the
+                # graph (DDP-safe) and every step logs the same loss keys.
+                fake = UnitQueries(embeds=hidden[:1, :1] * 0.,
+                                   mask=torch.zeros(1, 1, dtype=torch.bool, device=hidden.device),
+                                   group_ids=torch.full((1, 1), -1, dtype=torch.long,
+                                                        device=hidden.device))
                 vis1 = VisualContext(pyramid=tuple(p[:1] for p in vis.pyramid), clip=vis.clip[:1],
                                      valid_hw=vis.valid_hw[:1])
-                out = dec(fake, vis1)
-                zero = zero + sum(v.float().sum() for v in out.values()) * 0.
+                for key, val in dec.loss(fake, vis1, data_samples[:1]).items():
+                    losses[key] = val * 0.
                 continue
             self._check_alignment(unit, queries, data_samples)
             for key, val in dec.loss(queries, vis, data_samples).items():
@@ -279,7 +285,8 @@ class RefVLM(BaseModel):
             ids = gen.tokens[b, :n]
             r, w, results = find_refs(ids, self.tokenizer, known_units=set(self.unit_decoders))
             parsed.append((ids, results[0] if results else None))
-            refs.append([(p + 1, u, g, ph) for p, u, g, ph in r])
+            refs.append([(p + 1, u, g, ph, None if sp is None else (sp[0] + 1, sp[1] + 1))
+                         for p, u, g, ph, sp in r])
             if not bool(gen.finished[b]):
                 w = w + [f'generation stopped at max_new_tokens={self.max_new_tokens}']
             warns.append(w)

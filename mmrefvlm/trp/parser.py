@@ -33,7 +33,7 @@ def _append_text(segs: list, text: str) -> None:
 
 
 class _Group:
-    __slots__ = ('units', 'routable', 'refs', 'tid', 'gi', 'phrase', 'bad_index')
+    __slots__ = ('units', 'routable', 'refs', 'tid', 'gi', 'phrase', 'span', 'bad_index')
 
     def __init__(self, units: list[str], routable: tuple[str, ...]) -> None:
         self.units = units
@@ -42,16 +42,18 @@ class _Group:
         self.tid: int | None = None
         self.gi: int | None = None
         self.phrase = ''
+        self.span: tuple[int, int] | None = None
         self.bad_index = False
 
 
 class _Node:
-    __slots__ = ('segs', 'groups', 'pos')
+    __slots__ = ('segs', 'groups', 'pos', 'end')
 
     def __init__(self, pos: int) -> None:
         self.segs: list = []
         self.groups: list[_Group] = []
         self.pos = pos
+        self.end: int | None = None  # position of its </Phrase>
 
 
 class TRPParser:
@@ -169,6 +171,7 @@ class TRPParser:
             self._warn('stray_tag', '</Phrase> without <Phrase> ignored', pos)
             return
         node = self.stack.pop()
+        node.end = pos
         trailing = self._after_phrase(node)
         self._attach(node)
         _append_text(self._segs(), trailing)
@@ -373,6 +376,7 @@ class TRPParser:
                 name = cot_name(plain)
                 for gi, g in enumerate(seg.groups):
                     g.tid, g.gi, g.phrase = tid, gi, plain
+                    g.span = None if seg.end is None else (seg.pos, seg.end)
                     groups.append({'units': list(g.units), 'n': len(g.refs)})
                     body.append((name, tuple(g.units), len(g.refs)))
                 triplets.append(((plain, tuple(tuple(g.units) for g in seg.groups)), seg.pos))
@@ -389,7 +393,8 @@ class TRPParser:
             if run == REPEAT_TRIPLETS:
                 self._warn('repetition', f'the triplet {key[0][:40]!r} repeats {run}+ times', pos)
         refs = [RefInfo(pos, (), None, None, None) if g is None or g.tid is None else
-                RefInfo(pos, g.routable, g.tid, g.gi, k, g.phrase) for pos, g, k in self.refs]
+                RefInfo(pos, g.routable, g.tid, g.gi, k, g.phrase, g.span)
+                for pos, g, k in self.refs]
         if self.cot is not None:
             mismatch = check_cot(self.cot, body, self.cot_pos)
             if mismatch is not None:

@@ -48,6 +48,9 @@ class RefInfo:
         k (int | None): 0-based rank of this ``<REF>`` within its group (the written ``[k]`` is
             checked against it). None when ``group`` is None.
         phrase (str): Plain text of the triplet's phrase ('' when there is none).
+        phrase_span (tuple[int, int] | None): Positions (characters or token indices, as
+            ``position``) of the triplet's ``<Phrase>`` and ``</Phrase>``; its content lies strictly
+            between them. None when the phrase was never closed.
     """
 
     position: int
@@ -56,6 +59,7 @@ class RefInfo:
     group: int | None
     k: int | None
     phrase: str = ''
+    phrase_span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,21 @@ class RefVLMVisualizationHook(Hook):
     Args:
         out_dir (str): Output folder (created).
         max_images (int): Stop after this many images. Default 50.
+        max_per_task (int): At most this many images of one task (so a mixed test set shows every
+            task). Default 4.
         scale (int): Upscale factor of small images. Default 4.
     """
 
     priority = 'LOW'
 
-    def __init__(self, out_dir: str, max_images: int = 50, scale: int = 4) -> None:
+    def __init__(self, out_dir: str, max_images: int = 50, max_per_task: int = 4,
+                 scale: int = 4) -> None:
         self.out_dir = out_dir
         self.max_images = max_images
+        self.max_per_task = max_per_task
         self.scale = scale
         self._count = 0
+        self._per_task: dict[str, int] = {}
 
     def _one(self, sample) -> None:
         path = sample.metainfo.get('img_path')
@@ -42,8 +47,8 @@ class RefVLMVisualizationHook(Hook):
         pred = sample.get('pred_instances')
         panels = [draw_instances(img, gt if gt is not None else {}, self.scale),
                   draw_instances(img, pred if pred is not None else {}, self.scale)]
-        titles = ['GT: ' + str(sample.get('gt_text', ''))[-38:],
-                  'pred: ' + str(sample.get('pred_text', ''))[-36:]]
+        titles = ['GT: ' + str(sample.get('gt_text', ''))[:38],
+                  'pred: ' + str(sample.get('pred_text', ''))[:36]]
         if sample.get('gt_depth') is not None:
             panels.append(depth_to_rgb(sample.gt_depth.numpy()))
             titles.append('GT depth')
@@ -66,4 +71,8 @@ class RefVLMVisualizationHook(Hook):
         for sample in outputs:
             if self._count >= self.max_images:
                 break
+            task = str(sample.metainfo.get('task'))
+            if self._per_task.get(task, 0) >= self.max_per_task:
+                continue
+            self._per_task[task] = self._per_task.get(task, 0) + 1
             self._one(sample)

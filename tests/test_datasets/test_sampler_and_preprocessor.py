@@ -81,3 +81,12 @@ def test_preprocessor_missing_encoder_image():
     dp = RefVLMDataPreprocessor(pad_token_id=0, image_sizes=dict(vit=4, pyramid=8))
     with pytest.raises(KeyError, match='pyramid'):
         dp(dict(inputs=[_inputs(3, 1)], data_samples=[]), training=True)
+
+
+def test_skip_gives_the_same_stream_tail():
+    ds = concat(7, 13)
+    full = list(itertools.islice(iter(WeightedMultiDatasetSampler(ds, [1, 2], seed=1)), 3000))
+    s = WeightedMultiDatasetSampler(ds, [1, 2], seed=1)
+    s.skip(2500)
+    assert list(itertools.islice(iter(s), 500)) == full[2500:]
+    assert list(itertools.islice(iter(s), 5)) == full[:5]  # skip applies to one pass only

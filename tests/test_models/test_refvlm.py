@@ -32,7 +32,10 @@ class TinyBox(BaseVisualUnitDecoder):
         return dict(boxes=(self.head(q.embeds) + f).sigmoid())
 
     def loss(self, q, vis, samples):
-        pred = self(q, vis)['boxes'][q.mask]
+        out = self(q, vis)['boxes']
+        if not q.mask.any():  # the fake input: same key, zero value, full graph
+            return dict(loss_box_l1=out.sum() * 0.)
+        pred = out[q.mask]
         gt = torch.cat([s.gt_units.box.bboxes for s in samples if 'box' in s.gt_units])
         return dict(loss_box_l1=(pred - gt).abs().mean())
 
@@ -102,7 +105,8 @@ def test_text_only_batch_uses_fake_inputs(scene):
     model = build()
     data = batch(scene, model, [text_record(scene), text_record(scene)])
     losses = model(**data, mode='loss')
-    assert set(losses) == {'loss_llm'}
+    assert set(losses) == {'loss_llm', 'loss_box_l1'}  # same keys every step
+    assert losses['loss_box_l1'].item() == 0
     sum(losses.values()).backward()
     assert grads_missing(model) == []
     assert torch.count_nonzero(model.unit_decoders.box.head.weight.grad) == 0  # zero, but present
@@ -151,7 +155,9 @@ def test_every_trainable_param_gets_grad_whatever_the_batch(scene, mix):
     losses = model(**batch(scene, model, records), mode='loss')
     sum(losses.values()).backward()
     assert grads_missing(model) == []
-    active = {k.split('_')[1] for k in losses if k != 'loss_llm'}
+    keys = {k.split('_')[1] for k in losses if k != 'loss_llm'}
+    assert keys == {'box', 'mask', 'keypoint', 'depth'}  # every step logs every unit
+    active = {k.split('_')[1] for k, v in losses.items() if k != 'loss_llm' and v.item() != 0}
     expected = {'text_only': set(), 'mask_only': {'mask'}, 'box_with_prompt': {'box'},
                 'keypoint_depth': {'keypoint', 'depth'}}[mix]
     assert active == expected

@@ -70,3 +70,21 @@ def test_multi_turn_answers_parsed_separately(demo_tokenizer):
     refs, warns, _ = find_refs(ids, demo_tokenizer, known_units={'box'}, span_mask=labels != -100)
     assert len(refs) == 2 and not warns
     assert refs[0][2] != refs[1][2]  # different answers -> different groups
+
+
+def test_phrase_pooling_adds_mean_phrase_state(demo_tokenizer):
+    ids, labels = encode(demo_tokenizer, ANSWER)
+    refs = [find_refs(ids, demo_tokenizer, known_units={'box', 'mask'}, span_mask=labels != -100)[0]]
+    hidden = torch.randn(1, len(ids), 8)
+    plain = LatentEmbeddingRouter()(hidden, refs, dict(box=10, mask=10)).queries['box']
+    pooled = LatentEmbeddingRouter(phrase_pooling=True)(hidden, refs,
+                                                         dict(box=10, mask=10)).queries['box']
+    tokens = ids.tolist()
+    for slot, (pos, _, _, phrase, span) in enumerate(refs[0]):
+        s, e = span
+        assert tokens[s] == demo_tokenizer.ids.phrase_start
+        assert tokens[e] == demo_tokenizer.ids.phrase_end
+        assert demo_tokenizer.decode(tokens[s + 1:e]) == phrase
+        exp = hidden[0, pos] + hidden[0, s + 1:e].mean(0)
+        assert torch.allclose(pooled.embeds[0, slot], exp, atol=1e-5)
+        assert torch.equal(plain.embeds[0, slot], hidden[0, pos])

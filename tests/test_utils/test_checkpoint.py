@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Resume and load_from on torch >= 2.6 with weights-only loading everywhere."""
+import itertools
 import os
 import os.path as osp
 import pickle
@@ -15,6 +16,9 @@ from torch.utils.data import Dataset
 
 from mmrefvlm.engine.hooks import SafeCheckpointHook
 from mmrefvlm.utils import UnsafeCheckpointError, decode_safe, encode_safe, load_state_file
+
+
+_RUN_IDS = itertools.count()
 
 
 class ToyModel(BaseModel):
@@ -57,7 +61,9 @@ def _runner(work_dir, max_iters, **kwargs):
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[dict(type=SafeCheckpointHook)],
-        randomness=dict(seed=0), default_scope='mmrefvlm', **kwargs)
+        randomness=dict(seed=0), default_scope='mmrefvlm',
+        # unique names: two runners made in the same second must not share MMEngine's globals
+        experiment_name=f'ckpt_{next(_RUN_IDS)}', **kwargs)
 
 
 def test_encode_decode_roundtrip():

@@ -11,7 +11,7 @@ from mmrefvlm.models import (BoxUnitDecoder, CLIPViTEncoder, ConvNeXtPyramid, De
 tokenizer = dict(source='demo')
 llm_hidden_size = 128
 vit_image_size = 64
-vit_patch_size = 16
+vit_patch_size = 8
 num_image_tokens = (vit_image_size // vit_patch_size) ** 2
 pyramid_image_size = 64
 prompt_grid = 3

@@ -10,6 +10,7 @@ import torch
 from mmcv.transforms import BaseTransform
 
 from mmrefvlm.datasets.chat_templates import get_chat_template
+from mmrefvlm.datasets.records import TASKS
 from mmrefvlm.datasets.template_bank import TemplateBank
 from mmrefvlm.registry import TRANSFORMS
 from mmrefvlm.tokenization import IMAGE_TOKEN, VPT_TOKEN, RefTokenizer, build_tokenizer
@@ -91,17 +92,24 @@ class FormatConversation(BaseTransform):
         self.seed = seed
 
     # -- rendering ---------------------------------------------------------------------------
-    def _user_text(self, turn: dict, task: str, sample_idx: int) -> str:
+    def _user_text(self, turn: dict, task: str, sample_idx: int, rid) -> str:
         if 'content' in turn:
             return turn['content']
         name = turn.get('template', task)
-        index = self.templates.sample_index(name, self.seed, sample_idx)
-        return self.templates.render(name, turn.get('slots', {}), index=index)
+        try:
+            index = self.templates.sample_index(name, self.seed, sample_idx)
+            return self.templates.render(name, turn.get('slots', {}), index=index)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f'record {rid}: {err}') from err
 
     def _segments(self, results: dict) -> tuple[list[tuple[str, bool]], list, Any]:
         """(text, supervised) pieces, the supervised answers and the final answer."""
         conv = list(results['conversation'])
         task = results['task']
+        roles = [t.get('role') for t in conv if t.get('role') != 'system']
+        if 'user' not in roles or 'assistant' not in roles:
+            raise ValueError(f'record {results.get("id")}: the conversation needs a user turn and '
+                             f'an assistant turn, got roles {roles}')
         system = self.templates.system(task) if task in self.templates else ''
         if conv and conv[0].get('role') == 'system':
             system = conv.pop(0)['content']
@@ -114,7 +122,7 @@ class FormatConversation(BaseTransform):
         idx = results.get('sample_idx', 0)
         for i, turn in enumerate(conv):
             if turn.get('role') == 'user':
-                text = self._user_text(turn, task, idx)
+                text = self._user_text(turn, task, idx, results.get('id'))
                 if needs_image and IMAGE_TOKEN not in text:
                     text, needs_image = f'{IMAGE_TOKEN}\n{text}', False
                 pieces.append((self.chat.user.format(content=text), False))
@@ -144,11 +152,23 @@ class FormatConversation(BaseTransform):
                 out.append(t)
         return out
 
+    def _check_task(self, results: dict) -> None:
+        task = results.get('task')
+        if task not in TASKS and task not in self.templates:
+            raise ValueError(f'record {results.get("id")}: unknown task {task!r}; known tasks: '
+                             f'{sorted(set(TASKS) | set(self.templates.names))}')
+
     def transform(self, results: dict) -> dict:  # noqa: D102
+        self._check_task(results)
         pieces, answers, last_answer = self._segments(results)
         ids: list[int] = [] if self.tokenizer.ids.bos is None else [self.tokenizer.ids.bos]
         labels: list[int] = [IGNORE_INDEX] * len(ids)
         for text, supervised in pieces:
+            try:
+                text.encode('utf-8')
+            except UnicodeEncodeError as err:  # e.g. a lone surrogate "\ud800" from JSON
+                raise SampleLoadError(f'record {results.get("id")}: text is not valid Unicode '
+                                      f'({err.reason} at {err.start}): {text[:60]!r}') from err
             piece = [self.tokenizer.ids.eos] if text == '<EOS>' else self._expand(
                 self.tokenizer.encode(text))
             ids.extend(piece)
@@ -170,7 +190,10 @@ class FormatConversation(BaseTransform):
         target_answers = [last_answer] if self.predict and last_answer is not None else answers
         refs, gid = [], 0
         for ans in target_answers:
-            refs.extend(iter_ref_targets(ans, start_group=gid))
+            try:
+                refs.extend(iter_ref_targets(ans, start_group=gid))
+            except ValueError as err:
+                raise ValueError(f'record {rid}: {err}') from err
             gid += sum(1 for _ in iter_groups(ans))
         results.update(
             input_ids=torch.tensor(ids, dtype=torch.long),

@@ -137,6 +137,8 @@ class KeypointTarget(BaseUnitTarget):
             raise TargetError(f'record {_rid(results)}: keypoint target needs '
                               f'{3 * self.num_keypoints} numbers, got {None if kp is None else len(kp)}')
         k = np.asarray(kp, dtype=np.float32).reshape(self.num_keypoints, 3)
+        if not np.isfinite(k[k[:, 2] > 0]).all():
+            raise TargetError(f'record {_rid(results)}: a labelled keypoint is not finite')
         if not np.isin(k[:, 2], (0, 1, 2)).all():
             raise TargetError(f'record {_rid(results)}: keypoint visibility must be 0, 1 or 2')
         k[k[:, 2] == 0, :2] = 0

@@ -65,8 +65,9 @@ def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[st
             None: the whole sequence is one answer (generated tokens).
 
     Returns:
-        tuple: refs as ``(position, units, (answer, triplet, group), phrase)``, warning strings, and
-        the ``ParseResult`` of each answer.
+        tuple: refs as ``(position, units, (answer, triplet, group), phrase, phrase_span)``
+        (``phrase_span``: sequence positions of ``<Phrase>`` and ``</Phrase>``, or None), warning
+        strings, and the ``ParseResult`` of each answer.
     """
     if span_mask is None:
         positions = torch.arange(len(token_ids))
@@ -85,8 +86,10 @@ def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[st
                 if not ref.units:
                     warnings.append(f'dropped <REF> at token {pos[start + ref.position]}: no unit')
                     continue
+                span = None if ref.phrase_span is None else (
+                    pos[start + ref.phrase_span[0]], pos[start + ref.phrase_span[1]])
                 out.append((pos[start + ref.position], ref.units, (answer, ref.triplet, ref.group),
-                            ref.phrase))
+                            ref.phrase, span))
             answer += 1
         start = end + 1
     return out, warnings, results
@@ -99,13 +102,20 @@ class LatentEmbeddingRouter(BaseModule):
     Args:
         ref_position (str): ``'ref'`` (REF-VLM: the state at the ``<REF>`` position) or
             ``'emitting'`` (LISA/GSVA/AnyRef: the state at the position that emitted ``<REF>``).
+        phrase_pooling (bool): Add the mean state of the triplet's phrase tokens (between
+            ``<Phrase>`` and ``</Phrase>``, which TRP delimits explicitly) to each ``<REF>`` state.
+            The ``<REF>`` state alone is trained by the LM loss to predict the next token, so a
+            small LLM learns slowly to carry the phrase in it; pooling hands the decoders the
+            phrase directly. Default False (REF-VLM).
     """
 
-    def __init__(self, ref_position: str = 'ref', init_cfg=None) -> None:
+    def __init__(self, ref_position: str = 'ref', phrase_pooling: bool = False,
+                 init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         if ref_position not in ('ref', 'emitting'):
             raise ValueError(f"ref_position must be 'ref' or 'emitting', got {ref_position!r}")
         self.ref_position = ref_position
+        self.phrase_pooling = phrase_pooling
 
     def forward(self, hidden: Tensor, refs: Sequence[Sequence[tuple]],
                 capacities: Mapping[str, int],
@@ -126,10 +136,13 @@ class LatentEmbeddingRouter(BaseModule):
         shift = 1 if self.ref_position == 'emitting' else 0
         warns = [list(w) for w in warnings] if warnings is not None else [[] for _ in range(bsz)]
         routed: list[list[RoutedRef]] = [[] for _ in range(bsz)]
+        spans: dict[tuple[int, int], tuple[int, int]] = {}
         for b, sample_refs in enumerate(refs):
             group_ids: dict[tuple, int] = {}
             counts: dict[str, int] = {}
-            for position, units, key, phrase in sample_refs:
+            for position, units, key, phrase, span in sample_refs:
+                if span is not None and span[1] - span[0] > 1:
+                    spans[(b, position)] = span
                 gid = group_ids.setdefault(key, len(group_ids))
                 for unit in units:
                     slot = counts.get(unit, 0)
@@ -147,10 +160,31 @@ class LatentEmbeddingRouter(BaseModule):
             s_idx = torch.tensor([r.slot for r in items], device=hidden.device)
             p_idx = torch.tensor([r.position for r in items], device=hidden.device)
             embeds = hidden.new_zeros(bsz, q, hidden.shape[-1])
-            embeds = embeds.index_put((b_idx, s_idx), hidden[b_idx, p_idx])
+            states = hidden[b_idx, p_idx]
+            if self.phrase_pooling and spans:
+                states = states + self._phrase_means(hidden, items, spans, shift)
+            embeds = embeds.index_put((b_idx, s_idx), states)
             mask = torch.zeros(bsz, q, dtype=torch.bool, device=hidden.device)
             mask[b_idx, s_idx] = True
             gids = torch.full((bsz, q), -1, dtype=torch.long, device=hidden.device)
             gids[b_idx, s_idx] = torch.tensor([r.group_id for r in items], device=hidden.device)
             queries[unit] = UnitQueries(embeds=embeds, mask=mask, group_ids=gids)
         return RoutingResult(queries=queries, refs=routed, warnings=warns)
+
+    @staticmethod
+    def _phrase_means(hidden: Tensor, items: list[RoutedRef], spans: dict, shift: int) -> Tensor:
+        """(M, D) mean state of each routed ref's phrase tokens (zeros without a phrase), from one
+        cumulative sum over the sequence (no per-ref loop over tokens)."""
+        csum = torch.cat([hidden.new_zeros(hidden.shape[0], 1, hidden.shape[-1]),
+                          hidden.float().cumsum(1)], 1)
+        starts, ends, has = [], [], []
+        for r in items:
+            span = spans.get((r.sample, r.position + shift))
+            has.append(span is not None)
+            starts.append(span[0] + 1 if span else 0)
+            ends.append(span[1] if span else 1)
+        dev = hidden.device
+        b = torch.tensor([r.sample for r in items], device=dev)
+        s, e = torch.tensor(starts, device=dev), torch.tensor(ends, device=dev)
+        mean = (csum[b, e] - csum[b, s]) / (e - s).clamp_min(1)[:, None]
+        return (mean * torch.tensor(has, device=dev)[:, None]).to(hidden.dtype)

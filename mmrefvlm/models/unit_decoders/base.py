@@ -22,10 +22,13 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
     Contract:
       * ``forward`` is pure tensor compute on all B x Q slots (no targets, no data samples). Padded
         slots (``queries.mask == False``) must not influence real slots (mask them out of attention).
-        The returned tensors must depend on every trainable parameter: ``RefVLM`` keeps an inactive
-        decoder in the autograd graph by running ``forward`` on a one-query fake input and adding
-        ``0 * sum(outputs)`` to the loss (DDP-safe with ``find_unused_parameters=False``).
-      * ``loss`` is called only when the batch has at least one query of this unit. It reads
+        The returned tensors must depend on every trainable parameter.
+      * ``loss`` with **zero real queries** (``queries.mask`` all False) must not read targets and
+        must return its usual keys with values ``0 * outputs``: ``RefVLM`` calls it on a one-slot
+        fake input when a batch has no ``<REF>`` of this unit, which keeps every parameter in the
+        graph on every rank (DDP-safe with ``find_unused_parameters=False``) and every loss key in
+        every step's log.
+      * ``loss`` with real queries reads
         ``data_sample.gt_units.<unit>`` (entries aligned with the sample's queries in order), matches
         predictions to targets inside each phrase group (``queries.group_ids``) with
         :func:`mmrefvlm.models.matchers.match_in_groups` (built on ``grouped_assignment``), and returns a dict whose keys all start

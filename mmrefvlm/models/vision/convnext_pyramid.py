@@ -52,6 +52,11 @@ class ConvNeXtPyramid(HFVisionBackbone):
                          torch_dtype=torch_dtype, load_weights=load_weights,
                          hf_config_overrides=hf_config_overrides, mean=mean, std=std,
                          init_cfg=init_cfg)
+        # The pooled-output LayerNorm never touches the stage maps: frozen so that a trained
+        # pyramid has no parameter without a gradient (DDP, find_unused_parameters=False).
+        pooled_norm = getattr(self.model, 'layernorm', None)
+        if pooled_norm is not None:
+            pooled_norm.requires_grad_(False)
 
     @property
     def num_levels(self) -> int:
