@@ -21,7 +21,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description='Test (evaluate) an mmrefvlm model')
     p.add_argument('config', help='config file path')
-    p.add_argument('checkpoint', help='checkpoint file (.pth or .safetensors; loaded weights-only)')
+    p.add_argument('checkpoint', help='checkpoint file (.pth or .safetensors; loaded weights-only '
+                   'and strictly: every weight of the model must be in it with its shape)')
     p.add_argument('--work-dir', help='where metrics.json and logs go')
     p.add_argument('--show-dir', help='write PNG overlays (prediction next to ground truth) here')
     p.add_argument('--max-show', type=int, default=50, help='at most this many overlays')
@@ -44,12 +45,14 @@ def main(argv=None) -> dict:
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
     cfg = load_config(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
                       launcher=args.launcher)
-    cfg.load_from, cfg.resume = args.checkpoint, False
+    # loaded strictly below: a checkpoint that does not fit the config is an error, not a warning
+    cfg.load_from, cfg.resume = None, False
     if args.show_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='RefVLMVisualizationHook', out_dir=args.show_dir, max_images=args.max_show)]
     with registry_hints():  # an unknown `type` in the config: list close registered names
         runner = build_runner(cfg)
+        runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
         metrics = runner.test()
     metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
     if is_main_process():

@@ -24,6 +24,7 @@ warmup_iters = int(0.03 * max_iters)
 stage1_files = {'coco/coco_caption_train.jsonl': 1.0, 'llava/llava_v1_5_mix665k_vqa.jsonl': 1.0,
                 'coco_interactive/cocoint_train_reg.jsonl': 0.5}
 
+model.llm.torch_dtype = 'bfloat16'  # frozen: no updates to lose, half the memory
 model.unit_decoders = dict()
 model.loss_weights = dict(llm=1.0)
 model.freeze_llm = True

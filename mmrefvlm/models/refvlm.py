@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Mapping
 
 import torch
-from mmengine.model import BaseModel
+from mmengine.model import BaseModel, ModuleDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
@@ -16,7 +16,7 @@ from mmrefvlm.tokenization import RefTokenizer, build_tokenizer
 
 from .generation import greedy_generate, split_llm
 from .llms import build_causal_lm, resize_embeddings_mean
-from .refvlm_utils import apply_lora, lm_loss, merge_instances, splice
+from .refvlm_utils import apply_lora, lm_loss, merge_instances, select_rows, splice
 from .routers import find_refs
 
 
@@ -98,7 +98,8 @@ class RefVLM(BaseModel):
                                 in_channels=vision.out_channels, out_channels=hidden)
         self.prompt_encoder = _build(prompt_encoder)
         self.router = _build(router)
-        self.unit_decoders = nn.ModuleDict()
+        # MMEngine's ModuleDict (not torch's): BaseModel.init_weights reaches the decoders through it
+        self.unit_decoders = ModuleDict()
         feats = dict(in_channels=hidden, clip_channels=vision.out_channels,
                      pyramid_channels=tuple(pyramid.out_channels) if pyramid is not None
                      else (vision.out_channels,))
@@ -247,7 +248,8 @@ class RefVLM(BaseModel):
                     losses[key] = val * 0.
                 continue
             self._check_alignment(unit, queries, data_samples)
-            for key, val in dec.loss(queries, vis, data_samples).items():
+            _, queries, unit_vis, unit_samples = select_rows(queries, vis, data_samples)
+            for key, val in dec.loss(queries, unit_vis, unit_samples).items():
                 losses[key] = val * w
         losses['loss_llm'] = losses['loss_llm'] + zero
         return losses
@@ -292,8 +294,12 @@ class RefVLM(BaseModel):
             warns.append(w)
         caps = {u: d.num_queries for u, d in self.unit_decoders.items()}
         routing = self.router(states, refs, caps, warns)
-        unit_preds = {u: self.unit_decoders[u].predict(q, vis, data_samples, rescale=True)
-                      for u, q in routing.queries.items()}
+        unit_preds = {}
+        for u, q in routing.queries.items():  # each decoder only on the samples it has queries for
+            rows, q, unit_vis, unit_samples = select_rows(q, vis, data_samples)
+            preds = dict(zip(rows, self.unit_decoders[u].predict(q, unit_vis, unit_samples,
+                                                                rescale=True)))
+            unit_preds[u] = [preds.get(b, InstanceData()) for b in range(len(data_samples))]
         for b, sample in enumerate(data_samples):
             ids, res = parsed[b]
             sample.pred_text = self.tokenizer.decode(ids.tolist())

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+
 IGNORE_INDEX = -100
 
 
@@ -47,6 +49,29 @@ def lm_loss(hidden: Tensor, labels: Tensor, lm_head: nn.Module) -> Tensor:
         return lm_head(hidden[:, :1]).sum() * 0.
     logits = lm_head(hidden[:, :-1][sel])
     return F.cross_entropy(logits.float(), targets[sel])
+
+
+def select_rows(queries: UnitQueries, vis: VisualContext, samples: SampleList
+                ) -> tuple[list[int], UnitQueries, VisualContext, SampleList]:
+    """The samples that have at least one query of a unit, to run its decoder on them only.
+
+    Decoders are per-sample (padded slots never reach a loss), so their losses, gradients and
+    predictions on the kept rows are unchanged, the other samples' decoder compute is saved, and a
+    sample's predictions no longer depend on its batch mates.
+
+    Returns:
+        tuple: kept row indices, and the queries, features and samples of those rows (the inputs
+        themselves when every row is kept).
+    """
+    rows = queries.mask.any(1).nonzero(as_tuple=True)[0]
+    if len(rows) == len(samples):
+        return list(range(len(samples))), queries, vis, samples
+    sub_q = UnitQueries(embeds=queries.embeds[rows], mask=queries.mask[rows],
+                        group_ids=queries.group_ids[rows])
+    sub_vis = VisualContext(pyramid=tuple(p[rows] for p in vis.pyramid), clip=vis.clip[rows],
+                            valid_hw=vis.valid_hw[rows])
+    kept = rows.tolist()
+    return kept, sub_q, sub_vis, [samples[i] for i in kept]
 
 
 def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -> InstanceData:

@@ -257,3 +257,13 @@ def test_predict_batch_matches_single(scene):
     a = model(**data2, mode='predict')[0]
     b = model(**data1, mode='predict')[0]
     assert a.pred_text == b.pred_text
+
+
+def test_init_weights_reaches_every_decoder(monkeypatch):
+    model = all_units_model()
+    called = []
+    for unit, dec in model.unit_decoders.items():
+        orig = dec.init_weights
+        monkeypatch.setattr(dec, 'init_weights', lambda u=unit, f=orig: (called.append(u), f()))
+    model.init_weights()
+    assert sorted(called) == ['box', 'depth', 'keypoint', 'mask']

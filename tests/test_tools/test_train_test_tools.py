@@ -82,6 +82,10 @@ def test_train_resume_and_deterministic_test(demo_root, tmp_path):
     assert runs[0] == pytest.approx(runs[1], nan_ok=True)
     for key in ('rec/Acc@0.5', 'res/cIoU', 'gres/N-acc', 'trp/parse_success', 'depth/AbsRel'):
         assert key in runs[0]
+    # a checkpoint that does not fit the config is an error (strict load), not a silent warning
+    with pytest.raises(RuntimeError, match='size mismatch'):
+        test_tool.main([CONFIG, ckpt, '--work-dir', str(tmp_path / 'bad'), '--cfg-options',
+                        *options(demo_root, 8), 'model.unit_decoders.box.d_model=32'])
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

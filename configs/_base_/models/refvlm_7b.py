@@ -25,7 +25,10 @@ clip_channels = 1024
 model = dict(
     type=RefVLM,
     tokenizer=tokenizer,
-    llm=dict(name_or_path=llm_name_or_path, torch_dtype='bfloat16', attn_implementation='sdpa'),
+    # Trainable weights stay float32 (bf16 autocast computes in bf16): AdamW updates at lr 2e-6 are
+    # far below bf16 resolution and would mostly round away. Full fine-tuning of 7B in fp32 + AdamW
+    # needs ZeRO sharding (stage2_deepspeed.py); one GPU: stage2_lora.py (see docs/benchmarks.md).
+    llm=dict(name_or_path=llm_name_or_path, torch_dtype='float32', attn_implementation='sdpa'),
     vision_encoder=dict(type=CLIPViTEncoder, name_or_path=clip_name_or_path, select_layer=-2,
                         frozen=True, torch_dtype='bfloat16'),
     pyramid_encoder=dict(type=ConvNeXtPyramid, name_or_path=convnext_name_or_path, frozen=True,

@@ -25,7 +25,7 @@ model = dict(
     type=RefVLM,
     tokenizer=tokenizer,
     llm=dict(config=dict(model_type='llama', vocab_size=2048, hidden_size=llm_hidden_size,
-                         intermediate_size=4 * llm_hidden_size, num_hidden_layers=3,
+                         intermediate_size=4 * llm_hidden_size, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=4,
                          max_position_embeddings=512, tie_word_embeddings=False)),
     vision_encoder=dict(type=CLIPViTEncoder, frozen=False, select_layer=-2,

@@ -2,7 +2,9 @@
 """Render a record's conversation with templates + TRP and tokenize it, prompt masked from labels."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import importlib.util
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,17 @@ def iter_ref_targets(answer: Any, start_group: int = 0) -> Iterator[RefTarget]:
             yield RefTarget(tuple(group['units']), t, gid, text)
 
 
+def resolve_package_path(path: str) -> str:
+    """``'pkg.mod:rel/dir'`` -> ``<folder of pkg.mod>/rel/dir``; other strings are returned as is."""
+    if ':' not in path or os.path.isabs(path):
+        return path
+    package, rel = path.split(':', 1)
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f'{path!r}: {package!r} is not an importable package')
+    return os.path.join(list(spec.submodule_search_locations)[0], rel)
+
+
 @TRANSFORMS.register_module()
 class FormatConversation(BaseTransform):
     """Render and tokenize the conversation.
@@ -68,13 +81,16 @@ class FormatConversation(BaseTransform):
             which would misalign ``<REF>`` tokens and targets).
         predict (bool): Leave out the final answer (test/val); earlier turns stay as context.
         template_dir (str, optional): Folder of template sets (default: the packaged templates).
+        extra_template_dirs (Sequence[str]): More template folders (e.g. a plugin's own tasks):
+            paths, or ``'package.module:relative/folder'`` resolved inside an importable package
+            (works from lazy configs and from any working directory).
         seed (int): Template sampling seed (with the sample index).
     """
 
     def __init__(self, tokenizer: dict | RefTokenizer, *, chat_template: str | dict = 'vicuna',
                  num_image_tokens: int, num_prompt_tokens: int = 9, cot: bool = True,
                  max_length: int = 2048, predict: bool = False, template_dir: str | None = None,
-                 seed: int = 0) -> None:
+                 extra_template_dirs: Sequence[str] = (), seed: int = 0) -> None:
         if isinstance(tokenizer, Mapping):
             cfg = dict(tokenizer)
             cfg.pop('type', None)
@@ -88,7 +104,8 @@ class FormatConversation(BaseTransform):
         self.cot = cot
         self.max_length = max_length
         self.predict = predict
-        self.templates = TemplateBank(template_dir)
+        self.templates = TemplateBank(
+            template_dir, extra_dirs=[resolve_package_path(d) for d in extra_template_dirs])
         self.seed = seed
 
     # -- rendering ---------------------------------------------------------------------------

@@ -23,10 +23,8 @@ def pad_to_square(img: np.ndarray, fill: Sequence[int]) -> np.ndarray:
     """
     h, w = img.shape[:2]
     s = max(h, w)
-    out = np.empty((s, s, 3), dtype=np.uint8)
-    out[...] = np.asarray(fill, dtype=np.uint8)
-    out[:h, :w] = img
-    return out
+    return cv2.copyMakeBorder(img, 0, s - h, 0, s - w, cv2.BORDER_CONSTANT,
+                              value=tuple(int(v) for v in fill))
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,16 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""The ``point`` unit plugin: decoder, target builder, transforms and metric.
+
+Importing this package registers everything in mmrefvlm's registries (``MODELS``, ``TASK_UTILS``,
+``TRANSFORMS``, ``METRICS``); configs load it with
+``custom_imports = dict(imports=['projects.example_unit.point_unit'])``.
+"""
+from .decoder import PointerPointHead, PointUnitDecoder
+from .metric import PointMetric, points_in_masks
+from .targets import PointTarget
+from .transforms import POINT_TEMPLATE_DIR, RemapRecordUnits
+
+__all__ = [
+    'PointUnitDecoder', 'PointerPointHead', 'PointMetric', 'points_in_masks', 'PointTarget',
+    'RemapRecordUnits', 'POINT_TEMPLATE_DIR'
+]
