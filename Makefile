@@ -27,7 +27,7 @@ $(STAMP): $(REQS)
 # The main job on the embedded default: train the demo stage-2 config on the generated dataset, then
 # test it (metrics + overlays under work_dirs/demo).
 demo: install
-	$(PY) tools/run_demo.py
+	OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(PY) tools/run_demo.py
 
 # The test suite (CPU, offline, one thread per process).
 test: install

@@ -20,7 +20,7 @@ from mmrefvlm.evaluation import (CaptionMetric, DepthMetric, GRESMetric,
 
 # --- schedule knobs ---
 lr = 1e-3
-max_iters = 4500
+max_iters = 4200
 warmup_iters = 100
 
 optim_wrapper.optimizer.lr = lr
@@ -34,7 +34,8 @@ default_hooks.logger.interval = 50
 
 val_evaluator = [
     dict(type=RECMetric), dict(type=RESMetric), dict(type=GRESMetric),
-    dict(type=InteractiveGroundingMetric), dict(type=KeypointMetric, sigmas=0.05),
+    dict(type=InteractiveGroundingMetric),
+    dict(type=KeypointMetric, sigmas=0.1, tasks=('keypoint', 'ig_keypoint')),
     dict(type=DepthMetric), dict(type=VQAMetric), dict(type=CaptionMetric),
     dict(type=TRPParseMetric)]
 test_evaluator = val_evaluator

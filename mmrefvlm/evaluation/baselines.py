@@ -9,7 +9,6 @@ are left out of the report.
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 from mmengine.structures import InstanceData
@@ -20,7 +19,7 @@ from mmrefvlm.trp import iter_groups, phrase_text
 
 def trivial_prediction(sample: RefVLMDataSample, mean_depth: float = 3.0) -> RefVLMDataSample:
     """A copy of ``sample`` with baseline ``pred_*`` fields (see module docstring)."""
-    out = copy.copy(sample)
+    out = sample.new()  # same metainfo and data, its own field set (copy.copy would share it)
     h, w = sample.metainfo['ori_shape']
     gt = sample.get('gt_instances', InstanceData(labels=[], units=[]))
     labels, units = list(gt.labels), list(gt.units)

@@ -37,9 +37,12 @@ def test_two_ranks_disjoint_task_mixes_no_hang_identical_params(demo_cwd, tmp_pa
     rows = scalars(work)
     assert sorted(rows) == list(range(1, MAX_ITERS + 1))
     assert all(np.isfinite(r['loss']) for r in rows.values())
+    # every step logs every unit's keys; rank 0 (whose log this is) has text-only batches first,
+    # so its unit losses are exactly 0 there and become non-zero after the swap
     for it in range(1, SWAP_EVERY + 1):
-        assert not any(k in rows[it] for k in UNIT_LOSSES), (it, rows[it])
-    seen = {k for it in range(SWAP_EVERY + 1, MAX_ITERS + 1) for k in UNIT_LOSSES if k in rows[it]}
+        assert all(rows[it][k] == 0 for k in UNIT_LOSSES), (it, rows[it])
+    seen = {k for it in range(SWAP_EVERY + 1, MAX_ITERS + 1) for k in UNIT_LOSSES
+            if rows[it][k] != 0}
     assert seen == set(UNIT_LOSSES)
 
 

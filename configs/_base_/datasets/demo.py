@@ -19,9 +19,11 @@ data_root = 'data/demo'
 train_batch_size = 8
 val_batch_size = 16
 # task -> sampling ratio of the stage-2 demo mix
-train_task_ratios = dict(rec=3, res=3, gres=2, ig_box=1, ig_mask=1, ig_keypoint=1, keypoint=1,
-                         depth=1, gcg_box=1, gcg_mask=1, ovd=1, ovs=1, vqa=1, caption=1, reg=1)
-val_tasks = ['rec', 'res', 'gres', 'ig_box', 'ig_mask', 'keypoint', 'depth', 'vqa', 'caption']
+train_task_ratios = dict(rec=4, res=4, gres=3, ig_box=1, ig_mask=1, ig_keypoint=1, keypoint=1,
+                         depth=1, gcg_box=1, gcg_mask=1, ovd=1, ovs=1, vqa=1, caption=0.5,
+                         reg=0.5)
+val_tasks = ['rec', 'res', 'gres', 'ig_box', 'ig_mask', 'ig_keypoint', 'keypoint', 'depth', 'vqa',
+             'caption']
 use_cot = False
 chat_template = 'plain'
 max_length = 256

@@ -41,13 +41,19 @@ class KeypointMetric(RefVLMBaseMetric):
     Sigmas: ``sigmas`` (a float for uniform sigmas, or K values); None uses the 17 COCO sigmas
     and requires K = 17 (otherwise a ``ValueError`` at the first sample).
 
-    Keys (percent): ``AP`` (OKS .50:.95), ``AP50``, ``AP75``, ``APm``, ``APl``, ``AR``.
+    Keys (percent): ``AP`` (OKS .50:.95), ``AP50``, ``AP75``, ``APm``, ``APl``, ``AR``, and
+    ``PCK@a`` for each ``a`` of ``pck_thrs``: predicted instances are matched one-to-one to GT
+    instances (Hungarian on the mean keypoint distance), and a labelled GT keypoint counts as correct
+    when its matched prediction lies within ``a * max(box w, box h)``; GT instances without a match
+    count as misses. PCK shows progress where OKS-AP, strict on small objects, is still ~0.
 
     Args:
         tasks (Sequence[str]): Defaults to ``('keypoint',)``.
         unit (str): Defaults to ``'keypoint'``.
         sigmas (float | Sequence[float], optional): Per-keypoint sigmas.
         area_scale (float): OKS area = area_scale * GT box area. Defaults to 0.53.
+        pck_thrs (Sequence[float]): PCK thresholds (fractions of the GT box size). Defaults to
+            (0.1, 0.2).
         **kwargs: ``prefix``, ``collect_device``, ``collect_dir``.
     """
 
@@ -56,8 +62,9 @@ class KeypointMetric(RefVLMBaseMetric):
 
     def __init__(self, tasks: TaskSpec = None, *, unit: str = 'keypoint',
                  sigmas: float | Sequence[float] | None = None, area_scale: float = 0.53,
-                 **kwargs) -> None:
+                 pck_thrs: Sequence[float] = (0.1, 0.2), **kwargs) -> None:
         super().__init__(tasks, **kwargs)
+        self.pck_thrs = tuple(float(t) for t in pck_thrs)
         if area_scale <= 0:
             raise ValueError(f'area_scale must be positive, got {area_scale}')
         if sigmas is not None and np.any(np.asarray(sigmas, dtype=np.float64) <= 0):
@@ -102,15 +109,21 @@ class KeypointMetric(RefVLMBaseMetric):
                                .reshape(-1), nan=1.0)  # NaN: a unit without scores
         preds = [dict(keypoints=k.reshape(-1).tolist(), score=float(s))
                  for k, s in zip(pred_kpts, scores)]
-        return dict(shape=image_shape(sample), gts=gts, preds=preds)
+        pck = pck_counts(gt_kpts, [g['bbox'] for g in gts], pred_kpts, self.pck_thrs)
+        return dict(shape=image_shape(sample), gts=gts, preds=preds, pck=pck)
 
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102
         lengths = {len(a['keypoints']) // 3 for r in results for a in r['gts'] + r['preds']}
         if len(lengths) > 1:
             raise ValueError(f'keypoint counts differ across the split: {sorted(lengths)}')
         names = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR')
+        pck = {}
+        for i, thr in enumerate(self.pck_thrs):
+            hits = sum(r['pck'][i][0] for r in results)
+            total = sum(r['pck'][i][1] for r in results)
+            pck[f'PCK@{thr:g}'] = 100. * hits / total if total else float('nan')
         if not lengths:
-            return dict.fromkeys(names, float('nan'))
+            return {**dict.fromkeys(names, float('nan')), **pck}
         num_kpts = lengths.pop()
         images, anns, dets = [], [], []
         for img_id, r in enumerate(results, start=1):
@@ -124,4 +137,33 @@ class KeypointMetric(RefVLMBaseMetric):
         print_log(f'{type(self).__name__}: {len(anns)} GT, {len(dets)} detections\n{summary}',
                   logger='current', level=logging.INFO)
         by_name = dict(zip(KPT_STAT_NAMES, stats))
-        return {n: (float(by_name[n]) * 100 if by_name[n] >= 0 else float('nan')) for n in names}
+        out = {n: (float(by_name[n]) * 100 if by_name[n] >= 0 else float('nan')) for n in names}
+        return {**out, **pck}
+
+
+def pck_counts(gt: np.ndarray, gt_boxes: list, pred: np.ndarray,
+               thrs: Sequence[float]) -> list[tuple[int, int]]:
+    """(correct, labelled) GT keypoint counts per threshold for one sample (see ``KeypointMetric``).
+
+    Args:
+        gt (np.ndarray): (N, K, 3) GT keypoints (x, y, v) in pixels.
+        gt_boxes (list): N GT boxes as xywh.
+        pred (np.ndarray): (M, K, >=2) predicted keypoints in pixels.
+        thrs (Sequence[float]): Fractions of ``max(w, h)`` of each GT box.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    labelled = gt[..., 2] > 0 if len(gt) else np.zeros((0, 0), bool)
+    totals = [int(labelled.sum())] * len(thrs)
+    if not len(gt) or not len(pred):
+        return [(0, t) for t in totals]
+    dist = np.linalg.norm(gt[:, None, :, :2] - pred[None, :, :, :2], axis=-1)     # (N, M, K)
+    weights = labelled[:, None].astype(np.float64)
+    cost = (np.nan_to_num(dist, nan=1e9) * weights).sum(-1) / np.maximum(weights.sum(-1), 1)
+    rows, cols = linear_sum_assignment(cost)
+    scale = np.array([max(b[2], b[3], 1e-6) for b in gt_boxes])
+    out = []
+    for thr in thrs:
+        ok = dist[rows, cols] <= thr * scale[rows, None]                              # (P, K)
+        out.append((int((ok & labelled[rows]).sum()), totals[0]))
+    return out
