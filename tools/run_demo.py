@@ -98,7 +98,7 @@ def main(argv=None) -> None:
         ckpt = f.read().strip()
     t0 = time.time()
     metrics = test_tool.main([args.config, ckpt, '--work-dir', args.work_dir, '--show-dir',
-                              osp.join(args.work_dir, 'overlays'), '--max-show', '24',
+                              osp.join(args.work_dir, 'overlays'), '--max-show', '40',
                               '--cfg-options', *opts])
     seconds['test'] = time.time() - t0
     overrides = dict(o.split('=', 1) for o in opts)

@@ -48,6 +48,9 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
             big = cv2.resize(m[i].astype(np.uint8), (w * scale, h * scale),
                              interpolation=cv2.INTER_NEAREST).astype(bool)
             out[big] = 0.5 * out[big] + 0.5 * np.array(PALETTE[i % len(PALETTE)])
+            contours, _ = cv2.findContours(big.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                           cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(out, contours, -1, (255, 255, 255), 1)  # outline: visible on any colour
     out = out.astype(np.uint8)
     boxes = _np(inst['bboxes']) if inst.get('bboxes') is not None else np.zeros((0, 4))
     for i, b in enumerate(boxes[:n]):
