@@ -20,7 +20,9 @@ env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv
                dist_cfg=dict(backend='nccl'))
 # Add dict(type='TensorboardVisBackend') (needs `pip install tensorboard`) for TensorBoard logs.
 vis_backends = [dict(type=LocalVisBackend)]
-visualizer = dict(type=Visualizer, vis_backends=vis_backends, name='visualizer')
+# no fixed `name`: MMEngine then names it after the run, so two runs in one process (train then
+# test, tests) do not share one instance and its log folder
+visualizer = dict(type=Visualizer, vis_backends=vis_backends)
 log_processor = dict(by_epoch=False, window_size=10)
 log_level = 'INFO'
 load_from = None
