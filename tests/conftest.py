@@ -1,42 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""Test-wide settings: offline, one thread, no network, seeded."""
-import os
-import socket
-
-os.environ.setdefault('HF_HUB_OFFLINE', '1')
-os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
-os.environ.setdefault('OMP_NUM_THREADS', '1')
-os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
-os.environ.setdefault('MMREFVLM_CACHE', os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), '.cache', 'mmrefvlm'))
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-torch.set_num_threads(1)
-
-_real_connect = socket.socket.connect
-_LOCAL = ('127.', 'localhost', '::1', '0.0.0.0')
-
-
-class NetworkAccessError(RuntimeError):
-    """A test tried to reach a non-loopback address."""
-
-
-def _guarded_connect(self, address, *args, **kwargs):
-    host = address[0] if isinstance(address, tuple) else str(address)
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not str(host).startswith(_LOCAL):
-        raise NetworkAccessError(f'tests must not touch the network (connect to {address!r})')
-    return _real_connect(self, address, *args, **kwargs)
-
-
-socket.socket.connect = _guarded_connect
-
-
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    yield
+"""Fixtures of the core tests (environment, network guard and seeding: the repository conftest)."""
+import pytest
 
 
 @pytest.fixture(scope='session')

@@ -1,56 +1,20 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The project config through the real tools: ``tools/train.py`` (2 steps) then ``tools/test.py``
 producing ``point`` predictions and the ``point/*`` metrics."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
+from mmrefvlm.testing.tool_helpers import ScriptedLM, demo_data_root, load_tool
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIG = osp.join(REPO, 'projects', 'example_unit', 'configs', 'refvlm_tiny_point_demo.py')
-DEMO = osp.join(REPO, 'data', 'demo')
-
-
-class ScriptedLM:
-    """An HF causal LM whose greedy choice follows a fixed token script; the hidden states (what
-    the router sends to the decoders) are still the real model's. A 2-step model emits no TRP."""
-
-    def __init__(self, llm, ids):
-        self.llm, self.ids, self.calls = llm, ids, 0
-
-    def get_decoder(self):
-        return self.llm.get_decoder()
-
-    def get_input_embeddings(self):
-        return self.llm.get_input_embeddings()
-
-    def get_output_embeddings(self):
-        vocab = self.llm.get_input_embeddings().weight.shape[0]
-
-        def head(h):
-            logits = torch.zeros(h.shape[0], vocab, device=h.device)
-            logits[:, self.ids[min(self.calls, len(self.ids) - 1)]] = 1.
-            self.calls += 1
-            return logits
-        return head
-
-
-def load_tool(name):
-    """``tools/<name>.py`` as a module (under a unique name: ``test`` is also a stdlib package)."""
-    spec = importlib.util.spec_from_file_location(f'mmrefvlm_tools_{name}',
-                                                  osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
 def demo_root():
-    if not osp.isfile(osp.join(DEMO, 'annotations', 'train_rec.jsonl')):
-        from mmrefvlm.datasets import ensure_demo_dataset
-        ensure_demo_dataset(DEMO)
-    return DEMO
+    return demo_data_root()
 
 
 def test_config_adds_the_point_unit():
