@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-all bench clean-venv
+.PHONY: install demo lint test test-all bench clean-venv
 
 install: $(STAMP)
 
@@ -29,8 +29,13 @@ $(STAMP): $(REQS)
 demo: install
 	OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(PY) tools/run_demo.py
 
-# The test suite (CPU, offline, one thread per process).
-test: install
+# Lint and format rules (ruff.toml) and static types (mypy.ini), as HOUSE_STYLE §8 asks.
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# Lint, then the test suite (CPU, offline, one thread per process).
+test: lint
 	$(PY) -m pytest -q -m "not slow and not gpu" tests projects; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Settings for every test under tests/ and projects/: offline, one thread, no network, seeded."""
+
 import os
 import socket
 
@@ -7,8 +8,9 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
-os.environ.setdefault('MMREFVLM_CACHE', os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                     '.cache', 'mmrefvlm'))
+os.environ.setdefault(
+    'MMREFVLM_CACHE', os.path.join(os.path.dirname(os.path.abspath(__file__)), '.cache', 'mmrefvlm')
+)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Install mmrefvlm: ``pip install -e .`` (requirements are pinned in ``requirements/``)."""
+
 import os.path as osp
 
 from setuptools import find_packages, setup
@@ -29,7 +30,9 @@ def read_version() -> str:
 setup(
     name='mmrefvlm',
     version=read_version(),
-    description='OpenMMLab-style framework for multimodal LLMs that answer in text and visual units',
+    description=(
+        'OpenMMLab-style framework for multimodal LLMs that answer in text and visual units'
+    ),
     long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',

@@ -23,6 +23,7 @@ Goals: throughput per sample at B = 8 >= 0.7 x 8 x the B = 1 throughput; the tim
 generation (token parse, routing, visual decoders, assembling the predictions) <= 10 % of the
 inference time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import (format_table, ratio_summary, setup_single_thread,  # noqa: E402
-                               summarize, write_results)
+from benchmarks.common import (  # noqa: E402
+    format_table,
+    ratio_summary,
+    setup_single_thread,
+    summarize,
+    write_results,
+)
 from benchmarks.step_timers import Sections  # noqa: E402
 
 CONFIG = ROOT / 'configs' / 'refvlm' / 'demo_stage2.py'
@@ -63,8 +69,12 @@ def build(seed: int):
     model = MODELS.build(cfg.model).eval()
     samples = []
     for task in TASKS:
-        ds = RefVLMDataset(ann_file=f'annotations/val_{task}.jsonl', data_root='data/demo',
-                           pipeline=cfg.test_pipeline, test_mode=True)
+        ds = RefVLMDataset(
+            ann_file=f'annotations/val_{task}.jsonl',
+            data_root='data/demo',
+            pipeline=cfg.test_pipeline,
+            test_mode=True,
+        )
         samples.append(ds[0])
     return model, samples
 
@@ -79,9 +89,10 @@ class Script:
         for s in samples:
             ids = tok.encode(s['data_samples'].gt_text)[:steps]
             rows.append(ids + [filler] * (steps - len(ids)))
-        self.tokens = torch.tensor(rows, dtype=torch.long)     # (N, T)
-        self.answer_lengths = [min(len(tok.encode(s['data_samples'].gt_text)), steps)
-                               for s in samples]
+        self.tokens = torch.tensor(rows, dtype=torch.long)  # (N, T)
+        self.answer_lengths = [
+            min(len(tok.encode(s['data_samples'].gt_text)), steps) for s in samples
+        ]
         self.batch_rows: torch.Tensor | None = None
         self.step = 0
 
@@ -101,14 +112,21 @@ def install_row_selection(model, flag: dict) -> None:
     from mmrefvlm.structures import UnitQueries, VisualContext
 
     for dec in model.unit_decoders.values():
+
         def predict(queries, visual, samples, rescale=True, _orig=dec.predict):
             keep = queries.mask.any(1).nonzero(as_tuple=True)[0]
             if not flag['on'] or len(keep) == len(samples):
                 return _orig(queries, visual, samples, rescale)
-            q = UnitQueries(embeds=queries.embeds[keep], mask=queries.mask[keep],
-                            group_ids=queries.group_ids[keep])
-            v = VisualContext(pyramid=tuple(p[keep] for p in visual.pyramid),
-                              clip=visual.clip[keep], valid_hw=visual.valid_hw[keep])
+            q = UnitQueries(
+                embeds=queries.embeds[keep],
+                mask=queries.mask[keep],
+                group_ids=queries.group_ids[keep],
+            )
+            v = VisualContext(
+                pyramid=tuple(p[keep] for p in visual.pyramid),
+                clip=visual.clip[keep],
+                valid_hw=visual.valid_hw[keep],
+            )
             sub = iter(_orig(q, v, [samples[i] for i in keep.tolist()], rescale))
             kept = set(keep.tolist())
             return [next(sub) if i in kept else InstanceData() for i in range(len(samples))]
@@ -119,14 +137,14 @@ def install_row_selection(model, flag: dict) -> None:
 def compare_predictions(reference: list, other: list) -> dict:
     """Max |difference| of every tensor field of the entries both hold, and fields only one has."""
     worst, missing = 0.0, 0
-    for a, b in zip(reference, other):
+    for a, b in zip(reference, other, strict=True):
         pa, pb = a.pred_instances, b.pred_instances
         for key in pa.keys():
             va, vb = pa.get(key), pb.get(key)
             if not isinstance(va, torch.Tensor):
                 continue
             if vb is None:
-                missing += int(torch.isfinite(va.float()).any())    # real values lost
+                missing += int(torch.isfinite(va.float()).any())  # real values lost
                 continue
             fa, fb = va.float(), vb.float()
             both = torch.isfinite(fa) & torch.isfinite(fb)
@@ -193,8 +211,7 @@ def instrument(model, sec: Sections, script: Script) -> None:
     model.predict = predict_timed
 
 
-def run_pass(model, samples, batch: int, sec: Sections, script: Script,
-             keep: bool = False) -> dict:
+def run_pass(model, samples, batch: int, sec: Sections, script: Script, keep: bool = False) -> dict:
     """All samples in batches of ``batch``; wall time, sections and post-generation time."""
     from mmrefvlm.datasets import refvlm_collate
 
@@ -204,7 +221,7 @@ def run_pass(model, samples, batch: int, sec: Sections, script: Script,
     for i in range(0, len(samples), batch):
         script.batch_rows = torch.arange(i, min(i + batch, len(samples)))
         with torch.no_grad():
-            data = model.data_preprocessor(refvlm_collate(samples[i:i + batch]), False)
+            data = model.data_preprocessor(refvlm_collate(samples[i : i + batch]), False)
             out = model.predict(data['inputs'], data['data_samples'])
         post += sec.marks['predict_end'] - sec.marks['generation_end']
         if keep:
@@ -213,8 +230,9 @@ def run_pass(model, samples, batch: int, sec: Sections, script: Script,
     return dict(total=total, post_generation=post, sections=dict(sec.exclusive), outputs=outputs)
 
 
-def profile_top_ops(model, samples, batch: int, sec: Sections, script: Script, steps: int,
-                    top: int = 12) -> list[dict]:
+def profile_top_ops(
+    model, samples, batch: int, sec: Sections, script: Script, steps: int, top: int = 12
+) -> list[dict]:
     """torch.profiler over one pass: the ops with the most self CPU time, ms per decode step."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -222,8 +240,14 @@ def profile_top_ops(model, samples, batch: int, sec: Sections, script: Script, s
         run_pass(model, samples, batch, sec, script)
     n_steps = steps * (len(samples) // batch)
     rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
-    return [dict(op=e.key, calls_per_step=e.count / n_steps,
-                 self_ms_per_step=e.self_cpu_time_total / 1e3 / n_steps) for e in rows]
+    return [
+        dict(
+            op=e.key,
+            calls_per_step=e.count / n_steps,
+            self_ms_per_step=e.self_cpu_time_total / 1e3 / n_steps,
+        )
+        for e in rows
+    ]
 
 
 def summarise(runs: list[dict], base: list[dict], n: int, steps: int, batch: int) -> dict:
@@ -234,20 +258,25 @@ def summarise(runs: list[dict], base: list[dict], n: int, steps: int, batch: int
     calls = n // batch
 
     def per(keys, count):
-        return summarize([sum(r['sections'].get(k, 0.0) for k in keys) / count * 1e3
-                          for r in runs])['median']
+        return summarize(
+            [sum(r['sections'].get(k, 0.0) for k in keys) / count * 1e3 for r in runs]
+        )['median']
 
     return dict(
-        ms_per_decode_step=per(('LLM decode steps', 'LM head', 'generation loop glue'),
-                               calls * steps),
+        ms_per_decode_step=per(
+            ('LLM decode steps', 'LM head', 'generation loop glue'), calls * steps
+        ),
         ms_per_prefill=per(('LLM prefill',), calls),
         ms_visual_decoders_per_call=per(('visual decoders',), calls),
-        seconds_for_all=summarize(times), samples_per_s=n / summarize(times)['median'],
+        seconds_for_all=summarize(times),
+        samples_per_s=n / summarize(times)['median'],
         tokens_per_s=n * steps / summarize(times)['median'],
         speedup_vs_b1=ratio_summary([r['total'] for r in base], times),
         post_generation_share=summarize([r['post_generation'] / r['total'] for r in runs]),
-        section_shares={k: summarize([r['sections'].get(k, 0.0) / r['total'] for r in runs])
-                        for k in names})
+        section_shares={
+            k: summarize([r['sections'].get(k, 0.0) / r['total'] for r in runs]) for k in names
+        },
+    )
 
 
 def main() -> None:
@@ -267,7 +296,7 @@ def main() -> None:
     variants = {f'B={b}': (b, False) for b in BATCHES}
     variants['B=8, decoders on rows with queries (prototype)'] = (8, True)
     passes = {v: [] for v in variants}
-    for rnd in range(args.repeats + 1):          # round 0 is a warm-up
+    for rnd in range(args.repeats + 1):  # round 0 is a warm-up
         for name, (b, rows) in variants.items():
             rows_flag['on'] = rows
             res = run_pass(model, samples, b, sec, script, keep=rnd == 0)
@@ -277,33 +306,54 @@ def main() -> None:
                 passes.setdefault('_outputs', {})[name] = res['outputs']
     rows_flag['on'] = False
     outputs = passes.pop('_outputs')
-    consistency = {name: compare_predictions(outputs['B=1'], outputs[name])
-                   for name in variants if name != 'B=1'}
+    consistency = {
+        name: compare_predictions(outputs['B=1'], outputs[name])
+        for name in variants
+        if name != 'B=1'
+    }
     n, steps = len(samples), args.max_new_tokens
-    results = {name: summarise(runs, passes['B=1'], n, steps, variants[name][0])
-               for name, runs in passes.items()}
+    results = {
+        name: summarise(runs, passes['B=1'], n, steps, variants[name][0])
+        for name, runs in passes.items()
+    }
     profiles = {f'B={b}': profile_top_ops(model, samples, b, sec, script, steps) for b in (1, 8)}
     s8 = results['B=8']['speedup_vs_b1']
     post_worst = max(results[f'B={b}']['post_generation_share']['median'] for b in BATCHES)
-    goals = dict(speedup_b8=dict(goal=SPEEDUP_GOAL * 8, value=s8['median'],
-                                 met=s8['median'] >= SPEEDUP_GOAL * 8),
-                 post_generation=dict(goal=POST_GOAL, worst_median=post_worst,
-                                      met=post_worst <= POST_GOAL))
+    goals = dict(
+        speedup_b8=dict(
+            goal=SPEEDUP_GOAL * 8, value=s8['median'], met=s8['median'] >= SPEEDUP_GOAL * 8
+        ),
+        post_generation=dict(goal=POST_GOAL, worst_median=post_worst, met=post_worst <= POST_GOAL),
+    )
     lengths = [len(s['inputs']['input_ids']) for s in samples]
-    path = write_results('inference', dict(
-        command='python benchmarks/bench_inference.py', config=str(CONFIG.relative_to(ROOT)),
-        tasks=list(TASKS), max_new_tokens=steps, repeats=args.repeats,
-        scripted_answer_tokens=script.answer_lengths, prompt_lengths=lengths,
-        padding_waste_b8=(len(lengths) * max(lengths) - sum(lengths)) / sum(lengths),
-        results=results, goals=goals, consistency_vs_b1=consistency,
-        profile_top_ops_per_decode_step=profiles))
+    path = write_results(
+        'inference',
+        dict(
+            command='python benchmarks/bench_inference.py',
+            config=str(CONFIG.relative_to(ROOT)),
+            tasks=list(TASKS),
+            max_new_tokens=steps,
+            repeats=args.repeats,
+            scripted_answer_tokens=script.answer_lengths,
+            prompt_lengths=lengths,
+            padding_waste_b8=(len(lengths) * max(lengths) - sum(lengths)) / sum(lengths),
+            results=results,
+            goals=goals,
+            consistency_vs_b1=consistency,
+            profile_top_ops_per_decode_step=profiles,
+        ),
+    )
     print_tables(results, goals, n, steps)
     for name, c in consistency.items():
-        print(f"{name} vs B=1 predictions: max |diff| {c['max_abs_diff']:.2e}, "
-              f"fields with values lost {c['fields_lost']}")
+        print(
+            f'{name} vs B=1 predictions: max |diff| {c["max_abs_diff"]:.2e}, '
+            f'fields with values lost {c["fields_lost"]}'
+        )
     for name, ops in profiles.items():
-        print(f'top ops at {name} (self ms per decode step): ' + '; '.join(
-            f"{o['op']} {o['self_ms_per_step']:.3f}" for o in ops[:8]))
+        print(
+            f'top ops at {name} (self ms per decode step): '
+            + '; '.join(f'{o["op"]} {o["self_ms_per_step"]:.3f}' for o in ops[:8])
+        )
     print(f'wrote {path}')
 
 
@@ -311,27 +361,57 @@ def print_tables(results: dict, goals: dict, n: int, steps: int) -> None:
     rows = []
     for name, r in results.items():
         sp, post = r['speedup_vs_b1'], r['post_generation_share']
-        rows.append([name, f"{r['samples_per_s']:.2f}", f"{r['tokens_per_s']:.0f}",
-                     f"{sp['median']:.2f}x [{sp['low']:.2f}, {sp['high']:.2f}]",
-                     f"{100 * post['median']:.1f} [{100 * post['q1']:.1f}, "
-                     f"{100 * post['q3']:.1f}]", f"{r['ms_per_decode_step']:.2f}",
-                     f"{r['ms_per_prefill']:.1f}", f"{r['ms_visual_decoders_per_call']:.1f}"])
-    print(format_table(['variant', 'samples/s', 'tokens/s', 'vs B=1 [q1/q3 bounds]',
-                        'post-generation % [q1, q3]', 'ms/decode step', 'ms/prefill',
-                        'ms decoders/call'], rows))
+        rows.append(
+            [
+                name,
+                f'{r["samples_per_s"]:.2f}',
+                f'{r["tokens_per_s"]:.0f}',
+                f'{sp["median"]:.2f}x [{sp["low"]:.2f}, {sp["high"]:.2f}]',
+                f'{100 * post["median"]:.1f} [{100 * post["q1"]:.1f}, {100 * post["q3"]:.1f}]',
+                f'{r["ms_per_decode_step"]:.2f}',
+                f'{r["ms_per_prefill"]:.1f}',
+                f'{r["ms_visual_decoders_per_call"]:.1f}',
+            ]
+        )
+    print(
+        format_table(
+            [
+                'variant',
+                'samples/s',
+                'tokens/s',
+                'vs B=1 [q1/q3 bounds]',
+                'post-generation % [q1, q3]',
+                'ms/decode step',
+                'ms/prefill',
+                'ms decoders/call',
+            ],
+            rows,
+        )
+    )
     first = results['B=1']['section_shares']
-    names = sorted({k for r in results.values() for k in r['section_shares']},
-                   key=lambda k: -first.get(k, {'median': 0})['median'])
+    names = sorted(
+        {k for r in results.values() for k in r['section_shares']},
+        key=lambda k: -first.get(k, {'median': 0})['median'],
+    )
     short = {name: name.split(',')[0] + ('*' if ',' in name else '') for name in results}
-    rows = [[k] + [f"{100 * r['section_shares'].get(k, {'median': 0})['median']:.1f}"
-                   for r in results.values()] + ['post' if k in POST else ''] for k in names]
+    rows = [
+        [k]
+        + [
+            f'{100 * r["section_shares"].get(k, {"median": 0})["median"]:.1f}'
+            for r in results.values()
+        ]
+        + ['post' if k in POST else '']
+        for k in names
+    ]
     print(format_table(['section (% of time)'] + list(short.values()) + ['phase'], rows))
     print('* = decoders on rows with queries (prototype)')
     g1, g2 = goals['speedup_b8'], goals['post_generation']
-    print(f"B=8 vs B=1: {g1['value']:.2f}x (goal >= {g1['goal']:.1f}x): "
-          f"{'met' if g1['met'] else 'MISSED'}; post-generation share (worst B): "
-          f"{100 * g2['worst_median']:.1f} % (goal <= 10 %): {'met' if g2['met'] else 'MISSED'}; "
-          f'{n} samples x {steps} tokens')
+    print(
+        f'B=8 vs B=1: {g1["value"]:.2f}x (goal >= {g1["goal"]:.1f}x): '
+        f'{"met" if g1["met"] else "MISSED"}; post-generation share (worst B): '
+        f'{100 * g2["worst_median"]:.1f} % (goal <= 10 %): {"met" if g2["met"] else "MISSED"}; '
+        f'{n} samples x {steps} tokens'
+    )
 
 
 if __name__ == '__main__':

@@ -20,6 +20,7 @@ Implementations, all in this process on the same inputs:
 Goal: ours >= 5x faster than ``per_group_loop``; every method reaches the same total matched cost.
 Also measured: 16 x 16 and 32 x 32 masks, and box/mask with a caching-style malloc (``mallopt``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,21 @@ from scipy.optimize import linear_sum_assignment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (format_table, ratio_summary, setup_single_thread,  # noqa: E402
-                               summarize, time_fn, write_results)
-from mmrefvlm.models.matchers import (box_group_costs, mask_group_costs,  # noqa: E402
-                                      match_in_groups, pairwise_box_costs, pairwise_mask_costs)
+from benchmarks.common import (  # noqa: E402
+    format_table,
+    ratio_summary,
+    setup_single_thread,
+    summarize,
+    time_fn,
+    write_results,
+)
+from mmrefvlm.models.matchers import (  # noqa: E402
+    box_group_costs,
+    mask_group_costs,
+    match_in_groups,
+    pairwise_box_costs,
+    pairwise_mask_costs,
+)
 
 GOAL = 5.0
 
@@ -53,25 +65,36 @@ def make_workload(seed: int, num_samples: int = 16, mask_size: int = 64) -> dict
     num = start
 
     def boxes() -> torch.Tensor:
-        return torch.cat([torch.rand(num, 2, generator=gen) * 0.6 + 0.2,
-                          torch.rand(num, 2, generator=gen) * 0.3 + 0.05], dim=1)
+        return torch.cat(
+            [
+                torch.rand(num, 2, generator=gen) * 0.6 + 0.2,
+                torch.rand(num, 2, generator=gen) * 0.3 + 0.05,
+            ],
+            dim=1,
+        )
 
     valid = torch.ones(num, mask_size, mask_size, dtype=torch.bool)
-    valid[:, :, 3 * mask_size // 4:] = False              # right padding band of a landscape image
-    return dict(keys=torch.tensor(keys), slices=slices, num=num,
-                pred_boxes=boxes(), tgt_boxes=boxes(),
-                mask_logits=torch.randn(num, mask_size, mask_size, generator=gen) * 2,
-                tgt_masks=torch.rand(num, mask_size, mask_size, generator=gen) > 0.7,
-                valid=valid)
+    valid[:, :, 3 * mask_size // 4 :] = False  # right padding band of a landscape image
+    return dict(
+        keys=torch.tensor(keys),
+        slices=slices,
+        num=num,
+        pred_boxes=boxes(),
+        tgt_boxes=boxes(),
+        mask_logits=torch.randn(num, mask_size, mask_size, generator=gen) * 2,
+        tgt_masks=torch.rand(num, mask_size, mask_size, generator=gen) > 0.7,
+        valid=valid,
+    )
 
 
 def box_pair_cost(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-    return pairwise_box_costs(pred, tgt, l1_weight=5., giou_weight=2.)
+    return pairwise_box_costs(pred, tgt, l1_weight=5.0, giou_weight=2.0)
 
 
 def mask_pair_cost(pred: torch.Tensor, tgt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    return pairwise_mask_costs(pred.flatten(1), tgt.flatten(1), valid=valid.flatten(1),
-                               focal_weight=20., dice_weight=1.)
+    return pairwise_mask_costs(
+        pred.flatten(1), tgt.flatten(1), valid=valid.flatten(1), focal_weight=20.0, dice_weight=1.0
+    )
 
 
 @torch.no_grad()
@@ -92,7 +115,7 @@ def full_then_slice(preds, tgts, slices, cost_fn, *extra) -> torch.Tensor:
     full = cost_fn(preds, tgts, *extra).cpu().numpy()
     tgt_inds = torch.empty(preds.shape[0], dtype=torch.long)
     for start, size in slices:
-        rows, cols = linear_sum_assignment(full[start:start + size, start:start + size])
+        rows, cols = linear_sum_assignment(full[start : start + size, start : start + size])
         tgt_inds[start + torch.as_tensor(rows)] = start + torch.as_tensor(cols)
     return tgt_inds
 
@@ -100,8 +123,10 @@ def full_then_slice(preds, tgts, slices, cost_fn, *extra) -> torch.Tensor:
 def total_cost(pair_cost, preds, tgts, tgt_inds, *extra) -> float:
     """Sum of matched pair costs, evaluated pair by pair (independent of any method's layout)."""
     extra = [e[tgt_inds] for e in extra]
-    per_pair = [pair_cost(preds[i:i + 1], tgts[tgt_inds][i:i + 1], *[e[i:i + 1] for e in extra])
-                for i in range(preds.shape[0])]
+    per_pair = [
+        pair_cost(preds[i : i + 1], tgts[tgt_inds][i : i + 1], *[e[i : i + 1] for e in extra])
+        for i in range(preds.shape[0])
+    ]
     return float(torch.cat([c.flatten() for c in per_pair]).double().sum())
 
 
@@ -120,22 +145,27 @@ def run_case(name: str, wl: dict, repeats: int) -> dict:
         def ours():
             return match_in_groups(mask_group_costs, preds, tgts, keys, valid=wl['valid'])[1]
 
-    methods = dict(ours=ours,
-                   per_group_loop=lambda: per_group_loop(preds, tgts, slices, pair_cost, *extra),
-                   full_then_slice=lambda: full_then_slice(preds, tgts, slices, pair_cost, *extra))
+    methods = dict(
+        ours=ours,
+        per_group_loop=lambda: per_group_loop(preds, tgts, slices, pair_cost, *extra),
+        full_then_slice=lambda: full_then_slice(preds, tgts, slices, pair_cost, *extra),
+    )
     totals = {m: total_cost(pair_cost, preds, tgts, fn(), *extra) for m, fn in methods.items()}
     # Interleave the methods round by round so that load changes hit all of them alike.
     samples: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(repeats):
         for m, fn in methods.items():
             samples[m] += time_fn(fn, repeats=1, warmup=1 if not samples[m] else 0)
-    same_total = all(abs(t - totals['ours']) <= 1e-5 * max(1., abs(totals['ours']))
-                     for t in totals.values())
-    return dict(times={m: summarize(s) for m, s in samples.items()},
-                speedup_vs_per_group_loop=ratio_summary(samples['per_group_loop'], samples['ours']),
-                speedup_vs_full_then_slice=ratio_summary(samples['full_then_slice'],
-                                                         samples['ours']),
-                total_matched_cost=totals, same_total_cost=same_total)
+    same_total = all(
+        abs(t - totals['ours']) <= 1e-5 * max(1.0, abs(totals['ours'])) for t in totals.values()
+    )
+    return dict(
+        times={m: summarize(s) for m, s in samples.items()},
+        speedup_vs_per_group_loop=ratio_summary(samples['per_group_loop'], samples['ours']),
+        speedup_vs_full_then_slice=ratio_summary(samples['full_then_slice'], samples['ours']),
+        total_matched_cost=totals,
+        same_total_cost=same_total,
+    )
 
 
 def tune_malloc() -> bool:
@@ -161,9 +191,16 @@ def main() -> None:
     setup_single_thread()
     wl = make_workload(args.seed)
     sizes = torch.tensor([s for _, s in wl['slices']])
-    workload = dict(samples=16, groups=len(wl['slices']), items=wl['num'],
-                    mean_group_size=float(sizes.float().mean()), max_group_size=int(sizes.max()),
-                    size1_groups=int((sizes == 1).sum()), mask_hw=[64, 64], seed=args.seed)
+    workload = dict(
+        samples=16,
+        groups=len(wl['slices']),
+        items=wl['num'],
+        mean_group_size=float(sizes.float().mean()),
+        max_group_size=int(sizes.max()),
+        size1_groups=int((sizes == 1).sum()),
+        mask_hw=[64, 64],
+        seed=args.seed,
+    )
     cases = {}
     # 1. As a default CPU process gets it (glibc malloc), the setting the goal is judged on.
     for name in ('box', 'mask'):
@@ -171,8 +208,9 @@ def main() -> None:
     # 2. Mask-resolution sweep: the per-pixel arithmetic is the same for every method, so the
     #    speed-up shrinks as the mask grows (see docs/benchmarks.md).
     for side in (16, 32):
-        cases[f'mask{side}'] = run_case('mask', make_workload(args.seed, mask_size=side),
-                                        args.repeats)
+        cases[f'mask{side}'] = run_case(
+            'mask', make_workload(args.seed, mask_size=side), args.repeats
+        )
     # 3. Same cases with a caching-style malloc (must come last: it cannot be undone).
     tuned = tune_malloc()
     if tuned:
@@ -181,25 +219,54 @@ def main() -> None:
     rows = []
     for name, res in cases.items():
         t, s = res['times'], res['speedup_vs_per_group_loop']
-        rows.append([name, f"{t['ours']['median'] * 1e3:.2f}",
-                     f"{t['per_group_loop']['median'] * 1e3:.2f}",
-                     f"{t['full_then_slice']['median'] * 1e3:.2f}",
-                     f"{s['median']:.1f}x [{s['low']:.1f}, {s['high']:.1f}]",
-                     f"{res['speedup_vs_full_then_slice']['median']:.1f}x",
-                     'yes' if res['same_total_cost'] else 'NO'])
-    goal = {name: cases[name]['speedup_vs_per_group_loop']['median'] >= GOAL
-            and cases[name]['same_total_cost'] for name in ('box', 'mask')}
-    path = write_results('matching', dict(
-        command='python benchmarks/bench_matching.py', workload=workload, repeats=args.repeats,
-        goal=f'>= {GOAL}x vs per_group_loop (median, default malloc) and equal total cost',
-        goal_met=goal, tuned_malloc_available=tuned, cases=cases))
+        rows.append(
+            [
+                name,
+                f'{t["ours"]["median"] * 1e3:.2f}',
+                f'{t["per_group_loop"]["median"] * 1e3:.2f}',
+                f'{t["full_then_slice"]["median"] * 1e3:.2f}',
+                f'{s["median"]:.1f}x [{s["low"]:.1f}, {s["high"]:.1f}]',
+                f'{res["speedup_vs_full_then_slice"]["median"]:.1f}x',
+                'yes' if res['same_total_cost'] else 'NO',
+            ]
+        )
+    goal = {
+        name: cases[name]['speedup_vs_per_group_loop']['median'] >= GOAL
+        and cases[name]['same_total_cost']
+        for name in ('box', 'mask')
+    }
+    path = write_results(
+        'matching',
+        dict(
+            command='python benchmarks/bench_matching.py',
+            workload=workload,
+            repeats=args.repeats,
+            goal=f'>= {GOAL}x vs per_group_loop (median, default malloc) and equal total cost',
+            goal_met=goal,
+            tuned_malloc_available=tuned,
+            cases=cases,
+        ),
+    )
     print(f'workload: {workload}')
-    print(format_table(['case', 'ours ms', 'per-group ms', 'full+slice ms',
-                        'vs per-group: median [q1/q3 bounds]', 'vs full+slice', 'same total'],
-                       rows))
-    print(f'goal (>= {GOAL}x, same totals): ' +
-          ', '.join(f'{k}: {"met" if v else "NOT met"}' for k, v in goal.items()) +
-          f'; wrote {path}')
+    print(
+        format_table(
+            [
+                'case',
+                'ours ms',
+                'per-group ms',
+                'full+slice ms',
+                'vs per-group: median [q1/q3 bounds]',
+                'vs full+slice',
+                'same total',
+            ],
+            rows,
+        )
+    )
+    print(
+        f'goal (>= {GOAL}x, same totals): '
+        + ', '.join(f'{k}: {"met" if v else "NOT met"}' for k, v in goal.items())
+        + f'; wrote {path}'
+    )
 
 
 if __name__ == '__main__':

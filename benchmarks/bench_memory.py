@@ -39,6 +39,7 @@ A configuration fits a GPU when the total is at most ``0.95 x capacity - 1 GiB``
 and allocator fragmentation). No GPU was lent to this task: the measured peak memory and step time
 of stage 2 with a 7B random-weight LLM are not in the table (``measured_gpu: null`` in the JSON).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,9 +55,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import format_table, setup_single_thread, write_results  # noqa: E402
 
-GIB = 2 ** 30
+GIB = 2**30
 DTYPE_BYTES = {'float32': 4, 'bfloat16': 2, 'float16': 2}
-LORA_TARGETS = 7            # q, k, v, o, gate, up, down
+LORA_TARGETS = 7  # q, k, v, o, gate, up, down
 
 
 def load_count_params():
@@ -70,8 +71,14 @@ def load_count_params():
 
 
 # ----------------------------------------------------------------------------- formulas
-def layer_activation_bytes(hidden: int, intermediate: int, heads: int, *,
-                           lora_r: int | None = None, lora_modules: int = LORA_TARGETS) -> int:
+def layer_activation_bytes(
+    hidden: int,
+    intermediate: int,
+    heads: int,
+    *,
+    lora_r: int | None = None,
+    lora_modules: int = LORA_TARGETS,
+) -> int:
     """Bytes saved for backward per token by one HF Llama decoder layer (bf16, SDPA attention).
 
     Attention half: RMSNorm (fp32 input copy 4h, rsqrt 4, bf16 normalised 2h, scaled output 2h,
@@ -93,8 +100,16 @@ def final_norm_bytes(hidden: int) -> int:
     return 6 * hidden + 4
 
 
-def llm_activation_bytes(hidden: int, intermediate: int, heads: int, layers: int, tokens: int, *,
-                         checkpointing: bool, lora_r: int | None = None) -> int:
+def llm_activation_bytes(
+    hidden: int,
+    intermediate: int,
+    heads: int,
+    layers: int,
+    tokens: int,
+    *,
+    checkpointing: bool,
+    lora_r: int | None = None,
+) -> int:
     """Saved activations of the decoder stack for ``tokens`` = batch x sequence tokens.
 
     Without checkpointing every layer keeps :func:`layer_activation_bytes`; with (non-reentrant,
@@ -111,8 +126,12 @@ def lm_head_bytes(hidden: int, vocab: int, labelled_tokens: int) -> int:
     return labelled_tokens * (10 * vocab + 2 * hidden)
 
 
-def vision_bytes_per_sample(pyramid_shapes: list[tuple[int, int, int]], clip_shape: tuple,
-                            projector_in: int, projector_out: int) -> int:
+def vision_bytes_per_sample(
+    pyramid_shapes: list[tuple[int, int, int]],
+    clip_shape: tuple,
+    projector_in: int,
+    projector_out: int,
+) -> int:
     """Encoder outputs kept for the decoders (bf16) + projector activations of the image tokens."""
     feats = sum(c * h * w for c, h, w in pyramid_shapes)
     feats += clip_shape[0] * clip_shape[1] * clip_shape[2]
@@ -155,8 +174,15 @@ def saved_tensor_bytes(fn, exclude: set[int]) -> int:
     return sum(seen.values())
 
 
-def measured_layer_bytes(hidden: int, intermediate: int, heads: int, *, seq: int = 16,
-                         lora_r: int | None = None, checkpointing: bool = False) -> float:
+def measured_layer_bytes(
+    hidden: int,
+    intermediate: int,
+    heads: int,
+    *,
+    seq: int = 16,
+    lora_r: int | None = None,
+    checkpointing: bool = False,
+) -> float:
     """Per-token, per-layer saved bytes of a random bf16 HF Llama under CPU bf16 autocast.
 
     ``[M(2 layers, b=2) - M(2, 1) - M(1, 2) + M(1, 1)] / seq``: the batch difference removes
@@ -167,18 +193,41 @@ def measured_layer_bytes(hidden: int, intermediate: int, heads: int, *, seq: int
     from mmrefvlm.models.refvlm_utils import apply_lora
 
     def run(layers: int, batch: int) -> int:
-        cfg = dict(model_type='llama', hidden_size=hidden, intermediate_size=intermediate,
-                   num_hidden_layers=layers, num_attention_heads=heads,
-                   num_key_value_heads=heads, vocab_size=64, max_position_embeddings=4 * seq,
-                   tie_word_embeddings=False)
+        cfg = dict(
+            model_type='llama',
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            vocab_size=64,
+            max_position_embeddings=4 * seq,
+            tie_word_embeddings=False,
+        )
         llm = build_causal_lm(config=cfg, torch_dtype='bfloat16')
         if lora_r:
-            llm = apply_lora(llm, dict(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
-                                       target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj',
-                                                       'gate_proj', 'up_proj', 'down_proj']), [1])
+            llm = apply_lora(
+                llm,
+                dict(
+                    r=lora_r,
+                    lora_alpha=2 * lora_r,
+                    lora_dropout=0.0,
+                    target_modules=[
+                        'q_proj',
+                        'k_proj',
+                        'v_proj',
+                        'o_proj',
+                        'gate_proj',
+                        'up_proj',
+                        'down_proj',
+                    ],
+                ),
+                [1],
+            )
         if checkpointing:
             llm.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={'use_reentrant': False})
+                gradient_checkpointing_kwargs={'use_reentrant': False}
+            )
         llm.train()
         base = llm.get_base_model() if hasattr(llm, 'get_base_model') else llm
         embeds = torch.randn(batch, seq, hidden, dtype=torch.bfloat16, requires_grad=True)
@@ -214,14 +263,20 @@ def measure_decoder_bytes(refs: int, batches=(1, 2, 4)) -> dict[str, float]:
         params = {p.untyped_storage().data_ptr() for p in dec.parameters()}
         sizes = []
         for b in batches:
-            pyramid = tuple(torch.randn(b, c, s, s, dtype=torch.bfloat16)
-                            for c, s in zip((192, 384, 768, 1536), (128, 64, 32, 16)))
-            vis = VisualContext(pyramid=pyramid, valid_hw=torch.ones(b, 2),
-                                clip=torch.randn(b, 1024, 24, 24, dtype=torch.bfloat16))
+            pyramid = tuple(
+                torch.randn(b, c, s, s, dtype=torch.bfloat16)
+                for c, s in zip((192, 384, 768, 1536), (128, 64, 32, 16), strict=True)
+            )
+            vis = VisualContext(
+                pyramid=pyramid,
+                valid_hw=torch.ones(b, 2),
+                clip=torch.randn(b, 1024, 24, 24, dtype=torch.bfloat16),
+            )
             queries = UnitQueries(
                 embeds=torch.randn(b, refs, 4096, dtype=torch.bfloat16, requires_grad=True),
                 mask=torch.ones(b, refs, dtype=torch.bool),
-                group_ids=torch.zeros(b, refs, dtype=torch.long))
+                group_ids=torch.zeros(b, refs, dtype=torch.long),
+            )
 
             def fwd() -> None:
                 with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -230,10 +285,11 @@ def measure_decoder_bytes(refs: int, batches=(1, 2, 4)) -> dict[str, float]:
             sizes.append(saved_tensor_bytes(fwd, params))
         n = len(batches)
         mb, ms = sum(batches) / n, sum(sizes) / n
-        slope = (sum((b - mb) * (s - ms) for b, s in zip(batches, sizes))
-                 / sum((b - mb) ** 2 for b in batches))
+        slope = sum((b - mb) * (s - ms) for b, s in zip(batches, sizes, strict=True)) / sum(
+            (b - mb) ** 2 for b in batches
+        )
         out[name] = slope
-        out[f'{name}_raw'] = dict(zip(map(str, batches), sizes))
+        out[f'{name}_raw'] = dict(zip(map(str, batches), sizes, strict=True))
     return out
 
 
@@ -243,38 +299,71 @@ def usable_gib(capacity_gib: float) -> float:
     return 0.95 * capacity_gib - 1.0
 
 
-def activation_terms(llm_cfg, *, batch: int, seq: int, answer: int, checkpointing: bool,
-                     lora_r: int | None, decoder_per_sample: float,
-                     vision_per_sample: float) -> dict[str, float]:
+def activation_terms(
+    llm_cfg,
+    *,
+    batch: int,
+    seq: int,
+    answer: int,
+    checkpointing: bool,
+    lora_r: int | None,
+    decoder_per_sample: float,
+    vision_per_sample: float,
+) -> dict[str, float]:
     """Activation terms (bytes) of one micro-batch."""
     h, inter = llm_cfg.hidden_size, llm_cfg.intermediate_size
     a, n_layers, vocab = llm_cfg.num_attention_heads, llm_cfg.num_hidden_layers, llm_cfg.vocab_size
     tokens = batch * seq
     return dict(
-        llm=llm_activation_bytes(h, inter, a, n_layers, tokens, checkpointing=checkpointing,
-                                 lora_r=lora_r),
+        llm=llm_activation_bytes(
+            h, inter, a, n_layers, tokens, checkpointing=checkpointing, lora_r=lora_r
+        ),
         lm_head=lm_head_bytes(h, vocab, batch * answer),
         decoders=batch * decoder_per_sample,
         vision=batch * vision_per_sample,
-        backward_working_set=tokens * layer_activation_bytes(h, inter, a, lora_r=lora_r))
+        backward_working_set=tokens * layer_activation_bytes(h, inter, a, lora_r=lora_r),
+    )
 
 
-def build_table(models: dict, args, decoder_per_sample: float, vision_per_sample: float,
-                policy: str, seq: int, shards: int = 1) -> list[dict]:
+def build_table(
+    models: dict,
+    args,
+    decoder_per_sample: float,
+    vision_per_sample: float,
+    policy: str,
+    seq: int,
+    shards: int = 1,
+) -> list[dict]:
     """One row per (mode, checkpointing, batch)."""
     rows = []
     for mode, (counts, llm_cfg, lora_r) in models.items():
         static = static_bytes(counts, policy, shards)
         for ckpt in (False, True):
             for batch in args.batches:
-                act = activation_terms(llm_cfg, batch=batch, seq=seq, answer=args.answer_tokens,
-                                       checkpointing=ckpt, lora_r=lora_r,
-                                       decoder_per_sample=decoder_per_sample,
-                                       vision_per_sample=vision_per_sample)
+                act = activation_terms(
+                    llm_cfg,
+                    batch=batch,
+                    seq=seq,
+                    answer=args.answer_tokens,
+                    checkpointing=ckpt,
+                    lora_r=lora_r,
+                    decoder_per_sample=decoder_per_sample,
+                    vision_per_sample=vision_per_sample,
+                )
                 total = sum(static.values()) + sum(act.values())
-                rows.append(dict(mode=mode, checkpointing=ckpt, batch=batch, seq=seq,
-                                 policy=policy, static=static, activations=act, total=total,
-                                 fits={g: total / GIB <= usable_gib(g) for g in args.gpus}))
+                rows.append(
+                    dict(
+                        mode=mode,
+                        checkpointing=ckpt,
+                        batch=batch,
+                        seq=seq,
+                        policy=policy,
+                        static=static,
+                        activations=act,
+                        total=total,
+                        fits={g: total / GIB <= usable_gib(g) for g in args.gpus},
+                    )
+                )
     return rows
 
 
@@ -282,7 +371,7 @@ def max_batches(rows: list[dict], gpus) -> dict:
     """Largest batch that fits, per (mode, checkpointing) and GPU size (0: none)."""
     out = {}
     for r in rows:
-        key = f"{r['mode']}, AC {'on' if r['checkpointing'] else 'off'}"
+        key = f'{r["mode"]}, AC {"on" if r["checkpointing"] else "off"}'
         slot = out.setdefault(key, {g: 0 for g in gpus})
         for g in gpus:
             if r['fits'][g]:
@@ -296,8 +385,11 @@ def check_formula(hidden: int = 128, inter: int = 352, heads: int = 4, r: int = 
     out = {}
     for name, kw in cases.items():
         measured = measured_layer_bytes(hidden, inter, heads, **kw)
-        formula = (2 * hidden if kw.get('checkpointing') else
-                   layer_activation_bytes(hidden, inter, heads, lora_r=kw.get('lora_r')))
+        formula = (
+            2 * hidden
+            if kw.get('checkpointing')
+            else layer_activation_bytes(hidden, inter, heads, lora_r=kw.get('lora_r'))
+        )
         out[name] = dict(measured=measured, formula=formula)
     return out
 
@@ -314,71 +406,114 @@ def bf16_update_check(lr: float = 2e-6, steps: int = 10, n: int = 10_000) -> dic
         for _ in range(steps):
             w.grad = torch.randn(n, generator=gen).to(dtype)
             opt.step()
-        out[str(dtype).replace('torch.', '')] = float((w.detach() != start.to(dtype)).float().mean())
+        out[str(dtype).replace('torch.', '')] = float(
+            (w.detach() != start.to(dtype)).float().mean()
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=str(ROOT / 'configs' / 'refvlm' / 'stage2.py'))
-    parser.add_argument('--seq-len', type=int, default=1024,
-                        help='padded tokens per sample (576 image tokens + text)')
-    parser.add_argument('--long-seq-len', type=int, default=2048,
-                        help='second sequence length for the max-batch summary (the cutoff)')
+    parser.add_argument(
+        '--seq-len',
+        type=int,
+        default=1024,
+        help='padded tokens per sample (576 image tokens + text)',
+    )
+    parser.add_argument(
+        '--long-seq-len',
+        type=int,
+        default=2048,
+        help='second sequence length for the max-batch summary (the cutoff)',
+    )
     parser.add_argument('--answer-tokens', type=int, default=256, help='labelled tokens/sample')
     parser.add_argument('--refs', type=int, default=4, help='<REF> queries per sample per decoder')
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 2, 4, 8, 16])
     parser.add_argument('--gpus', type=int, nargs='+', default=[24, 40, 80])
-    parser.add_argument('--zero-shards', type=int, default=8,
-                        help='GPUs the ZeRO-2 summary partitions gradients/optimizer over')
+    parser.add_argument(
+        '--zero-shards',
+        type=int,
+        default=8,
+        help='GPUs the ZeRO-2 summary partitions gradients/optimizer over',
+    )
     args = parser.parse_args()
     setup_single_thread()
     start = time.perf_counter()
     cp = load_count_params()
     models, param_check = {}, {}
-    for mode, lora in (('full', None), (f"LoRA r={cp.DEFAULT_LORA['r']}", cp.DEFAULT_LORA)):
+    for mode, lora in (('full', None), (f'LoRA r={cp.DEFAULT_LORA["r"]}', cp.DEFAULT_LORA)):
         model, _ = cp.build_model(args.config, meta=True, lora=lora)
         counts = cp.count_modules(model)
         closed = cp.closed_forms(model, lora)
-        param_check[mode] = {r.name: dict(meta=r.total, closed_form=closed.get(r.name))
-                             for r in counts if r.name in closed}
+        param_check[mode] = {
+            r.name: dict(meta=r.total, closed_form=closed.get(r.name))
+            for r in counts
+            if r.name in closed
+        }
         base = model.llm.get_base_model() if hasattr(model.llm, 'get_base_model') else model.llm
         models[mode] = (counts, base.config, lora['r'] if lora else None)
     vcfg = model.vision_encoder.model.config
     grid = vcfg.image_size // vcfg.patch_size
     pyr = model.pyramid_encoder
     side = pyr.image_size
-    pyramid_shapes = [(c, side // s, side // s) for c, s in zip(pyr.out_channels, pyr.strides)]
-    vision = vision_bytes_per_sample(pyramid_shapes, (vcfg.hidden_size, grid, grid),
-                                     vcfg.hidden_size, base.config.hidden_size)
+    pyramid_shapes = [
+        (c, side // s, side // s) for c, s in zip(pyr.out_channels, pyr.strides, strict=True)
+    ]
+    vision = vision_bytes_per_sample(
+        pyramid_shapes, (vcfg.hidden_size, grid, grid), vcfg.hidden_size, base.config.hidden_size
+    )
     formula = check_formula()
     bf16_check = bf16_update_check()
     decoders = measure_decoder_bytes(args.refs)
     per_sample_dec = decoders['box'] + decoders['mask']
-    tables = {policy: build_table(models, args, per_sample_dec, vision, policy, args.seq_len)
-              for policy in ('configured', 'fp32-master')}
+    tables = {
+        policy: build_table(models, args, per_sample_dec, vision, policy, args.seq_len)
+        for policy in ('configured', 'fp32-master')
+    }
     long_rows = build_table(models, args, per_sample_dec, vision, 'configured', args.long_seq_len)
-    zero_rows = build_table(models, args, per_sample_dec, vision, 'fp32-master', args.seq_len,
-                            shards=args.zero_shards)
-    summary = dict(configured=max_batches(tables['configured'], args.gpus),
-                   fp32_master=max_batches(tables['fp32-master'], args.gpus),
-                   configured_long_seq=max_batches(long_rows, args.gpus),
-                   fp32_master_zero2=max_batches(zero_rows, args.gpus))
+    zero_rows = build_table(
+        models, args, per_sample_dec, vision, 'fp32-master', args.seq_len, shards=args.zero_shards
+    )
+    summary = dict(
+        configured=max_batches(tables['configured'], args.gpus),
+        fp32_master=max_batches(tables['fp32-master'], args.gpus),
+        configured_long_seq=max_batches(long_rows, args.gpus),
+        fp32_master_zero2=max_batches(zero_rows, args.gpus),
+    )
     print_report(tables['configured'], summary, formula, param_check, decoders, args)
-    path = write_results('memory', dict(
-        command='python benchmarks/bench_memory.py', config=args.config,
-        assumptions=dict(seq_len=args.seq_len, long_seq_len=args.long_seq_len,
-                         answer_tokens=args.answer_tokens, refs_per_sample=args.refs,
-                         usable='0.95 x capacity - 1 GiB', lora=cp.DEFAULT_LORA,
-                         zero_shards=args.zero_shards),
-        parameter_check=param_check, activation_formula_check=formula,
-        bf16_adamw_update_check=dict(lr=2e-6, steps=10, fraction_changed=bf16_check),
-        decoder_bytes_per_sample=decoders, vision_bytes_per_sample=vision,
-        tables=tables, long_seq_table=long_rows, zero2_table=zero_rows, max_batch=summary,
-        measured_gpu=None,
-        measured_gpu_note='no GPU was lent to this task', seconds=time.perf_counter() - start))
-    print('AdamW at lr 2e-6, 10 steps, fraction of weights changed: ' + ', '.join(
-        f'{k} {v:.3f}' for k, v in bf16_check.items()))
+    path = write_results(
+        'memory',
+        dict(
+            command='python benchmarks/bench_memory.py',
+            config=args.config,
+            assumptions=dict(
+                seq_len=args.seq_len,
+                long_seq_len=args.long_seq_len,
+                answer_tokens=args.answer_tokens,
+                refs_per_sample=args.refs,
+                usable='0.95 x capacity - 1 GiB',
+                lora=cp.DEFAULT_LORA,
+                zero_shards=args.zero_shards,
+            ),
+            parameter_check=param_check,
+            activation_formula_check=formula,
+            bf16_adamw_update_check=dict(lr=2e-6, steps=10, fraction_changed=bf16_check),
+            decoder_bytes_per_sample=decoders,
+            vision_bytes_per_sample=vision,
+            tables=tables,
+            long_seq_table=long_rows,
+            zero2_table=zero_rows,
+            max_batch=summary,
+            measured_gpu=None,
+            measured_gpu_note='no GPU was lent to this task',
+            seconds=time.perf_counter() - start,
+        ),
+    )
+    print(
+        'AdamW at lr 2e-6, 10 steps, fraction of weights changed: '
+        + ', '.join(f'{k} {v:.3f}' for k, v in bf16_check.items())
+    )
     print(f'wrote {path}')
 
 
@@ -389,24 +524,58 @@ def print_report(rows, summary, formula, param_check, decoders, args) -> None:
             ok = 'equal' if c['meta'] == c['closed_form'] else 'DIFFERS'
             print(f'[{mode}] {name}: meta {c["meta"]:,} vs closed form {c["closed_form"]:,} ({ok})')
     for name, c in formula.items():
-        print(f'activation bytes/token/layer [{name}]: measured {c["measured"]:.0f}, '
-              f'formula {c["formula"]}')
-    print(f"decoders, saved MiB per sample ({args.refs} refs): box {decoders['box'] / 2**20:.0f}, "
-          f"mask {decoders['mask'] / 2**20:.0f}")
+        print(
+            f'activation bytes/token/layer [{name}]: measured {c["measured"]:.0f}, '
+            f'formula {c["formula"]}'
+        )
+    print(
+        f'decoders, saved MiB per sample ({args.refs} refs): box {decoders["box"] / 2**20:.0f}, '
+        f'mask {decoders["mask"] / 2**20:.0f}'
+    )
     g = lambda v: f'{v / GIB:.1f}'  # noqa: E731
     table = []
     for r in rows:
         s, a = r['static'], r['activations']
-        table.append([r['mode'], 'on' if r['checkpointing'] else 'off', r['batch'],
-                      g(s['parameters']), g(s['gradients']), g(s['optimizer']), g(a['llm']),
-                      g(a['decoders']), g(a['lm_head'] + a['vision'] + a['backward_working_set']),
-                      g(r['total'])] + ['yes' if r['fits'][x] else '-' for x in args.gpus])
-    print(format_table(['LLM', 'AC', 'batch', 'params', 'grads', 'AdamW', 'act LLM',
-                        'act dec', 'act other', 'total GiB'] + [f'{x} GB' for x in args.gpus],
-                       table))
+        table.append(
+            [
+                r['mode'],
+                'on' if r['checkpointing'] else 'off',
+                r['batch'],
+                g(s['parameters']),
+                g(s['gradients']),
+                g(s['optimizer']),
+                g(a['llm']),
+                g(a['decoders']),
+                g(a['lm_head'] + a['vision'] + a['backward_working_set']),
+                g(r['total']),
+            ]
+            + ['yes' if r['fits'][x] else '-' for x in args.gpus]
+        )
+    print(
+        format_table(
+            [
+                'LLM',
+                'AC',
+                'batch',
+                'params',
+                'grads',
+                'AdamW',
+                'act LLM',
+                'act dec',
+                'act other',
+                'total GiB',
+            ]
+            + [f'{x} GB' for x in args.gpus],
+            table,
+        )
+    )
     for name, per in summary.items():
-        print(f'max batch ({name}): ' + '; '.join(
-            f'{k}: ' + ', '.join(f'{g_}GB={v}' for g_, v in m.items()) for k, m in per.items()))
+        print(
+            f'max batch ({name}): '
+            + '; '.join(
+                f'{k}: ' + ', '.join(f'{g_}GB={v}' for g_, v in m.items()) for k, m in per.items()
+            )
+        )
 
 
 if __name__ == '__main__':

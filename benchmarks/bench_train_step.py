@@ -30,6 +30,7 @@ Goal: everything that is not model forward/backward/optimizer <= 15 % of the ste
 *not model*: data loading, data preprocessor, router, matching, fake-input forwards, loss parsing
 and runner overhead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,16 +46,21 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import (format_table, setup_single_thread, summarize,  # noqa: E402
-                               write_results)
+from benchmarks.common import format_table, setup_single_thread, summarize, write_results  # noqa: E402
 from benchmarks.step_timers import Sections, attribute_profile  # noqa: E402
 
 CONFIG = ROOT / 'configs' / 'refvlm' / 'demo_stage2.py'
 GOAL = 0.15
-NOT_MODEL = ('data loading', 'data preprocessor', 'router', 'matching', 'fake inputs',
-             'loss parsing', 'runner overhead')
-BACKWARD_PARTS = ('backward: decoders + LM head', 'backward: LLM',
-                  'backward: projector + encoders')
+NOT_MODEL = (
+    'data loading',
+    'data preprocessor',
+    'router',
+    'matching',
+    'fake inputs',
+    'loss parsing',
+    'runner overhead',
+)
+BACKWARD_PARTS = ('backward: decoders + LM head', 'backward: LLM', 'backward: projector + encoders')
 MATCH_WORDS = ('match', 'assign', 'cost', 'group')
 
 
@@ -90,12 +96,16 @@ def install_row_selection(dec, flag: dict) -> None:
 
     def loss(queries, visual, samples):
         rows = queries.mask.any(1).nonzero(as_tuple=True)[0]
-        if not flag['on'] or len(rows) in (0, len(samples)):   # 0: the fake-input call
+        if not flag['on'] or len(rows) in (0, len(samples)):  # 0: the fake-input call
             return orig(queries, visual, samples)
-        q = UnitQueries(embeds=queries.embeds[rows], mask=queries.mask[rows],
-                        group_ids=queries.group_ids[rows])
-        v = VisualContext(pyramid=tuple(p[rows] for p in visual.pyramid),
-                          clip=visual.clip[rows], valid_hw=visual.valid_hw[rows])
+        q = UnitQueries(
+            embeds=queries.embeds[rows], mask=queries.mask[rows], group_ids=queries.group_ids[rows]
+        )
+        v = VisualContext(
+            pyramid=tuple(p[rows] for p in visual.pyramid),
+            clip=visual.clip[rows],
+            valid_hw=visual.valid_hw[rows],
+        )
         return orig(q, v, [samples[i] for i in rows.tolist()])
 
     dec.loss = loss
@@ -114,7 +124,7 @@ def instrument(runner, sec: Sections, on_step, rows_flag: dict) -> None:
     sec.wrap(model.vision_encoder, 'forward', 'vision encoder (CLIP-ViT)')
     if model.pyramid_encoder is not None:
         sec.wrap(model.pyramid_encoder, 'forward', 'pyramid encoder (ConvNeXt)')
-    fake_or = lambda name: (lambda: 'fake inputs' if state['fake_prompt'] else name)  # noqa: E731
+    fake_or = lambda name: lambda: 'fake inputs' if state['fake_prompt'] else name  # noqa: E731
     sec.wrap(model.projector, 'forward', fake_or('projector'))
     sec.wrap(model.prompt_encoder, 'forward', fake_or('visual-prompt encoder'))
     embed_inputs = model.embed_inputs
@@ -154,8 +164,11 @@ def _wrap_decoder(dec, unit: str, sec: Sections) -> None:
             sec.pop()
 
     dec.loss = loss_timed
-    sec.wrap(dec, 'forward', lambda: sec.top() if sec.top() in (f'decoder: {unit}', 'fake inputs')
-             else 'fake inputs')
+    sec.wrap(
+        dec,
+        'forward',
+        lambda: sec.top() if sec.top() in (f'decoder: {unit}', 'fake inputs') else 'fake inputs',
+    )
 
 
 def _wrap_llm(model, sec: Sections) -> None:
@@ -197,7 +210,7 @@ def _wrap_optimizer(model, ow, sec: Sections) -> None:
 
     ow.backward = backward_timed
     sec.wrap(ow, 'step', 'optimizer step (clip + AdamW)')
-    if hasattr(ow, '_grads_finite'):            # NaNGuardOptimWrapper's gradient-norm check
+    if hasattr(ow, '_grads_finite'):  # NaNGuardOptimWrapper's gradient-norm check
         sec.wrap(ow, '_grads_finite', 'optimizer step (clip + AdamW)')
     sec.wrap(ow, 'zero_grad', 'optimizer zero_grad')
 
@@ -210,8 +223,11 @@ def _wrap_matchers(sec: Sections) -> None:
         if not name.startswith('mmrefvlm.models.unit_decoders') or mod is None:
             continue
         for attr, obj in list(vars(mod).items()):
-            if inspect.isfunction(obj) and obj.__module__.startswith('mmrefvlm.models.matchers') \
-                    and any(w in attr for w in MATCH_WORDS):
+            if (
+                inspect.isfunction(obj)
+                and obj.__module__.startswith('mmrefvlm.models.matchers')
+                and any(w in attr for w in MATCH_WORDS)
+            ):
                 sec.wrap(mod, attr, 'matching')
 
 
@@ -222,20 +238,24 @@ def split_backward(marks: dict[str, float]) -> dict[str, float]:
     hid, emb = marks.get('grad_hidden'), marks.get('grad_embeds')
     if hid is None or emb is None or not start <= hid <= emb <= end:
         return {'backward: unsplit': total}
-    return {BACKWARD_PARTS[0]: hid - start, BACKWARD_PARTS[1]: emb - hid,
-            BACKWARD_PARTS[2]: end - emb}
+    return {
+        BACKWARD_PARTS[0]: hid - start,
+        BACKWARD_PARTS[1]: emb - hid,
+        BACKWARD_PARTS[2]: end - emb,
+    }
 
 
 def build_runner(args, work_dir: str):
-    from mmrefvlm.apis import build_runner as build, load_config
+    from mmrefvlm.apis import build_runner as build
+    from mmrefvlm.apis import load_config
     from mmrefvlm.datasets import ensure_demo_dataset
 
     ensure_demo_dataset(str(ROOT / 'data' / 'demo'))
     cfg = load_config(str(CONFIG), work_dir=work_dir)
     total = args.warmup + args.iters + args.profile_iters
     cfg.train_cfg.max_iters = total
-    cfg.train_cfg.val_begin = 10 ** 9          # no validation inside the measured run
-    cfg.default_hooks.checkpoint.interval = 10 ** 9
+    cfg.train_cfg.val_begin = 10**9  # no validation inside the measured run
+    cfg.default_hooks.checkpoint.interval = 10**9
     cfg.log_level = 'WARNING'
     return build(cfg)
 
@@ -249,7 +269,7 @@ class StepRecorder:
         self.index, self.prev = -1, None
         self.steps: list[dict[str, float]] = []
         self.prototype_steps: list[dict[str, float]] = []
-        self.rows_flag = dict(on=False)       # odd measured steps run the row-selection prototype
+        self.rows_flag = dict(on=False)  # odd measured steps run the row-selection prototype
         self.profiler = None
 
     def __call__(self, now: float) -> None:
@@ -266,6 +286,7 @@ class StepRecorder:
         self.rows_flag['on'] = in_measure and (self.index - self.warmup) % 2 == 1
         if self.index == self.warmup + self.iters:
             from torch.profiler import ProfilerActivity, profile
+
             self.sec.emit_ranges = True
             self.profiler = profile(activities=[ProfilerActivity.CPU])
             self.profiler.__enter__()
@@ -300,13 +321,19 @@ def summarise(steps: list[dict[str, float]]) -> dict:
     comps = {}
     for n in names:
         vals = [s.get(n, 0.0) for s in steps]
-        comps[n] = dict(summarize(vals), mean=statistics.mean(vals),
-                        share_of_mean_step=statistics.mean(vals) / mean_step)
+        comps[n] = dict(
+            summarize(vals),
+            mean=statistics.mean(vals),
+            share_of_mean_step=statistics.mean(vals) / mean_step,
+        )
     not_model = [sum(s.get(n, 0.0) for n in NOT_MODEL) / s['step'] for s in steps]
-    return dict(step=summarize([s['step'] for s in steps]), components=comps,
-                not_model_share=summarize(not_model),
-                not_model_share_of_mean_step=sum(comps[n]['mean'] for n in NOT_MODEL
-                                                 if n in comps) / mean_step)
+    return dict(
+        step=summarize([s['step'] for s in steps]),
+        components=comps,
+        not_model_share=summarize(not_model),
+        not_model_share_of_mean_step=sum(comps[n]['mean'] for n in NOT_MODEL if n in comps)
+        / mean_step,
+    )
 
 
 def profile_crosscheck(prof, names: set[str], n_steps: int) -> dict:
@@ -321,14 +348,18 @@ def profile_crosscheck(prof, names: set[str], n_steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--iters', type=int, default=100,
-                        help='measured iterations (even: current code, odd: prototype)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=100,
+        help='measured iterations (even: current code, odd: prototype)',
+    )
     parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--profile-iters', type=int, default=4)
     args = parser.parse_args()
     args.profile_iters = max(1, args.profile_iters)
     setup_single_thread()
-    os.chdir(ROOT)                      # the config's data_root is relative to the repository
+    os.chdir(ROOT)  # the config's data_root is relative to the repository
     sec = Sections()
     recorder = StepRecorder(sec, args.warmup, args.iters)
     with tempfile.TemporaryDirectory() as work_dir:
@@ -344,28 +375,52 @@ def main() -> None:
     mean_step = statistics.mean(st['step'] for st in recorder.steps)
     fake_bwd = check.get('fake inputs', {}).get('backward', 0.0) / 1e3
     summary['not_model_share_incl_fake_backward_estimate'] = (
-        summary['not_model_share_of_mean_step'] + fake_bwd / mean_step)
-    path = write_results('train_step', dict(
-        command='python benchmarks/bench_train_step.py', config=str(CONFIG.relative_to(ROOT)),
-        batch_size=batch, iters=args.iters, warmup=args.warmup, not_model=list(NOT_MODEL),
-        goal=GOAL, goal_met=summary['not_model_share']['median'] <= GOAL, **summary,
-        profiler_crosscheck_ms_per_step=check, profiler_iters=args.profile_iters,
-        prototype_decoder_rows=dict(summary=proto, comparison=comparison)))
+        summary['not_model_share_of_mean_step'] + fake_bwd / mean_step
+    )
+    path = write_results(
+        'train_step',
+        dict(
+            command='python benchmarks/bench_train_step.py',
+            config=str(CONFIG.relative_to(ROOT)),
+            batch_size=batch,
+            iters=args.iters,
+            warmup=args.warmup,
+            not_model=list(NOT_MODEL),
+            goal=GOAL,
+            goal_met=summary['not_model_share']['median'] <= GOAL,
+            **summary,
+            profiler_crosscheck_ms_per_step=check,
+            profiler_iters=args.profile_iters,
+            prototype_decoder_rows=dict(summary=proto, comparison=comparison),
+        ),
+    )
     print_table(summary, check, batch)
-    print(f"not-model share of the mean step: {100 * summary['not_model_share_of_mean_step']:.1f} %"
-          f"; with the fake inputs' backward (profiler estimate) "
-          f"{100 * summary['not_model_share_incl_fake_backward_estimate']:.1f} %")
+    print(
+        f'not-model share of the mean step: {100 * summary["not_model_share_of_mean_step"]:.1f} %'
+        f"; with the fake inputs' backward (profiler estimate) "
+        f'{100 * summary["not_model_share_incl_fake_backward_estimate"]:.1f} %'
+    )
     other = {k: v for k, v in check.items() if k not in summary['components']}
-    print('profiler, sections not in the table (ms/step): ' + '; '.join(
-        f"{k}: fwd {v.get('forward', 0):.1f}, bwd {v.get('backward', 0):.1f}"
-        for k, v in sorted(other.items())))
-    print('decoders on rows with queries (prototype, interleaved steps): ' + ', '.join(
-        f"{k} {v['current_ms']:.1f} -> {v['prototype_ms']:.1f} ms" for k, v in comparison.items()))
+    print(
+        'profiler, sections not in the table (ms/step): '
+        + '; '.join(
+            f'{k}: fwd {v.get("forward", 0):.1f}, bwd {v.get("backward", 0):.1f}'
+            for k, v in sorted(other.items())
+        )
+    )
+    print(
+        'decoders on rows with queries (prototype, interleaved steps): '
+        + ', '.join(
+            f'{k} {v["current_ms"]:.1f} -> {v["prototype_ms"]:.1f} ms'
+            for k, v in comparison.items()
+        )
+    )
     print(f'wrote {path}')
 
 
 def prototype_comparison(current: dict, proto: dict) -> dict:
     """Median step, decoder forward and decoder-side backward: current code vs prototype."""
+
     def dec(summary, key):
         comps = summary['components']
         if key == 'decoder forwards (sum of means)':
@@ -373,8 +428,9 @@ def prototype_comparison(current: dict, proto: dict) -> dict:
         return comps[key]['median'] if key in comps else summary[key]['median']
 
     keys = ('step', 'decoder forwards (sum of means)', BACKWARD_PARTS[0])
-    return {k: dict(current_ms=dec(current, k) * 1e3, prototype_ms=dec(proto, k) * 1e3)
-            for k in keys}
+    return {
+        k: dict(current_ms=dec(current, k) * 1e3, prototype_ms=dec(proto, k) * 1e3) for k in keys
+    }
 
 
 def print_table(summary: dict, check: dict, batch: int) -> None:
@@ -382,17 +438,36 @@ def print_table(summary: dict, check: dict, batch: int) -> None:
     rows = []
     for name, c in sorted(comps.items(), key=lambda kv: -kv[1]['mean']):
         pc = check.get(name, {})
-        rows.append([name, 'not model' if name in NOT_MODEL else 'model',
-                     f"{c['median'] * 1e3:.2f}", f"{c['q1'] * 1e3:.2f}-{c['q3'] * 1e3:.2f}",
-                     f"{100 * c['share_of_mean_step']:.1f}",
-                     f"{pc.get('forward', 0):.1f} / {pc.get('backward', 0):.1f}" if pc else ''])
-    print(format_table(['component', 'kind', 'median ms', 'q1-q3 ms', '% of mean step',
-                        'profiler fwd / bwd ms'], rows))
+        rows.append(
+            [
+                name,
+                'not model' if name in NOT_MODEL else 'model',
+                f'{c["median"] * 1e3:.2f}',
+                f'{c["q1"] * 1e3:.2f}-{c["q3"] * 1e3:.2f}',
+                f'{100 * c["share_of_mean_step"]:.1f}',
+                f'{pc.get("forward", 0):.1f} / {pc.get("backward", 0):.1f}' if pc else '',
+            ]
+        )
+    print(
+        format_table(
+            [
+                'component',
+                'kind',
+                'median ms',
+                'q1-q3 ms',
+                '% of mean step',
+                'profiler fwd / bwd ms',
+            ],
+            rows,
+        )
+    )
     st, nm = summary['step'], summary['not_model_share']
-    print(f"step: median {st['median'] * 1e3:.1f} ms (q1 {st['q1'] * 1e3:.1f}, q3 "
-          f"{st['q3'] * 1e3:.1f}), batch {batch}; not-model share per step: median "
-          f"{100 * nm['median']:.1f} % (q1 {100 * nm['q1']:.1f}, q3 {100 * nm['q3']:.1f}); "
-          f"goal <= {100 * GOAL:.0f} %: {'met' if nm['median'] <= GOAL else 'MISSED'}")
+    print(
+        f'step: median {st["median"] * 1e3:.1f} ms (q1 {st["q1"] * 1e3:.1f}, q3 '
+        f'{st["q3"] * 1e3:.1f}), batch {batch}; not-model share per step: median '
+        f'{100 * nm["median"]:.1f} % (q1 {100 * nm["q1"]:.1f}, q3 {100 * nm["q3"]:.1f}); '
+        f'goal <= {100 * GOAL:.0f} %: {"met" if nm["median"] <= GOAL else "MISSED"}'
+    )
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ Every benchmark compares an implementation with a baseline written in the same s
 process and on the same inputs, and reports ratios of medians; absolute times depend on the machine
 (see :func:`machine_info`) and on how busy it is.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ def setup_single_thread() -> None:
     torch.set_num_threads(1)
 
 
-def time_fn(fn: Callable[[], Any], *, repeats: int = 15, warmup: int = 3,
-            inner: int = 1) -> list[float]:
+def time_fn(
+    fn: Callable[[], Any], *, repeats: int = 15, warmup: int = 3, inner: int = 1
+) -> list[float]:
     """Wall-clock seconds per call of ``fn``.
 
     Args:
@@ -54,8 +56,14 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
     """Median, min, max and inter-quartile range of timing samples (seconds)."""
     ordered = sorted(samples)
     quartiles = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
-    return dict(median=statistics.median(ordered), min=ordered[0], max=ordered[-1],
-                q1=quartiles[0], q3=quartiles[2], n=len(ordered))
+    return dict(
+        median=statistics.median(ordered),
+        min=ordered[0],
+        max=ordered[-1],
+        q1=quartiles[0],
+        q3=quartiles[2],
+        n=len(ordered),
+    )
 
 
 def ratio_summary(baseline: Sequence[float], ours: Sequence[float]) -> dict[str, float]:
@@ -81,8 +89,9 @@ def peak_cpu_memory(fn: Callable[[], Any]) -> int:
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import Action
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
-                 with_stack=True) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
         fn()
     live = peak = 0
     for _, action, (key, _), size in sorted(prof._memory_profile().timeline, key=lambda r: r[0]):
@@ -101,10 +110,10 @@ def check_peak_memory_method() -> None:
     base = torch.ones(1000, 1000)
 
     def pattern() -> torch.Tensor:
-        a = torch.empty(1_000_000)          # 4 MB
-        b = torch.empty(2_000_000)          # 8 MB  -> 12 MB live
-        del a                               #       ->  8 MB
-        c = (base * 2).sum()                # 4 MB temporary -> 12 MB again, then 8 MB
+        a = torch.empty(1_000_000)  # 4 MB
+        b = torch.empty(2_000_000)  # 8 MB  -> 12 MB live
+        del a  #       ->  8 MB
+        c = (base * 2).sum()  # 4 MB temporary -> 12 MB again, then 8 MB
         return b[:1] + c
 
     peak = peak_cpu_memory(pattern)
@@ -126,10 +135,15 @@ def machine_info() -> dict[str, Any]:
         load = Path('/proc/loadavg').read_text().split()[:3]
     except OSError:
         load = []
-    return dict(nproc=os.cpu_count(), cpu_model=cpu_model, torch=torch.__version__,
-                python=platform.python_version(),
-                OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '(unset)'),
-                torch_num_threads=torch.get_num_threads(), loadavg_1_5_15min=load)
+    return dict(
+        nproc=os.cpu_count(),
+        cpu_model=cpu_model,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '(unset)'),
+        torch_num_threads=torch.get_num_threads(),
+        loadavg_1_5_15min=load,
+    )
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
@@ -146,6 +160,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table (also valid Markdown)."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ['| ' + ' | '.join(c.ljust(w) for c, w in zip(row, widths)) + ' |' for row in cells]
+    lines = [
+        '| ' + ' | '.join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + ' |'
+        for row in cells
+    ]
     lines.insert(1, '|' + '|'.join('-' * (w + 2) for w in widths) + '|')
     return '\n'.join(lines)

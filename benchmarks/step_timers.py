@@ -9,6 +9,7 @@ bound method or module function in place (instance attribute or module global; n
 ``torch.profiler.record_function`` range of the same name, so a profiler trace can be attributed
 to the same components (:func:`attribute_profile`).
 """
+
 from __future__ import annotations
 
 import functools

@@ -9,6 +9,7 @@ OpenMMLab import and both idempotent:
 2. :func:`mmrefvlm.utils.register_checkpoint_loaders` makes MMEngine load local checkpoints
    weights-only (``torch.load(weights_only=True)``) or from safetensors.
 """
+
 from .utils.checkpoint import register_checkpoint_loaders
 from .utils.mmcv_guard import install_mmcv_ops_guard
 from .version import __version__

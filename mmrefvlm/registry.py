@@ -5,9 +5,11 @@ Each registry lists the modules that register into it (``locations``); MMEngine 
 first time the registry is searched, so after ``init_default_scope('mmrefvlm')``
 ``MODELS.build(dict(type='RefVLM', ...))`` works without importing anything by hand. Components of
 other OpenMMLab packages are reachable with their scope prefix, e.g. ``dict(type='mmdet.DiceLoss')``
-(MMEngine imports ``mmdet.registry`` on demand; the mmcv ops guard in ``mmrefvlm/__init__`` makes that
+(MMEngine imports ``mmdet.registry`` on demand; the mmcv ops guard in ``mmrefvlm/__init__`` makes
+that
 import work with mmcv-lite).
 """
+
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
@@ -41,7 +43,9 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 
 RUNNERS = _child('runner', MMENGINE_RUNNERS, ['mmrefvlm.engine'])
-RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, ['mmrefvlm.engine'])
+RUNNER_CONSTRUCTORS = _child(
+    'runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, ['mmrefvlm.engine']
+)
 LOOPS = _child('loop', MMENGINE_LOOPS, ['mmrefvlm.engine'])
 HOOKS = _child('hook', MMENGINE_HOOKS, ['mmrefvlm.engine', 'mmrefvlm.visualization'])
 STRATEGIES = _child('strategy', MMENGINE_STRATEGIES, ['mmrefvlm.engine'])
@@ -52,13 +56,16 @@ TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS, ['mmrefvlm.datasets'])
 
 MODELS = _child('model', MMENGINE_MODELS, ['mmrefvlm.models'])
 MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS, ['mmrefvlm.models'])
-WEIGHT_INITIALIZERS = _child('weight initializer', MMENGINE_WEIGHT_INITIALIZERS, ['mmrefvlm.models'])
+WEIGHT_INITIALIZERS = _child(
+    'weight initializer', MMENGINE_WEIGHT_INITIALIZERS, ['mmrefvlm.models']
+)
 TASK_UTILS = _child('task util', MMENGINE_TASK_UTILS, ['mmrefvlm.models'])
 
 OPTIMIZERS = _child('optimizer', MMENGINE_OPTIMIZERS, ['mmrefvlm.engine'])
 OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS, ['mmrefvlm.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = _child(
-    'optimizer wrapper constructor', MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, ['mmrefvlm.engine'])
+    'optimizer wrapper constructor', MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, ['mmrefvlm.engine']
+)
 PARAM_SCHEDULERS = _child('parameter scheduler', MMENGINE_PARAM_SCHEDULERS, ['mmrefvlm.engine'])
 
 METRICS = _child('metric', MMENGINE_METRICS, ['mmrefvlm.evaluation'])
@@ -72,7 +79,20 @@ FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, ['mmrefvlm.datasets'])
 
 # The registry that owns each key of a config, for error messages that list close names.
 ALL_REGISTRIES = dict(
-    RUNNERS=RUNNERS, LOOPS=LOOPS, HOOKS=HOOKS, DATASETS=DATASETS, DATA_SAMPLERS=DATA_SAMPLERS,
-    TRANSFORMS=TRANSFORMS, MODELS=MODELS, TASK_UTILS=TASK_UTILS, OPTIMIZERS=OPTIMIZERS,
-    OPTIM_WRAPPERS=OPTIM_WRAPPERS, PARAM_SCHEDULERS=PARAM_SCHEDULERS, METRICS=METRICS,
-    EVALUATOR=EVALUATOR, VISUALIZERS=VISUALIZERS, VISBACKENDS=VISBACKENDS, FUNCTIONS=FUNCTIONS)
+    RUNNERS=RUNNERS,
+    LOOPS=LOOPS,
+    HOOKS=HOOKS,
+    DATASETS=DATASETS,
+    DATA_SAMPLERS=DATA_SAMPLERS,
+    TRANSFORMS=TRANSFORMS,
+    MODELS=MODELS,
+    TASK_UTILS=TASK_UTILS,
+    OPTIMIZERS=OPTIMIZERS,
+    OPTIM_WRAPPERS=OPTIM_WRAPPERS,
+    PARAM_SCHEDULERS=PARAM_SCHEDULERS,
+    METRICS=METRICS,
+    EVALUATOR=EVALUATOR,
+    VISUALIZERS=VISUALIZERS,
+    VISBACKENDS=VISBACKENDS,
+    FUNCTIONS=FUNCTIONS,
+)

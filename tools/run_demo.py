@@ -3,9 +3,11 @@
 
     python tools/run_demo.py [--work-dir work_dirs/demo] [--max-iters N]
 
-Writes ``<work_dir>/metrics.json`` (model), ``baseline_metrics.json``, ``report.md`` (the side-by-side
+Writes ``<work_dir>/metrics.json`` (model), ``baseline_metrics.json``, ``report.md`` (the
+side-by-side
 table) and PNG overlays under ``<work_dir>/overlays``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +28,7 @@ def parse_args(argv=None):
     p.add_argument('--config', default=CONFIG)
     p.add_argument('--work-dir', default=osp.join(REPO_ROOT, 'work_dirs', 'demo'))
     p.add_argument('--data-root', default=osp.join(REPO_ROOT, 'data', 'demo'))
-    p.add_argument('--max-iters', type=int, help='override the config\'s training length')
+    p.add_argument('--max-iters', type=int, help="override the config's training length")
     p.add_argument('--skip-train', action='store_true', help='test the existing last checkpoint')
     return p.parse_args(argv)
 
@@ -51,7 +53,7 @@ def baseline_metrics(cfg_path: str, overrides: dict) -> dict:
 
 
 #: The issue's aims for the demo val split (percent).
-AIMS = {'rec/Acc@0.5': 60., 'res/cIoU': 50., 'trp/parse_success': 95., 'gres/N-acc': 80.}
+AIMS = {'rec/Acc@0.5': 60.0, 'res/cIoU': 50.0, 'trp/parse_success': 95.0, 'gres/N-acc': 80.0}
 
 
 def report(model: dict, base: dict, seconds: dict) -> str:
@@ -59,15 +61,20 @@ def report(model: dict, base: dict, seconds: dict) -> str:
     lines = ['| metric | demo model | trivial baseline | aim |', '|---|---|---|---|']
     for key in sorted(model):
         aim = AIMS.get(key)
-        mark = '' if aim is None else (f'>= {aim:g} met' if model[key] >= aim else
-                                       f'>= {aim:g} not met')
+        mark = (
+            ''
+            if aim is None
+            else (f'>= {aim:g} met' if model[key] >= aim else f'>= {aim:g} not met')
+        )
         b = base.get(key)
         skip = key.startswith(('trp/', 'caption/', 'vqa/', 'pope/'))
         bs = 'n/a' if b is None or skip else f'{b:.3f}'
         lines.append(f'| `{key}` | {model[key]:.3f} | {bs} | {mark} |')
     lines.append('')
-    lines.append(f'Training {seconds["train"] / 60:.1f} min, test {seconds["test"] / 60:.1f} min '
-                 '(this machine).')
+    lines.append(
+        f'Training {seconds["train"] / 60:.1f} min, test {seconds["test"] / 60:.1f} min '
+        '(this machine).'
+    )
     return '\n'.join(lines)
 
 
@@ -80,6 +87,7 @@ def main(argv=None) -> None:
 
     ensure_demo_dataset(args.data_root)
     from mmengine.config import Config
+
     cfg = Config.fromfile(args.config)
     # every dataset of the mixes reads from --data-root
     opts = []
@@ -91,15 +99,36 @@ def main(argv=None) -> None:
     seconds = {}
     t0 = time.time()
     if not args.skip_train:  # no validation during training: the test below evaluates once
-        train_tool.main([args.config, '--work-dir', args.work_dir, '--cfg-options', *opts,
-                         'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'])
+        train_tool.main(
+            [
+                args.config,
+                '--work-dir',
+                args.work_dir,
+                '--cfg-options',
+                *opts,
+                'val_cfg=None',
+                'val_dataloader=None',
+                'val_evaluator=None',
+            ]
+        )
     seconds['train'] = time.time() - t0
     with open(osp.join(args.work_dir, 'last_checkpoint'), encoding='utf-8') as f:
         ckpt = f.read().strip()
     t0 = time.time()
-    metrics = test_tool.main([args.config, ckpt, '--work-dir', args.work_dir, '--show-dir',
-                              osp.join(args.work_dir, 'overlays'), '--max-show', '40',
-                              '--cfg-options', *opts])
+    metrics = test_tool.main(
+        [
+            args.config,
+            ckpt,
+            '--work-dir',
+            args.work_dir,
+            '--show-dir',
+            osp.join(args.work_dir, 'overlays'),
+            '--max-show',
+            '40',
+            '--cfg-options',
+            *opts,
+        ]
+    )
     seconds['test'] = time.time() - t0
     overrides = dict(o.split('=', 1) for o in opts)
     base = baseline_metrics(args.config, overrides)

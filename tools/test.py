@@ -1,8 +1,10 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR]``.
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir
+DIR]``.
 
 Writes the final metrics to ``<work_dir>/metrics.json`` (keys ``<task>/<metric>``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +23,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description='Test (evaluate) an mmrefvlm model')
     p.add_argument('config', help='config file path')
-    p.add_argument('checkpoint', help='checkpoint file (.pth or .safetensors; loaded weights-only '
-                   'and strictly: every weight of the model must be in it with its shape)')
+    p.add_argument(
+        'checkpoint',
+        help='checkpoint file (.pth or .safetensors; loaded weights-only '
+        'and strictly: every weight of the model must be in it with its shape)',
+    )
     p.add_argument('--work-dir', help='where metrics.json and logs go')
     p.add_argument('--show-dir', help='write PNG overlays (prediction next to ground truth) here')
     p.add_argument('--max-show', type=int, default=50, help='at most this many overlays')
@@ -43,13 +48,15 @@ def main(argv=None) -> dict:
 
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = load_config(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
-                      launcher=args.launcher)
+    cfg = load_config(
+        args.config, cfg_options=args.cfg_options, work_dir=args.work_dir, launcher=args.launcher
+    )
     # loaded strictly below: a checkpoint that does not fit the config is an error, not a warning
     cfg.load_from, cfg.resume = None, False
     if args.show_dir:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='RefVLMVisualizationHook', out_dir=args.show_dir, max_images=args.max_show)]
+            dict(type='RefVLMVisualizationHook', out_dir=args.show_dir, max_images=args.max_show)
+        ]
     with registry_hints():  # an unknown `type` in the config: list close registered names
         runner = build_runner(cfg)
         runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)

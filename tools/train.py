@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] ...``."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(description='Train an mmrefvlm model')
     p.add_argument('config', help='config file path')
-    p.add_argument('--work-dir', help='directory for logs and checkpoints '
-                   '(default: ./work_dirs/<config name>)')
-    p.add_argument('--resume', nargs='?', type=str, const='auto',
-                   help='resume from CKPT, or from the latest checkpoint in the work dir when no '
-                   'path is given')
+    p.add_argument(
+        '--work-dir', help='directory for logs and checkpoints (default: ./work_dirs/<config name>)'
+    )
+    p.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint in the work dir when no '
+        'path is given',
+    )
     p.add_argument('--amp', action='store_true', help='bf16 automatic mixed precision (GPU only)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config entries, e.g. train_cfg.max_iters=100')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_cfg.max_iters=100',
+    )
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
@@ -37,10 +48,12 @@ def main(argv=None) -> None:
     from mmrefvlm.apis import build_runner, load_config
     from mmrefvlm.utils.registry_errors import registry_hints
 
-    cfg = load_config(args.config, cfg_options=args.cfg_options, work_dir=args.work_dir,
-                      launcher=args.launcher)
+    cfg = load_config(
+        args.config, cfg_options=args.cfg_options, work_dir=args.work_dir, launcher=args.launcher
+    )
     if args.amp:
         import torch
+
         if not torch.cuda.is_available():
             raise SystemExit('--amp needs a CUDA GPU; on CPU train in float32 (drop --amp)')
         kind = cfg.optim_wrapper.type

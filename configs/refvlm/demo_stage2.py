@@ -14,9 +14,17 @@ with read_base():
     from .._base_.schedules.iter_adamw import *  # noqa: F401,F403
 
 from mmrefvlm.engine import FastResumeIterBasedTrainLoop
-from mmrefvlm.evaluation import (CaptionMetric, DepthMetric, GRESMetric,
-                                 InteractiveGroundingMetric, KeypointMetric, RECMetric,
-                                 RESMetric, TRPParseMetric, VQAMetric)
+from mmrefvlm.evaluation import (
+    CaptionMetric,
+    DepthMetric,
+    GRESMetric,
+    InteractiveGroundingMetric,
+    KeypointMetric,
+    RECMetric,
+    RESMetric,
+    TRPParseMetric,
+    VQAMetric,
+)
 
 # --- schedule knobs ---
 lr = 1e-3
@@ -26,16 +34,28 @@ warmup_iters = 100
 optim_wrapper.optimizer.lr = lr
 param_scheduler = [
     dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type=CosineAnnealingLR, by_epoch=False, eta_min=lr * 0.01, begin=warmup_iters,
-         end=max_iters, T_max=max_iters - warmup_iters)]
+    dict(
+        type=CosineAnnealingLR,
+        by_epoch=False,
+        eta_min=lr * 0.01,
+        begin=warmup_iters,
+        end=max_iters,
+        T_max=max_iters - warmup_iters,
+    ),
+]
 train_cfg = dict(type=FastResumeIterBasedTrainLoop, max_iters=max_iters, val_interval=max_iters)
 default_hooks.checkpoint.interval = 1000
 default_hooks.logger.interval = 50
 
 val_evaluator = [
-    dict(type=RECMetric), dict(type=RESMetric), dict(type=GRESMetric),
+    dict(type=RECMetric),
+    dict(type=RESMetric),
+    dict(type=GRESMetric),
     dict(type=InteractiveGroundingMetric),
     dict(type=KeypointMetric, sigmas=0.1, tasks=('keypoint', 'ig_keypoint')),
-    dict(type=DepthMetric), dict(type=VQAMetric), dict(type=CaptionMetric),
-    dict(type=TRPParseMetric)]
+    dict(type=DepthMetric),
+    dict(type=VQAMetric),
+    dict(type=CaptionMetric),
+    dict(type=TRPParseMetric),
+]
 test_evaluator = val_evaluator

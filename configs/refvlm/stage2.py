@@ -17,17 +17,24 @@ from mmrefvlm.evaluation import RECMetric, RESMetric, TRPParseMetric
 
 # --- schedule knobs ---
 lr = 2e-6
-max_iters = 63000               # ~1 epoch of 8.09 M samples at 8 GPUs x 16
+max_iters = 63000  # ~1 epoch of 8.09 M samples at 8 GPUs x 16
 warmup_iters = int(0.03 * max_iters)
-stage1_checkpoint = None        # e.g. 'work_dirs/stage1/iter_xxx.pth' (projector weights)
+stage1_checkpoint = None  # e.g. 'work_dirs/stage1/iter_xxx.pth' (projector weights)
 
 optim_wrapper.optimizer.lr = lr
 optim_wrapper.type = NaNGuardAmpOptimWrapper  # bf16 autocast on GPU, non-finite steps skipped
 optim_wrapper.dtype = 'bfloat16'
 param_scheduler = [
     dict(type=LinearLR, start_factor=1e-5, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type=CosineAnnealingLR, by_epoch=False, eta_min=0.0, begin=warmup_iters,
-         end=max_iters, T_max=max_iters - warmup_iters)]
+    dict(
+        type=CosineAnnealingLR,
+        by_epoch=False,
+        eta_min=0.0,
+        begin=warmup_iters,
+        end=max_iters,
+        T_max=max_iters - warmup_iters,
+    ),
+]
 train_cfg = dict(type=FastResumeIterBasedTrainLoop, max_iters=max_iters, val_interval=5000)
 load_from = stage1_checkpoint
 env_cfg.dist_cfg = dict(backend='nccl')

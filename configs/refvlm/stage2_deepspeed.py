@@ -13,7 +13,13 @@ strategy = dict(
     bf16=dict(enabled=True),
     gradient_clipping=1.0,
     train_micro_batch_size_per_gpu=train_batch_size,
-    zero_optimization=dict(stage=2, overlap_comm=True, contiguous_gradients=True,
-                           reduce_bucket_size='auto', allgather_bucket_size=5e8))
+    zero_optimization=dict(
+        stage=2,
+        overlap_comm=True,
+        contiguous_gradients=True,
+        reduce_bucket_size='auto',
+        allgather_bucket_size=5e8,
+    ),
+)
 optim_wrapper = dict(type='DeepSpeedOptimWrapper', optimizer=optim_wrapper.optimizer)
 model_wrapper_cfg = None

@@ -10,8 +10,14 @@ with read_base():
 runner_type = 'FlexibleRunner'
 strategy = dict(
     type='FSDPStrategy',
-    model_wrapper=dict(use_orig_params=True, mixed_precision=dict(
-        param_dtype='bfloat16', reduce_dtype='bfloat16', buffer_dtype='bfloat16')))
-optim_wrapper = dict(type='OptimWrapper', optimizer=optim_wrapper.optimizer,
-                     clip_grad=dict(max_norm=1.0))
+    model_wrapper=dict(
+        use_orig_params=True,
+        mixed_precision=dict(
+            param_dtype='bfloat16', reduce_dtype='bfloat16', buffer_dtype='bfloat16'
+        ),
+    ),
+)
+optim_wrapper = dict(
+    type='OptimWrapper', optimizer=optim_wrapper.optimizer, clip_grad=dict(max_norm=1.0)
+)
 model_wrapper_cfg = None

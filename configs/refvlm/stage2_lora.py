@@ -11,9 +11,12 @@ with read_base():
 train_batch_size = 2
 accumulative_counts = 8
 model.llm.torch_dtype = 'bfloat16'
-model.lora = dict(r=64, lora_alpha=128, lora_dropout=0.05,
-                  target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj',
-                                  'down_proj'])
+model.lora = dict(
+    r=64,
+    lora_alpha=128,
+    lora_dropout=0.05,
+    target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+)
 train_dataloader.batch_size = train_batch_size
 optim_wrapper.accumulative_counts = accumulative_counts
 optim_wrapper.optimizer.lr = 2e-4  # LoRA rates are ~100x full fine-tuning rates

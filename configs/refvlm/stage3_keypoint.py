@@ -16,26 +16,58 @@ from mmrefvlm.models.unit_decoders import KeypointUnitDecoder
 # --- knobs ---
 stage2_checkpoint = 'work_dirs/stage2/iter_63000.pth'
 lr = 2e-5
-max_iters = 4300                # 5 epochs x 109 k samples / (8 GPUs x 16)
+max_iters = 4300  # 5 epochs x 109 k samples / (8 GPUs x 16)
 warmup_iters = int(0.03 * max_iters)
 
-model.unit_decoders = dict(keypoint=dict(
-    type=KeypointUnitDecoder, num_queries=100, num_keypoints=17, d_model=256, num_layers=6,
-    num_point_layers=6, num_heads=8, ffn_dim=2048, dropout=0.1, pyramid_channels=pyramid_channels,
-    clip_channels=clip_channels, memory_levels=(0, 1, 2), memory_use_clip=True, memory_size=128))
+model.unit_decoders = dict(
+    keypoint=dict(
+        type=KeypointUnitDecoder,
+        num_queries=100,
+        num_keypoints=17,
+        d_model=256,
+        num_layers=6,
+        num_point_layers=6,
+        num_heads=8,
+        ffn_dim=2048,
+        dropout=0.1,
+        pyramid_channels=pyramid_channels,
+        clip_channels=clip_channels,
+        memory_levels=(0, 1, 2),
+        memory_use_clip=True,
+        memory_size=128,
+    )
+)
 model.loss_weights = dict(llm=1.0, keypoint=1.0)
-load_from = stage2_checkpoint   # LLM, projector (the box/mask decoders are not in this model)
-custom_hooks = custom_hooks + [dict(type=InitUnitDecoderHook, checkpoint=stage2_checkpoint,
-                                    src='box', dst='keypoint')]
+load_from = stage2_checkpoint  # LLM, projector (the box/mask decoders are not in this model)
+custom_hooks = custom_hooks + [
+    dict(type=InitUnitDecoderHook, checkpoint=stage2_checkpoint, src='box', dst='keypoint')
+]
 train_dataloader.sampler = dict(type=WeightedMultiDatasetSampler, ratios=[1.0])
-train_dataloader.dataset = dict(type=ConcatDataset, datasets=[
-    dict(type=RefVLMDataset, data_root=data_root, ann_file='coco/coco_train_keypoint.jsonl',
-         pipeline=train_pipeline, skip_bad_samples=True)])
+train_dataloader.dataset = dict(
+    type=ConcatDataset,
+    datasets=[
+        dict(
+            type=RefVLMDataset,
+            data_root=data_root,
+            ann_file='coco/coco_train_keypoint.jsonl',
+            pipeline=train_pipeline,
+            skip_bad_samples=True,
+        )
+    ],
+)
 val_dataloader = dict(
-    batch_size=val_batch_size, num_workers=2, sampler=dict(type=DefaultSampler, shuffle=False),
+    batch_size=val_batch_size,
+    num_workers=2,
+    sampler=dict(type=DefaultSampler, shuffle=False),
     collate_fn=train_dataloader.collate_fn,
-    dataset=dict(type=RefVLMDataset, data_root=data_root, ann_file='coco/coco_val_keypoint.jsonl',
-                 pipeline=test_pipeline, test_mode=True))
+    dataset=dict(
+        type=RefVLMDataset,
+        data_root=data_root,
+        ann_file='coco/coco_val_keypoint.jsonl',
+        pipeline=test_pipeline,
+        test_mode=True,
+    ),
+)
 test_dataloader = val_dataloader
 
 optim_wrapper.optimizer.lr = lr

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Config loading and runner building shared by ``tools/train.py`` and ``tools/test.py``."""
+
 from __future__ import annotations
 
 import os.path as osp
@@ -10,8 +11,13 @@ from mmengine.runner import Runner
 from mmengine.utils import import_modules_from_strings
 
 
-def load_config(path: str, *, cfg_options: Mapping | None = None, work_dir: str | None = None,
-                launcher: str = 'none') -> Config:
+def load_config(
+    path: str,
+    *,
+    cfg_options: Mapping | None = None,
+    work_dir: str | None = None,
+    launcher: str = 'none',
+) -> Config:
     """Read a config, apply ``--cfg-options``, import ``custom_imports`` (also for lazy
     ``read_base`` configs, where MMEngine does not), and fill ``work_dir`` / ``launcher``."""
     if not osp.isfile(path):
@@ -35,6 +41,7 @@ def build_runner(cfg: Config) -> Runner:
     setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         from mmrefvlm.registry import RUNNERS
+
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
 
@@ -63,8 +70,10 @@ def setup_cpu_distributed(cfg: Config) -> None:
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', None) or {})
     backend = dist_cfg.pop('backend', 'gloo')
     if backend == 'nccl':
-        raise RuntimeError("env_cfg.dist_cfg.backend='nccl' needs CUDA GPUs; on CPU use "
-                           "--cfg-options env_cfg.dist_cfg.backend=gloo")
+        raise RuntimeError(
+            "env_cfg.dist_cfg.backend='nccl' needs CUDA GPUs; on CPU use "
+            '--cfg-options env_cfg.dist_cfg.backend=gloo'
+        )
     if not torch_dist.is_initialized():
         if dist_cfg.get('timeout') is not None:
             dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Chat templates: how system, user and assistant turns become one token stream."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,14 +26,20 @@ class ChatTemplate:
 
 CHAT_TEMPLATES: dict[str, ChatTemplate] = {
     # Vicuna v1.1 style (REF-VLM uses Vicuna-7B).
-    'vicuna': ChatTemplate(system='{system}\n', user='USER: {content} ', assistant='ASSISTANT: ',
-                           turn_sep='\n'),
+    'vicuna': ChatTemplate(
+        system='{system}\n', user='USER: {content} ', assistant='ASSISTANT: ', turn_sep='\n'
+    ),
     # ChatML (SmolLM2, Qwen); the EOS of these tokenizers is <|im_end|>.
-    'chatml': ChatTemplate(system='<|im_start|>system\n{system}<|im_end|>\n',
-                           user='<|im_start|>user\n{content}<|im_end|>\n',
-                           assistant='<|im_start|>assistant\n', turn_sep='\n'),
+    'chatml': ChatTemplate(
+        system='<|im_start|>system\n{system}<|im_end|>\n',
+        user='<|im_start|>user\n{content}<|im_end|>\n',
+        assistant='<|im_start|>assistant\n',
+        turn_sep='\n',
+    ),
     # Minimal template for the tiny demo models (fewer tokens per sample).
-    'plain': ChatTemplate(system='{system}\n', user='Q: {content}\n', assistant='A: ', turn_sep='\n'),
+    'plain': ChatTemplate(
+        system='{system}\n', user='Q: {content}\n', assistant='A: ', turn_sep='\n'
+    ),
 }
 
 
@@ -43,6 +50,8 @@ def get_chat_template(template: str | ChatTemplate | dict) -> ChatTemplate:
     if isinstance(template, dict):
         return ChatTemplate(**template)
     if template not in CHAT_TEMPLATES:
-        raise ValueError(f'unknown chat template {template!r}; presets: {sorted(CHAT_TEMPLATES)} '
-                         '(or pass a dict with system/user/assistant/turn_sep)')
+        raise ValueError(
+            f'unknown chat template {template!r}; presets: {sorted(CHAT_TEMPLATES)} '
+            '(or pass a dict with system/user/assistant/turn_sep)'
+        )
     return CHAT_TEMPLATES[template]

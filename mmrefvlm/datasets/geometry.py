@@ -8,6 +8,7 @@ Masks in records are COCO compressed RLE ``{"size": [h, w], "counts": str}`` or 
 and checked in Python before pycocotools decodes them: pycocotools writes ``sum(counts)`` pixels
 without bounds checks, so a malformed string from an untrusted file could overrun its buffer.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,9 +19,21 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    'rle_counts_from_string', 'check_rle', 'check_polygons', 'check_mask', 'check_bbox',
-    'decode_mask', 'encode_mask', 'mask_area', 'mask_bbox', 'xywh_to_xyxy', 'clip_bbox',
-    'clean_polygons', 'is_number', 'check_keypoints', 'check_visual_prompt_geometry',
+    'rle_counts_from_string',
+    'check_rle',
+    'check_polygons',
+    'check_mask',
+    'check_bbox',
+    'decode_mask',
+    'encode_mask',
+    'mask_area',
+    'mask_bbox',
+    'xywh_to_xyxy',
+    'clip_bbox',
+    'clean_polygons',
+    'is_number',
+    'check_keypoints',
+    'check_visual_prompt_geometry',
     'check_depth_file',
 ]
 
@@ -38,8 +51,7 @@ def _mask_utils():
 
 def is_number(value: Any) -> bool:
     """True for a finite int or float (bool excluded)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def rle_counts_from_string(counts: str) -> list[int]:
@@ -80,8 +92,13 @@ def rle_counts_from_string(counts: str) -> list[int]:
     return runs
 
 
-def check_rle(rle: Any, height: int | None = None, width: int | None = None,
-              *, allow_uncompressed: bool = False) -> tuple[str | None, int]:
+def check_rle(
+    rle: Any,
+    height: int | None = None,
+    width: int | None = None,
+    *,
+    allow_uncompressed: bool = False,
+) -> tuple[str | None, int]:
     """Check a COCO RLE and count its foreground pixels without decoding it.
 
     Args:
@@ -96,23 +113,29 @@ def check_rle(rle: Any, height: int | None = None, width: int | None = None,
     if not isinstance(rle, dict) or 'size' not in rle or 'counts' not in rle:
         return 'an RLE mask must be {"size": [h, w], "counts": str}', 0
     size = rle['size']
-    if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
         return f'RLE size must be [h, w] positive ints, got {size!r}', 0
     if height is not None and width is not None and list(size) != [height, width]:
         return f'RLE size {list(size)} does not match the image [h, w] = [{height}, {width}]', 0
     counts = rle['counts']
     if isinstance(counts, list):
         if not allow_uncompressed:
-            return ('RLE counts is an uncompressed list; store compressed counts '
-                    '(pycocotools.mask.encode(...)["counts"].decode())'), 0
+            return (
+                'RLE counts is an uncompressed list; store compressed counts '
+                '(pycocotools.mask.encode(...)["counts"].decode())'
+            ), 0
         if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
             return 'uncompressed RLE counts must be ints', 0
         runs = counts
     elif isinstance(counts, (str, bytes)):
         try:
-            runs = rle_counts_from_string(counts.decode('ascii') if isinstance(counts, bytes)
-                                          else counts)
+            runs = rle_counts_from_string(
+                counts.decode('ascii') if isinstance(counts, bytes) else counts
+            )
         except (ValueError, UnicodeDecodeError) as err:
             return f'invalid RLE counts: {err}', 0
     else:
@@ -120,8 +143,10 @@ def check_rle(rle: Any, height: int | None = None, width: int | None = None,
     if any(r < 0 for r in runs):
         return 'invalid RLE counts: negative run length', 0
     if sum(runs) != size[0] * size[1]:
-        return (f'invalid RLE counts: runs cover {sum(runs)} pixels, size {list(size)} needs '
-                f'{size[0] * size[1]}'), 0
+        return (
+            f'invalid RLE counts: runs cover {sum(runs)} pixels, size {list(size)} needs '
+            f'{size[0] * size[1]}'
+        ), 0
     return None, int(sum(runs[1::2]))
 
 
@@ -163,16 +188,20 @@ def check_mask(mask: Any, height: int | None, width: int | None) -> str | None:
     return err
 
 
-def check_bbox(bbox: Any, width: int | None, height: int | None,
-               eps: float = BBOX_EPS) -> str | None:
+def check_bbox(
+    bbox: Any, width: int | None, height: int | None, eps: float = BBOX_EPS
+) -> str | None:
     """Check an ``[x1, y1, x2, y2]`` box: finite, not inverted, inside the image (± ``eps``)."""
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(map(is_number, bbox)):
         return f'bbox must be [x1, y1, x2, y2] finite numbers, got {bbox!r}'
     x1, y1, x2, y2 = bbox
     if not (x1 < x2 and y1 < y2):
         return f'bbox {list(bbox)} is inverted or empty (needs x1 < x2 and y1 < y2)'
-    if width is not None and height is not None and (
-            x1 < -eps or y1 < -eps or x2 > width + eps or y2 > height + eps):
+    if (
+        width is not None
+        and height is not None
+        and (x1 < -eps or y1 < -eps or x2 > width + eps or y2 > height + eps)
+    ):
         return f'bbox {list(bbox)} is outside the image (width {width}, height {height})'
     return None
 
@@ -187,8 +216,10 @@ def _to_coco_rle(mask: Any, height: int, width: int) -> dict:
         if isinstance(mask['counts'], list):
             return mask_utils.frPyObjects(mask, height, width)
         counts = mask['counts']
-        return {'size': [height, width],
-                'counts': counts.encode('ascii') if isinstance(counts, str) else counts}
+        return {
+            'size': [height, width],
+            'counts': counts.encode('ascii') if isinstance(counts, str) else counts,
+        }
     err = check_polygons(mask)
     if err is not None:
         raise ValueError(err)
@@ -263,40 +294,60 @@ def clean_polygons(polygons: Any) -> list[list[float]]:
     """Keep the polygons with ≥ 3 points and finite coordinates (COCO has degenerate ones)."""
     if not isinstance(polygons, list):
         return []
-    return [[float(v) for v in poly] for poly in polygons
-            if isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0
-            and all(is_number(v) for v in poly)]
+    return [
+        [float(v) for v in poly]
+        for poly in polygons
+        if isinstance(poly, list)
+        and len(poly) >= 6
+        and len(poly) % 2 == 0
+        and all(is_number(v) for v in poly)
+    ]
 
 
 def check_keypoints(keypoints: Any) -> str | None:
     """Check ``[x, y, v] * K``: a non-empty multiple of 3 finite numbers, v in {0, 1, 2}."""
-    if (not isinstance(keypoints, list) or not keypoints or len(keypoints) % 3
-            or not all(is_number(v) for v in keypoints)):
+    if (
+        not isinstance(keypoints, list)
+        or not keypoints
+        or len(keypoints) % 3
+        or not all(is_number(v) for v in keypoints)
+    ):
         size = len(keypoints) if isinstance(keypoints, list) else type(keypoints).__name__
         return f'keypoints must be a non-empty list of 3K finite numbers [x, y, v, ...], got {size}'
     bad = [k for k, v in enumerate(keypoints[2::3]) if v not in (0, 1, 2)]
     if bad:
-        return (f'visibility must be 0, 1 or 2; keypoint {bad[0]} has '
-                f'v={keypoints[3 * bad[0] + 2]!r}')
+        return (
+            f'visibility must be 0, 1 or 2; keypoint {bad[0]} has v={keypoints[3 * bad[0] + 2]!r}'
+        )
     return None
 
 
-def check_visual_prompt_geometry(kind: str, geometry: Any, width: int | None,
-                                 height: int | None) -> str | None:
+def check_visual_prompt_geometry(
+    kind: str, geometry: Any, width: int | None, height: int | None
+) -> str | None:
     """Check the geometry of a ``point`` / ``box`` / ``scribble`` / ``mask`` visual prompt."""
     if kind == 'point':
-        if not (isinstance(geometry, list) and len(geometry) == 2
-                and all(map(is_number, geometry))):
+        if not (
+            isinstance(geometry, list) and len(geometry) == 2 and all(map(is_number, geometry))
+        ):
             return f'point must be [x, y] finite numbers, got {geometry!r}'
-        if width is not None and height is not None and not (
-                0 <= geometry[0] <= width and 0 <= geometry[1] <= height):
+        if (
+            width is not None
+            and height is not None
+            and not (0 <= geometry[0] <= width and 0 <= geometry[1] <= height)
+        ):
             return f'point {geometry} is outside the image ({width}x{height})'
         return None
     if kind == 'box':
         return check_bbox(geometry, width, height)
     if kind == 'scribble':
-        ok = isinstance(geometry, list) and len(geometry) >= 2 and all(
-            isinstance(p, list) and len(p) == 2 and all(map(is_number, p)) for p in geometry)
+        ok = (
+            isinstance(geometry, list)
+            and len(geometry) >= 2
+            and all(
+                isinstance(p, list) and len(p) == 2 and all(map(is_number, p)) for p in geometry
+            )
+        )
         return None if ok else 'scribble must be a list of >= 2 [x, y] finite points'
     if kind == 'mask':
         return check_mask(geometry, height, width)
@@ -311,6 +362,7 @@ def check_depth_file(path: str, fmt: str, width: int | None, height: int | None)
     try:
         if fmt == 'png16':
             from PIL import Image
+
             with Image.open(path) as im:
                 if im.format != 'PNG' or im.mode not in ('I;16', 'I;16B', 'I;16L', 'I'):
                     return f'{path} is not a 16-bit PNG (format {im.format}, mode {im.mode})'

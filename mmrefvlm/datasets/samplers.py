@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Weighted sampling over several datasets with per-dataset ratios from the config."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -28,17 +29,22 @@ class WeightedMultiDatasetSampler(Sampler):
         seed (int, optional): Base seed (synchronised across ranks when None).
     """
 
-    def __init__(self, dataset: ConcatDataset, ratios: Sequence[float] | None = None,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, dataset: ConcatDataset, ratios: Sequence[float] | None = None, seed: int | None = None
+    ) -> None:
         if not isinstance(dataset, ConcatDataset):
-            raise TypeError('WeightedMultiDatasetSampler needs a ConcatDataset, got '
-                            f'{type(dataset).__name__}; use dict(type="ConcatDataset", datasets=[...])')
+            raise TypeError(
+                'WeightedMultiDatasetSampler needs a ConcatDataset, got '
+                f'{type(dataset).__name__}; use dict(type="ConcatDataset", datasets=[...])'
+            )
         sizes = [len(d) for d in dataset.datasets]
         ratios = list(sizes if ratios is None else ratios)
         if len(ratios) != len(sizes) or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-            raise ValueError(f'ratios must be {len(sizes)} non-negative numbers with a positive sum, '
-                             f'got {ratios}')
-        for r, s, d in zip(ratios, sizes, dataset.datasets):
+            raise ValueError(
+                f'ratios must be {len(sizes)} non-negative numbers with a positive sum, '
+                f'got {ratios}'
+            )
+        for r, s, d in zip(ratios, sizes, dataset.datasets, strict=True):
             if r > 0 and s == 0:
                 raise ValueError(f'dataset {d!r} is empty but has ratio {r}')
         self.sizes = sizes

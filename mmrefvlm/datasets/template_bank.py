@@ -22,6 +22,7 @@ Records reference a set by name (``{"role": "user", "template": "rec", "slots": 
 ``docs/data_format.md``); the pipeline picks the wording with :meth:`TemplateBank.sample_index`, a
 pure function of the dataset seed and the sample index.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,14 @@ class TemplateSet:
 
     __slots__ = ('name', 'slots', 'system', 'templates', 'num_vpt')
 
-    def __init__(self, name: str, slots: tuple[str, ...], system: str,
-                 templates: tuple[str, ...], num_vpt: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        slots: tuple[str, ...],
+        system: str,
+        templates: tuple[str, ...],
+        num_vpt: int,
+    ) -> None:
         self.name = name
         self.slots = slots
         self.system = system
@@ -67,8 +74,10 @@ class TemplateSet:
         return len(self.templates)
 
     def __repr__(self) -> str:
-        return (f'TemplateSet(name={self.name!r}, slots={self.slots}, '
-                f'num_templates={len(self)}, num_vpt={self.num_vpt})')
+        return (
+            f'TemplateSet(name={self.name!r}, slots={self.slots}, '
+            f'num_templates={len(self)}, num_vpt={self.num_vpt})'
+        )
 
 
 def _check_template(text: str, slots: tuple[str, ...], num_vpt: int, where: str) -> None:
@@ -85,16 +94,19 @@ def _check_template(text: str, slots: tuple[str, ...], num_vpt: int, where: str)
     for slot in slots:
         count = tags.count(slot)
         if count != 1:
-            raise ValueError(f'{where}: slot <{slot}> must appear exactly once, found {count} '
-                             f'times in {text!r}')
+            raise ValueError(
+                f'{where}: slot <{slot}> must appear exactly once, found {count} times in {text!r}'
+            )
     vpt_count = text.count(VPT_PLACEHOLDER)
     if vpt_count != num_vpt:
-        raise ValueError(f'{where}: expected {num_vpt} {VPT_PLACEHOLDER}, found {vpt_count} in '
-                         f'{text!r}')
+        raise ValueError(
+            f'{where}: expected {num_vpt} {VPT_PLACEHOLDER}, found {vpt_count} in {text!r}'
+        )
 
 
-def parse_template_set(data: Mapping, name: str | None = None,
-                       where: str = '<dict>') -> TemplateSet:
+def parse_template_set(
+    data: Mapping, name: str | None = None, where: str = '<dict>'
+) -> TemplateSet:
     """Validate the JSON content of one template file and build a :class:`TemplateSet`.
 
     Args:
@@ -115,15 +127,23 @@ def parse_template_set(data: Mapping, name: str | None = None,
     if not isinstance(task, str) or (name is not None and task != name):
         raise ValueError(f'{where}: "task" must equal the file name {name!r}, got {task!r}')
     slots = data['slots']
-    if (not isinstance(slots, list) or len(set(slots)) != len(slots)
-            or not all(isinstance(s, str) and _SLOT_NAME_RE.match(s) and s != 'image'
-                       for s in slots)):
+    if (
+        not isinstance(slots, list)
+        or len(set(slots)) != len(slots)
+        or not all(isinstance(s, str) and _SLOT_NAME_RE.match(s) and s != 'image' for s in slots)
+    ):
         raise ValueError(f'{where}: "slots" must be distinct lower-case names, got {slots!r}')
     system = data['system']
-    if (not isinstance(system, str) or not system.strip() or _TAG_RE.search(system)
-            or VPT_PLACEHOLDER in system):
-        raise ValueError(f'{where}: "system" must be a non-empty string without tags or '
-                         f'placeholders, got {system!r}')
+    if (
+        not isinstance(system, str)
+        or not system.strip()
+        or _TAG_RE.search(system)
+        or VPT_PLACEHOLDER in system
+    ):
+        raise ValueError(
+            f'{where}: "system" must be a non-empty string without tags or '
+            f'placeholders, got {system!r}'
+        )
     num_vpt = data.get('num_vpt', DEFAULT_NUM_VPT.get(task, 0))
     if not isinstance(num_vpt, int) or isinstance(num_vpt, bool) or num_vpt < 0:
         raise ValueError(f'{where}: "num_vpt" must be a non-negative int, got {num_vpt!r}')
@@ -153,8 +173,9 @@ class TemplateBank:
         'Find the red circle in the image.'
     """
 
-    def __init__(self, template_dir: str | None = None, *,
-                 extra_dirs: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, template_dir: str | None = None, *, extra_dirs: list[str] | tuple[str, ...] = ()
+    ) -> None:
         self._sets: dict[str, TemplateSet] = {}
         for folder in [template_dir or DEFAULT_TEMPLATE_DIR, *extra_dirs]:
             if not osp.isdir(folder):
@@ -222,8 +243,14 @@ class TemplateBank:
                 raise ValueError(f'{label} must be a non-negative int, got {value!r}')
         return int(np.random.default_rng([int(seed), int(sample_idx)]).integers(num))
 
-    def render(self, set_name: str, slots: Mapping[str, str] | None = None,
-               rng: np.random.Generator | None = None, *, index: int | None = None) -> str:
+    def render(
+        self,
+        set_name: str,
+        slots: Mapping[str, str] | None = None,
+        rng: np.random.Generator | None = None,
+        *,
+        index: int | None = None,
+    ) -> str:
         """Fill one template of the set.
 
         Args:
@@ -241,17 +268,20 @@ class TemplateBank:
         slots = dict(slots or {})
         missing = [s for s in tset.slots if s not in slots]
         if missing:
-            raise ValueError(f'template set {set_name!r} needs slots {missing}, '
-                             f'got {sorted(slots)}')
+            raise ValueError(
+                f'template set {set_name!r} needs slots {missing}, got {sorted(slots)}'
+            )
         for key in tset.slots:
             if not isinstance(slots[key], str):
                 raise TypeError(f'slot {key!r} must be a str, got {type(slots[key])}')
         if index is None:
             index = int(rng.integers(len(tset))) if rng is not None else 0
         if not 0 <= index < len(tset):
-            raise ValueError(f'template index {index} out of range for {set_name!r} '
-                             f'({len(tset)} templates)')
+            raise ValueError(
+                f'template index {index} out of range for {set_name!r} ({len(tset)} templates)'
+            )
         # One pass, so a slot value that happens to contain "<expr>" is not substituted again.
         return _TAG_RE.sub(
             lambda m: slots[m.group(1)] if m.group(1) in tset.slots else m.group(0),
-            tset.templates[index])
+            tset.templates[index],
+        )

@@ -1,8 +1,15 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Training-engine pieces: hooks, the training loop, NaN-guarding optimizer wrappers."""
+
 from .hooks import InitUnitDecoderHook, SafeCheckpointHook
 from .loops import FastResumeIterBasedTrainLoop
 from .optim_wrappers import NaNGuardAmpOptimWrapper, NaNGuardOptimWrapper, NonFiniteLossError
 
-__all__ = ['SafeCheckpointHook', 'InitUnitDecoderHook', 'FastResumeIterBasedTrainLoop',
-           'NaNGuardOptimWrapper', 'NaNGuardAmpOptimWrapper', 'NonFiniteLossError']
+__all__ = [
+    'SafeCheckpointHook',
+    'InitUnitDecoderHook',
+    'FastResumeIterBasedTrainLoop',
+    'NaNGuardOptimWrapper',
+    'NaNGuardAmpOptimWrapper',
+    'NonFiniteLossError',
+]

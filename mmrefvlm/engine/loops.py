@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Iteration-based training loop whose resume skips consumed samples without loading them."""
+
 from __future__ import annotations
 
 import logging
@@ -28,11 +29,17 @@ class FastResumeIterBasedTrainLoop(IterBasedTrainLoop):
             sampler.skip(consumed)
             # a fresh iterator (and fresh workers) reads the moved stream
             self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
-            print_log(f'resume: the sampler skipped {consumed} samples ({self._iter} iterations) '
-                      'without loading them', logger='current')
+            print_log(
+                f'resume: the sampler skipped {consumed} samples ({self._iter} iterations) '
+                'without loading them',
+                logger='current',
+            )
             return
-        print_log(f'Advance dataloader {self._iter} steps to skip data that has already been '
-                  'trained', logger='current', level=logging.WARNING)
+        print_log(
+            f'Advance dataloader {self._iter} steps to skip data that has already been trained',
+            logger='current',
+            level=logging.WARNING,
+        )
         for _ in range(self._iter):
             next(self.dataloader_iterator)
 
@@ -46,8 +53,11 @@ class FastResumeIterBasedTrainLoop(IterBasedTrainLoop):
             data_batch = next(self.dataloader_iterator)
             self.run_iter(data_batch)
             self._decide_current_val_interval()
-            if (self.runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+            if (
+                self.runner.val_loop is not None
+                and self._iter >= self.val_begin
+                and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)
+            ):
                 self.runner.val_loop.run()
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')

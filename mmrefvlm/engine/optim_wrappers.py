@@ -15,6 +15,7 @@ Config (replaces ``OptimWrapper`` in ``optim_wrapper``)::
     optim_wrapper = dict(type='NaNGuardOptimWrapper', action='skip', max_consecutive=10,
                          optimizer=dict(type='AdamW', lr=1e-4), clip_grad=dict(max_norm=1.0))
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,16 +43,17 @@ class _NaNGuardMixin:
 
     def _init_guard(self, action: str, max_consecutive: int, check_grads: bool) -> None:
         if action not in _ACTIONS:
-            raise ValueError(f"action must be one of {_ACTIONS}, got {action!r}")
+            raise ValueError(f'action must be one of {_ACTIONS}, got {action!r}')
         if not isinstance(max_consecutive, int) or max_consecutive < 1:
             raise ValueError(f'max_consecutive must be a positive int, got {max_consecutive!r}')
         self.action, self.max_consecutive, self.check_grads = action, max_consecutive, check_grads
-        self.num_skipped = 0        # skipped optimizer steps, in total (resumed from checkpoints)
-        self.num_consecutive = 0    # current run of skipped steps
+        self.num_skipped = 0  # skipped optimizer steps, in total (resumed from checkpoints)
+        self.num_consecutive = 0  # current run of skipped steps
         self._window_finite = True  # all losses since the last step were finite (accumulation)
 
-    def update_params(self, loss: Tensor, step_kwargs: dict | None = None,
-                      zero_kwargs: dict | None = None) -> None:
+    def update_params(
+        self, loss: Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None
+    ) -> None:
         """Backward; at an update step, step only if every rank's loss (and gradients) are finite.
 
         Args:
@@ -81,8 +83,9 @@ class _NaNGuardMixin:
         self.message_hub.update_scalar('train/nonfinite_skips', self.num_skipped)
 
     def _grads_finite(self) -> bool:
-        grads = [p.grad for g in self.optimizer.param_groups for p in g['params']
-                 if p.grad is not None]
+        grads = [
+            p.grad for g in self.optimizer.param_groups for p in g['params'] if p.grad is not None
+        ]
         if not grads:
             return True
         total = torch.nn.utils.get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False)
@@ -93,15 +96,18 @@ class _NaNGuardMixin:
         self.num_consecutive += 1
         it = self.message_hub.get_info('iter')
         where = f'iteration {it + 1}' if isinstance(it, int) else 'this step'
-        msg = (f'NaNGuard: non-finite loss or gradient at {where} on at least one rank (this '
-               f'rank: loss={float(loss.detach()):.4g}); optimizer step skipped, weights unchanged '
-               f'({self.num_consecutive} in a row, {self.num_skipped} in total)')
+        msg = (
+            f'NaNGuard: non-finite loss or gradient at {where} on at least one rank (this '
+            f'rank: loss={float(loss.detach()):.4g}); optimizer step skipped, weights unchanged '
+            f'({self.num_consecutive} in a row, {self.num_skipped} in total)'
+        )
         print_log(msg, logger='current', level=logging.WARNING)
         if self.action == 'stop' and self.num_consecutive >= self.max_consecutive:
             raise NonFiniteLossError(
                 f'{msg}. Stopping: {self.num_consecutive} consecutive non-finite steps reached '
                 f'max_consecutive={self.max_consecutive}. Lower the learning rate, check the data '
-                'of these iterations, or use action="skip".')
+                'of these iterations, or use action="skip".'
+            )
 
     def state_dict(self) -> dict:
         """The wrapped optimizer's state plus the skip counters (``nan_guard`` key)."""
@@ -134,8 +140,14 @@ class NaNGuardOptimWrapper(_NaNGuardMixin, OptimWrapper):
         **kwargs: ``OptimWrapper`` arguments (``accumulative_counts``, ``clip_grad``).
     """
 
-    def __init__(self, optimizer, action: str = 'skip', max_consecutive: int = 10,
-                 check_grads: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        optimizer,
+        action: str = 'skip',
+        max_consecutive: int = 10,
+        check_grads: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(optimizer, **kwargs)
         self._init_guard(action, max_consecutive, check_grads)
 
@@ -149,7 +161,13 @@ class NaNGuardAmpOptimWrapper(_NaNGuardMixin, AmpOptimWrapper):
     adapting. Arguments as :class:`NaNGuardOptimWrapper`, plus ``AmpOptimWrapper``'s.
     """
 
-    def __init__(self, optimizer, action: str = 'skip', max_consecutive: int = 10,
-                 check_grads: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        optimizer,
+        action: str = 'skip',
+        max_consecutive: int = 10,
+        check_grads: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(optimizer=optimizer, **kwargs)
         self._init_guard(action, max_consecutive, check_grads)

@@ -7,8 +7,8 @@ baseline predicts the whole image as the box and the mask, the image centre for 
 a constant depth (``mean_depth``). Its text is empty, so text metrics are not meaningful for it and
 are left out of the report.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import torch
 from mmengine.structures import InstanceData
@@ -32,11 +32,11 @@ def trivial_prediction(sample: RefVLMDataSample, mean_depth: float = 3.0) -> Ref
     n = len(units)
     pred = InstanceData(labels=labels, units=units, group_ids=torch.zeros(n, dtype=torch.long))
     pred.scores = torch.ones(n)
-    pred.bboxes = torch.tensor([[0., 0., float(w), float(h)]]).repeat(n, 1)
+    pred.bboxes = torch.tensor([[0.0, 0.0, float(w), float(h)]]).repeat(n, 1)
     pred.masks = torch.ones(n, h, w, dtype=torch.bool)
     if 'keypoints' in gt:
         k = gt.keypoints.shape[1]
-        centre = torch.tensor([w / 2, h / 2, 1.])
+        centre = torch.tensor([w / 2, h / 2, 1.0])
         pred.keypoints = centre.repeat(n, k, 1)
     pred.depth = torch.full((n, h, w), float(mean_depth))
     out.pred_instances = pred

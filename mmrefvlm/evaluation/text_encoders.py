@@ -5,6 +5,7 @@ Protocol: an object with ``encode(texts: list[str]) -> Tensor`` of shape (N, D) 
 callable with that signature. Metrics L2-normalise the output and use cosine similarity, so the
 encoders below already return unit vectors. They are registered in ``TASK_UTILS``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -91,10 +92,17 @@ class MiniLMTextEncoder:
         device (str): Torch device. Defaults to ``'cpu'``.
     """
 
-    def __init__(self, model_dir: str | None = None, *, max_length: int = 256,
-                 batch_size: int = 64, device: str = 'cpu') -> None:
+    def __init__(
+        self,
+        model_dir: str | None = None,
+        *,
+        max_length: int = 256,
+        batch_size: int = 64,
+        device: str = 'cpu',
+    ) -> None:
         if model_dir is None:
             from mmrefvlm.tokenization.assets import minilm_dir
+
             model_dir = minilm_dir()
         self.model_dir = model_dir
         self.max_length = max_length
@@ -123,9 +131,13 @@ class MiniLMTextEncoder:
             self._load()
         chunks = []
         for start in range(0, len(texts), self.batch_size):
-            batch = self._tokenizer(list(texts[start:start + self.batch_size]), padding=True,
-                                    truncation=True, max_length=self.max_length,
-                                    return_tensors='pt').to(self.device)
+            batch = self._tokenizer(
+                list(texts[start : start + self.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors='pt',
+            ).to(self.device)
             hidden = self._model(**batch).last_hidden_state  # (B, L, 384)
             mask = batch['attention_mask'].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -154,8 +166,9 @@ def build_text_encoder(cfg: dict | TextEncoderLike) -> TextEncoderLike:
     raise TypeError(f'text_encoder must be a config dict, an encoder or a callable, got {cfg!r}')
 
 
-def text_similarity(encoder: TextEncoderLike, texts_a: Sequence[str],
-                    texts_b: Sequence[str]) -> torch.Tensor:
+def text_similarity(
+    encoder: TextEncoderLike, texts_a: Sequence[str], texts_b: Sequence[str]
+) -> torch.Tensor:
     """Cosine similarity matrix of two text lists (one ``encode`` call for both).
 
     Args:
@@ -171,7 +184,8 @@ def text_similarity(encoder: TextEncoderLike, texts_a: Sequence[str],
     fn = encoder.encode if hasattr(encoder, 'encode') else encoder
     emb = torch.as_tensor(fn(list(texts_a) + list(texts_b))).float().cpu()
     if emb.shape[0] != len(texts_a) + len(texts_b):
-        raise ValueError(f'text encoder returned {emb.shape[0]} rows for '
-                         f'{len(texts_a) + len(texts_b)} texts')
+        raise ValueError(
+            f'text encoder returned {emb.shape[0]} rows for {len(texts_a) + len(texts_b)} texts'
+        )
     emb = F.normalize(emb, dim=1)
-    return emb[:len(texts_a)] @ emb[len(texts_a):].T
+    return emb[: len(texts_a)] @ emb[len(texts_a) :].T

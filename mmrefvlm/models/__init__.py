@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Models: the LLM factory, vision encoders, prompt encoders, router, unit decoders, RefVLM."""
+
 from .data_preprocessors import RefVLMDataPreprocessor
 from .llms import build_causal_lm
 from .matchers import GroupedHungarianMatcher, grouped_assignment
@@ -7,11 +8,29 @@ from .projectors import MLPProjector
 from .prompt_encoders import MaskGuidedAggregation
 from .refvlm import RefVLM
 from .routers import LatentEmbeddingRouter
-from .unit_decoders import (BaseVisualUnitDecoder, BoxUnitDecoder, DepthUnitDecoder,
-                            KeypointUnitDecoder, MaskUnitDecoder)
+from .unit_decoders import (
+    BaseVisualUnitDecoder,
+    BoxUnitDecoder,
+    DepthUnitDecoder,
+    KeypointUnitDecoder,
+    MaskUnitDecoder,
+)
 from .vision import CLIPViTEncoder, ConvNeXtPyramid
 
-__all__ = ['build_causal_lm', 'RefVLMDataPreprocessor', 'MLPProjector', 'RefVLM',
-           'LatentEmbeddingRouter', 'CLIPViTEncoder', 'ConvNeXtPyramid', 'MaskGuidedAggregation', 'BaseVisualUnitDecoder',
-           'BoxUnitDecoder', 'MaskUnitDecoder', 'KeypointUnitDecoder', 'DepthUnitDecoder',
-           'GroupedHungarianMatcher', 'grouped_assignment']
+__all__ = [
+    'build_causal_lm',
+    'RefVLMDataPreprocessor',
+    'MLPProjector',
+    'RefVLM',
+    'LatentEmbeddingRouter',
+    'CLIPViTEncoder',
+    'ConvNeXtPyramid',
+    'MaskGuidedAggregation',
+    'BaseVisualUnitDecoder',
+    'BoxUnitDecoder',
+    'MaskUnitDecoder',
+    'KeypointUnitDecoder',
+    'DepthUnitDecoder',
+    'GroupedHungarianMatcher',
+    'grouped_assignment',
+]

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Batched greedy decoding with a KV cache that keeps the last-layer state of every token."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,8 +41,15 @@ def split_llm(llm: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
 
 
 @torch.no_grad()
-def greedy_generate(llm: nn.Module, inputs_embeds: Tensor, attention_mask: Tensor, *, eos_id: int,
-                    pad_id: int, max_new_tokens: int) -> GenerationOutput:
+def greedy_generate(
+    llm: nn.Module,
+    inputs_embeds: Tensor,
+    attention_mask: Tensor,
+    *,
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int,
+) -> GenerationOutput:
     """Greedy decoding of a left-padded batch of prompt embeddings.
 
     Args:
@@ -66,9 +74,14 @@ def greedy_generate(llm: nn.Module, inputs_embeds: Tensor, attention_mask: Tenso
     cache = DynamicCache()
 
     def step(embeds: Tensor, m: Tensor) -> Tensor:
-        pos = (m.cumsum(-1) - 1).clamp_min(0)[:, -embeds.shape[1]:]
-        out = decoder(inputs_embeds=embeds, attention_mask=m, position_ids=pos,
-                      past_key_values=cache, use_cache=True)
+        pos = (m.cumsum(-1) - 1).clamp_min(0)[:, -embeds.shape[1] :]
+        out = decoder(
+            inputs_embeds=embeds,
+            attention_mask=m,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
         return out.last_hidden_state[:, -1]
 
     h = step(inputs_embeds, mask)
@@ -91,5 +104,6 @@ def greedy_generate(llm: nn.Module, inputs_embeds: Tensor, attention_mask: Tenso
     tok = torch.stack(tokens, 1)
     st = torch.stack(states, 1)
     emit = torch.cat([prompt_last[:, None], st[:, :-1]], 1)
-    return GenerationOutput(tokens=tok, lengths=lengths, states=st, emit_states=emit,
-                            finished=finished)
+    return GenerationOutput(
+        tokens=tok, lengths=lengths, states=st, emit_states=emit, finished=finished
+    )

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The vision-to-LLM projector, shared by image tokens and visual-prompt tokens."""
+
 from __future__ import annotations
 
 from mmengine.model import BaseModule

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Helpers of ``RefVLM``: splicing visual tokens, the LM loss, LoRA, prediction assembly."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -14,8 +15,9 @@ from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 IGNORE_INDEX = -100
 
 
-def splice(embeds: Tensor, input_ids: Tensor, token_id: int, values: Tensor,
-           expected: Tensor, what: str) -> Tensor:
+def splice(
+    embeds: Tensor, input_ids: Tensor, token_id: int, values: Tensor, expected: Tensor, what: str
+) -> Tensor:
     """Replace the embeddings of every ``token_id`` position by ``values`` (in batch order).
 
     Args:
@@ -32,9 +34,11 @@ def splice(embeds: Tensor, input_ids: Tensor, token_id: int, values: Tensor,
     mask = input_ids == token_id
     counts = mask.sum(1)
     if not torch.equal(counts, expected.to(counts)):
-        raise ValueError(f'{what}: the token sequences hold {counts.tolist()} placeholder tokens '
-                         f'per sample but the visual inputs give {expected.tolist()}; the pipeline\'s '
-                         'num_image_tokens / num_prompt_tokens must match the encoders')
+        raise ValueError(
+            f'{what}: the token sequences hold {counts.tolist()} placeholder tokens '
+            f"per sample but the visual inputs give {expected.tolist()}; the pipeline's "
+            'num_image_tokens / num_prompt_tokens must match the encoders'
+        )
     if values.shape[0] == 0:
         return embeds
     return embeds.masked_scatter(mask.unsqueeze(-1), values.to(embeds.dtype))
@@ -46,13 +50,14 @@ def lm_loss(hidden: Tensor, labels: Tensor, lm_head: nn.Module) -> Tensor:
     targets = labels[:, 1:]
     sel = targets != IGNORE_INDEX
     if not bool(sel.any()):
-        return lm_head(hidden[:, :1]).sum() * 0.
+        return lm_head(hidden[:, :1]).sum() * 0.0
     logits = lm_head(hidden[:, :-1][sel])
     return F.cross_entropy(logits.float(), targets[sel])
 
 
-def select_rows(queries: UnitQueries, vis: VisualContext, samples: SampleList
-                ) -> tuple[list[int], UnitQueries, VisualContext, SampleList]:
+def select_rows(
+    queries: UnitQueries, vis: VisualContext, samples: SampleList
+) -> tuple[list[int], UnitQueries, VisualContext, SampleList]:
     """The samples that have at least one query of a unit, to run its decoder on them only.
 
     Decoders are per-sample (padded slots never reach a loss), so their losses, gradients and
@@ -66,10 +71,14 @@ def select_rows(queries: UnitQueries, vis: VisualContext, samples: SampleList
     rows = queries.mask.any(1).nonzero(as_tuple=True)[0]
     if len(rows) == len(samples):
         return list(range(len(samples))), queries, vis, samples
-    sub_q = UnitQueries(embeds=queries.embeds[rows], mask=queries.mask[rows],
-                        group_ids=queries.group_ids[rows])
-    sub_vis = VisualContext(pyramid=tuple(p[rows] for p in vis.pyramid), clip=vis.clip[rows],
-                            valid_hw=vis.valid_hw[rows])
+    sub_q = UnitQueries(
+        embeds=queries.embeds[rows], mask=queries.mask[rows], group_ids=queries.group_ids[rows]
+    )
+    sub_vis = VisualContext(
+        pyramid=tuple(p[rows] for p in vis.pyramid),
+        clip=vis.clip[rows],
+        valid_hw=vis.valid_hw[rows],
+    )
     kept = rows.tolist()
     return kept, sub_q, sub_vis, [samples[i] for i in kept]
 
@@ -131,5 +140,6 @@ def apply_lora(llm: nn.Module, lora: Mapping, trainable_token_ids: Sequence[int]
     cfg.setdefault('task_type', 'CAUSAL_LM')
     if getattr(llm, 'is_loaded_in_4bit', False) or getattr(llm, 'is_loaded_in_8bit', False):
         from peft import prepare_model_for_kbit_training  # QLoRA
+
         llm = prepare_model_for_kbit_training(llm, use_gradient_checkpointing=False)
     return get_peft_model(llm, LoraConfig(**cfg))

@@ -10,10 +10,12 @@
 3. ``RefVLMDataPreprocessor`` pads text right (attention mask = real tokens), normalises and stacks
    images per encoder, and moves everything to the device.
 4. ``RefVLM.forward(inputs, data_samples, mode)``: encoders -> ``VisualContext``; mask-guided
-   aggregation of prompts; shared projector; splice at ``<image>`` / ``[VPT]`` tokens; LLM; the router
+   aggregation of prompts; shared projector; splice at ``<image>`` / ``[VPT]`` tokens; LLM; the
+   router
    turns ``<REF>`` states into one ``UnitQueries`` per unit; each decoder's ``loss`` / ``predict``.
 5. Metrics read ``pred_*`` / ``gt_*`` fields of ``RefVLMDataSample`` (as dicts).
 """
+
 from .model_io import UnitQueries, VisualContext
 from .refvlm_data_sample import RefVLMDataSample, SampleList
 

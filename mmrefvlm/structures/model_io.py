@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Small typed contracts between the parts of ``RefVLM`` (router -> decoders)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

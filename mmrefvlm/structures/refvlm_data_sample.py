@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """``RefVLMDataSample``: the per-sample record that crosses dataset -> model -> metric."""
+
 from __future__ import annotations
 
 from mmengine.structures import BaseDataElement, InstanceData
@@ -10,7 +11,8 @@ class RefVLMDataSample(BaseDataElement):
 
     Metainfo (set by the pipeline): ``sample_idx`` (int), ``record_id`` (str), ``task`` (str),
     ``img_path`` (str | None), ``ori_shape`` ((H, W) of the original image), ``square_size``
-    (int, S = max(H, W): the image is padded right/bottom to S x S, so a normalised coordinate c maps
+    (int, S = max(H, W): the image is padded right/bottom to S x S, so a normalised coordinate c
+    maps
     back to c * S pixels), ``has_image`` (bool), ``prompt_types`` (list[str], type of each visual
     prompt in order).
 
@@ -19,16 +21,19 @@ class RefVLMDataSample(BaseDataElement):
     * ``gt_units`` (BaseDataElement): one :class:`InstanceData` per unit name present in the answer,
       entries in the order of that unit's ``<REF>`` tokens. Every unit has ``group_ids`` ((N,) long,
       index of the phrase group, i.e. triplet, within the sample; the matcher permutes only inside
-      a group) and ``instance_ids`` ((N,) long, index into the record's instances, -1 for image-level
+      a group) and ``instance_ids`` ((N,) long, index into the record's instances, -1 for
+      image-level
       targets). Unit fields, all in the square frame:
       ``box.bboxes`` (N, 4) float normalised xyxy; ``mask.masks`` (N, M, M) bool;
       ``keypoint.keypoints`` (N, K, 3) float (x, y normalised, visibility 0/1/2) and
-      ``keypoint.bboxes``; ``depth.depth`` (N, D, D) float metres with ``depth.valid`` (N, D, D) bool.
+      ``keypoint.bboxes``; ``depth.depth`` (N, D, D) float metres with ``depth.valid`` (N, D, D)
+      bool.
     * ``gt_instances`` (InstanceData): the same targets for metrics, in original-image pixels: one
       entry per (``<REF>``, unit) with ``units`` (list[str]), ``labels`` (list[str], phrase text),
       ``group_ids``, and where available ``bboxes`` (N, 4) xyxy, ``masks`` (N, H, W) bool,
       ``keypoints`` (N, K, 3).
-    * ``gt_answer`` (list): the structured answer (list of text / phrase-group segments); ``gt_text``
+    * ``gt_answer`` (list): the structured answer (list of text / phrase-group segments);
+      ``gt_text``
       (str) its rendered TRP string; ``gt_captions`` / ``gt_vqa_answers`` (list[str]) references for
       text metrics; ``gt_depth`` (H, W) float metres in original pixels when the sample has depth.
     * Predictions (written by ``RefVLM.predict``): ``pred_text`` (str), ``pred_answer`` (structured

@@ -1,8 +1,24 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Test helpers shipped with the package: synthetic inputs and reusable contract test suites."""
-from .decoder_contract import UnitDecoderContract
-from .unit_inputs import (DEMO_CLIP_CHANNELS, DEMO_IN_CHANNELS, DEMO_PYRAMID_CHANNELS,
-                          demo_unit_inputs, pad_unit_inputs, swap_targets, tiny_decoder_cfg)
 
-__all__ = ['UnitDecoderContract', 'demo_unit_inputs', 'pad_unit_inputs', 'swap_targets',
-           'tiny_decoder_cfg', 'DEMO_IN_CHANNELS', 'DEMO_PYRAMID_CHANNELS', 'DEMO_CLIP_CHANNELS']
+from .decoder_contract import UnitDecoderContract
+from .unit_inputs import (
+    DEMO_CLIP_CHANNELS,
+    DEMO_IN_CHANNELS,
+    DEMO_PYRAMID_CHANNELS,
+    demo_unit_inputs,
+    pad_unit_inputs,
+    swap_targets,
+    tiny_decoder_cfg,
+)
+
+__all__ = [
+    'UnitDecoderContract',
+    'demo_unit_inputs',
+    'pad_unit_inputs',
+    'swap_targets',
+    'tiny_decoder_cfg',
+    'DEMO_IN_CHANNELS',
+    'DEMO_PYRAMID_CHANNELS',
+    'DEMO_CLIP_CHANNELS',
+]

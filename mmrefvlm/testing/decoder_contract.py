@@ -20,6 +20,7 @@ A plugin whose targets :func:`demo_unit_inputs` cannot build overrides :meth:`ma
 must return ``(UnitQueries, VisualContext, samples)`` with at least one group of two queries in
 sample 0 at positions 0, 1 and a different group at position 2).
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,6 +32,7 @@ from torch import Tensor
 
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import RefVLMDataSample, UnitQueries, VisualContext
+
 from .unit_inputs import demo_unit_inputs, pad_unit_inputs, swap_targets
 
 
@@ -69,8 +71,9 @@ class UnitDecoderContract:
         decoder.init_weights()
         return decoder
 
-    def make_inputs(self, **overrides: Any
-                    ) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
+    def make_inputs(
+        self, **overrides: Any
+    ) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
         """Demo inputs of this unit (:func:`demo_unit_inputs`)."""
         return demo_unit_inputs(self.unit, **{**self.input_kwargs, **overrides})
 
@@ -82,13 +85,13 @@ class UnitDecoderContract:
         """The exact loss keys (None: only the ``loss_<unit>`` prefix is checked)."""
         return None
 
-    def check_prediction(self, pred: InstanceData, sample: RefVLMDataSample,
-                         rescale: bool) -> None:
+    def check_prediction(self, pred: InstanceData, sample: RefVLMDataSample, rescale: bool) -> None:
         """Unit-specific checks of one sample's prediction (e.g. coordinates inside the image)."""
 
     # ------------------------------------------------------------------ tests
     def test_builds_from_tiny_cfg(self):
         from mmrefvlm.models.unit_decoders.base import BaseVisualUnitDecoder
+
         decoder = self.build_decoder()
         assert isinstance(decoder, BaseVisualUnitDecoder)
         assert type(decoder).unit == self.unit
@@ -129,12 +132,17 @@ class UnitDecoderContract:
         # RefVLM keeps an inactive decoder in the graph: one real query, first image, 0 x outputs.
         decoder = self.build_decoder()
         queries, visual, _ = self.make_inputs()
-        fake = UnitQueries(embeds=queries.embeds[:1, :1] * 0.,
-                           mask=torch.ones(1, 1, dtype=torch.bool),
-                           group_ids=torch.zeros(1, 1, dtype=torch.long))
-        vis1 = VisualContext(pyramid=tuple(p[:1] for p in visual.pyramid), clip=visual.clip[:1],
-                             valid_hw=visual.valid_hw[:1])
-        (_total(decoder(fake, vis1)) * 0.).backward()
+        fake = UnitQueries(
+            embeds=queries.embeds[:1, :1] * 0.0,
+            mask=torch.ones(1, 1, dtype=torch.bool),
+            group_ids=torch.zeros(1, 1, dtype=torch.long),
+        )
+        vis1 = VisualContext(
+            pyramid=tuple(p[:1] for p in visual.pyramid),
+            clip=visual.clip[:1],
+            valid_hw=visual.valid_hw[:1],
+        )
+        (_total(decoder(fake, vis1)) * 0.0).backward()
         for name, param in decoder.named_parameters():
             if param.requires_grad:
                 assert param.grad is not None, f'{name} is not reached by forward()'
@@ -147,18 +155,24 @@ class UnitDecoderContract:
         out_a, out_b = decoder(queries, visual), decoder(padded[0], padded[1])
         mask_a, mask_b = queries.mask.bool(), padded[0].mask.bool()
         for key in out_a:
-            torch.testing.assert_close(out_b[key][mask_b], out_a[key][mask_a], atol=self.atol,
-                                       rtol=1e-4, msg=f'padding changed output {key!r}')
+            torch.testing.assert_close(
+                out_b[key][mask_b],
+                out_a[key][mask_a],
+                atol=self.atol,
+                rtol=1e-4,
+                msg=f'padding changed output {key!r}',
+            )
         loss_a, loss_b = decoder.loss(queries, visual, samples), decoder.loss(*padded)
         for key in loss_a:
             torch.testing.assert_close(loss_b[key], loss_a[key], atol=self.atol, rtol=1e-4)
         preds_a = decoder.predict(queries, visual, samples)
         preds_b = decoder.predict(*padded)
         assert len(preds_b) == len(preds_a) + 1 and len(preds_b[-1]) == 0
-        for pa, pb in zip(preds_a, preds_b):
+        # preds_b has one extra (empty) sample at the end, checked above.
+        for pa, pb in zip(preds_a, preds_b[:-1], strict=True):
             for key in pa.keys():
                 val_a, val_b = pa.get(key), pb.get(key)
-                if val_a.dtype == torch.bool:   # thresholded outputs: allow boundary flips
+                if val_a.dtype == torch.bool:  # thresholded outputs: allow boundary flips
                     assert (val_a != val_b).float().mean() < 1e-3, key
                 else:
                     torch.testing.assert_close(val_b, val_a, atol=self.atol * 10, rtol=1e-4)
@@ -170,7 +184,7 @@ class UnitDecoderContract:
         for rescale in (True, False):
             preds = decoder.predict(queries, visual, samples, rescale=rescale)
             assert len(preds) == len(samples)
-            for pred, sample, num in zip(preds, samples, counts):
+            for pred, sample, num in zip(preds, samples, counts, strict=True):
                 assert isinstance(pred, InstanceData)
                 assert len(pred) == num
                 assert pred.scores.shape == (num,) and pred.scores.is_floating_point()
@@ -189,12 +203,14 @@ class UnitDecoderContract:
         base = total(samples)
         same = total(swap_targets(samples, self.unit, 0, 0, 1))
         cross = total(swap_targets(samples, self.unit, 0, 1, 2))
-        assert abs(same - base) <= 1e-5 * max(1., abs(base)), (base, same)
-        assert abs(cross - base) > 1e-4 * max(1., abs(base)), (base, cross)
+        assert abs(same - base) <= 1e-5 * max(1.0, abs(base)), (base, same)
+        assert abs(cross - base) > 1e-4 * max(1.0, abs(base)), (base, cross)
 
     def test_deterministic_under_seed(self):
         dec_a, dec_b = self.build_decoder(seed=3), self.build_decoder(seed=3)
-        for (name, pa), pb in zip(dec_a.state_dict().items(), dec_b.state_dict().values()):
+        for (name, pa), pb in zip(
+            dec_a.state_dict().items(), dec_b.state_dict().values(), strict=True
+        ):
             assert torch.equal(pa, pb), name
         queries, visual, _ = self.make_inputs()
         torch.manual_seed(7)
@@ -213,7 +229,7 @@ class UnitDecoderContract:
         queries, visual, samples = self.make_inputs(num_queries=(0, 0))
         losses = decoder.loss(queries, visual, samples)
         assert set(losses) == keys
-        assert all(float(v.detach()) == 0. for v in losses.values())
+        assert all(float(v.detach()) == 0.0 for v in losses.values())
         sum(losses.values()).backward()
         assert all(p.grad is not None for p in decoder.parameters() if p.requires_grad)
 
@@ -221,8 +237,9 @@ class UnitDecoderContract:
         decoder = self.build_decoder().to(torch.bfloat16)
         queries, visual, samples = self.make_inputs()
         queries = UnitQueries(queries.embeds.bfloat16(), queries.mask, queries.group_ids)
-        visual = VisualContext(tuple(p.bfloat16() for p in visual.pyramid),
-                               visual.clip.bfloat16(), visual.valid_hw)
+        visual = VisualContext(
+            tuple(p.bfloat16() for p in visual.pyramid), visual.clip.bfloat16(), visual.valid_hw
+        )
         losses = decoder.loss(queries, visual, samples)
         for key, val in losses.items():
             _assert_finite_scalar(key, val)
@@ -236,7 +253,7 @@ class UnitDecoderContract:
         queries, visual, samples = self.make_inputs()
         broken = [copy.deepcopy(s) for s in samples]
         gt = broken[0].gt_units.get(self.unit)
-        broken[0].gt_units.set_field(gt[:len(gt) - 1], self.unit)
+        broken[0].gt_units.set_field(gt[: len(gt) - 1], self.unit)
         try:
             decoder.loss(queries, visual, broken)
         except ValueError:

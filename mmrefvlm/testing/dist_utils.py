@@ -9,6 +9,7 @@
 * :class:`KillAtIterHook` kills its own process with ``SIGKILL`` right after iteration ``k`` (after
   the checkpoint hook wrote ``iter_k.pth``), to test resuming after a hard crash.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,19 +48,28 @@ class RankSwapTaskSampler(Sampler):
         seed (int): Base seed. Default 0.
     """
 
-    def __init__(self, dataset: ConcatDataset, groups: Sequence[Sequence[int]], batch_size: int,
-                 swap_every: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: ConcatDataset,
+        groups: Sequence[Sequence[int]],
+        batch_size: int,
+        swap_every: int,
+        seed: int = 0,
+    ) -> None:
         if not isinstance(dataset, ConcatDataset):
-            raise TypeError('RankSwapTaskSampler needs a ConcatDataset, got '
-                            f'{type(dataset).__name__}')
+            raise TypeError(
+                f'RankSwapTaskSampler needs a ConcatDataset, got {type(dataset).__name__}'
+            )
         n = len(dataset.datasets)
         groups = [list(g) for g in groups]
         if not groups or any(not g or min(g) < 0 or max(g) >= n for g in groups):
-            raise ValueError(f'groups must be non-empty lists of dataset positions in [0, {n}), '
-                             f'got {groups}')
+            raise ValueError(
+                f'groups must be non-empty lists of dataset positions in [0, {n}), got {groups}'
+            )
         if batch_size <= 0 or swap_every <= 0:
-            raise ValueError(f'batch_size and swap_every must be positive, got {batch_size}, '
-                             f'{swap_every}')
+            raise ValueError(
+                f'batch_size and swap_every must be positive, got {batch_size}, {swap_every}'
+            )
         self.groups = groups
         self.sizes = [len(d) for d in dataset.datasets]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
@@ -127,7 +137,12 @@ class KillAtIterHook(Hook):
             raise ValueError(f'kill_at must be positive or None, got {kill_at}')
         self.kill_at = kill_at
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,  # noqa: D102
-                         outputs=None) -> None:
+    def after_train_iter(
+        self,
+        runner,
+        batch_idx: int,
+        data_batch=None,  # noqa: D102
+        outputs=None,
+    ) -> None:
         if self.kill_at is not None and runner.iter + 1 == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)

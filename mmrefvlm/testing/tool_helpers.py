@@ -1,6 +1,9 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""Helpers for end-to-end tests of configs through ``tools/train.py`` and ``tools/test.py`` (core and
-plugin tests): the tools as modules, the demo dataset, and an LLM whose greedy choice is scripted."""
+"""Helpers for end-to-end tests of configs through ``tools/train.py`` and ``tools/test.py`` (core
+and
+plugin tests): the tools as modules, the demo dataset, and an LLM whose greedy choice is
+scripted."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,8 +20,9 @@ DEMO_ROOT = osp.join(REPO_ROOT, 'data', 'demo')
 
 def load_tool(name: str) -> ModuleType:
     """``tools/<name>.py`` as a module (under a unique name: ``test`` is also a stdlib package)."""
-    spec = importlib.util.spec_from_file_location(f'mmrefvlm_tools_{name}',
-                                                  osp.join(REPO_ROOT, 'tools', f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(
+        f'mmrefvlm_tools_{name}', osp.join(REPO_ROOT, 'tools', f'{name}.py')
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -28,6 +32,7 @@ def demo_data_root() -> str:
     """``data/demo`` of the repository, generated (deterministically, ~10 s) when missing."""
     if not osp.isfile(osp.join(DEMO_ROOT, 'metainfo.json')):
         from mmrefvlm.datasets import ensure_demo_dataset
+
         ensure_demo_dataset(DEMO_ROOT)
     return DEMO_ROOT
 
@@ -54,7 +59,8 @@ class ScriptedLM:
 
         def head(h: torch.Tensor) -> torch.Tensor:
             logits = torch.zeros(h.shape[0], vocab, device=h.device)
-            logits[:, self.ids[min(self.calls, len(self.ids) - 1)]] = 1.
+            logits[:, self.ids[min(self.calls, len(self.ids) - 1)]] = 1.0
             self.calls += 1
             return logits
+
         return head

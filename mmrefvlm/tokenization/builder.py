@@ -5,6 +5,7 @@ Data pipelines, the model and the metrics all call :func:`build_tokenizer` with 
 the result is memoised on that config, so the three share one tokenizer object and one id map
 (REF-VLM added its tokens in three places and relied on identical call order).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,13 +46,16 @@ class RefTokenizer:
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``; special tokens are kept unless ``skip_special_tokens``."""
-        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens,
-                              clean_up_tokenization_spaces=False)
+        return self.hf.decode(
+            list(ids), skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False
+        )
 
     def token_texts(self, ids: Sequence[int]) -> list[str]:
         """Decoded text of each id on its own (for the TRP token parser)."""
-        return [self.hf.decode([int(i)], skip_special_tokens=False,
-                               clean_up_tokenization_spaces=False) for i in ids]
+        return [
+            self.hf.decode([int(i)], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            for i in ids
+        ]
 
 
 def add_special_tokens(hf_tokenizer: Any, extra_tokens: Sequence[str] = ()) -> TokenIdMap:
@@ -70,11 +74,14 @@ def add_special_tokens(hf_tokenizer: Any, extra_tokens: Sequence[str] = ()) -> T
         if not isinstance(tok, str) or not tok or any(c.isspace() for c in tok):
             raise ValueError(f'extra token {tok!r} must be a non-empty string without whitespace')
     wanted = list(TRP_SPECIAL_TOKENS) + [t for t in extra_tokens if t not in TRP_SPECIAL_TOKENS]
-    have = set(hf_tokenizer.all_special_tokens) | set(getattr(hf_tokenizer, 'added_tokens_encoder', {}))
+    have = set(hf_tokenizer.all_special_tokens) | set(
+        getattr(hf_tokenizer, 'added_tokens_encoder', {})
+    )
     new = [t for t in wanted if t not in have]
     if new:
-        hf_tokenizer.add_special_tokens({'additional_special_tokens': new},
-                                        replace_extra_special_tokens=False)
+        hf_tokenizer.add_special_tokens(
+            {'additional_special_tokens': new}, replace_extra_special_tokens=False
+        )
     if hf_tokenizer.pad_token is None:
         hf_tokenizer.add_special_tokens({'pad_token': PAD_TOKEN})
     if hf_tokenizer.eos_token is None:
@@ -85,10 +92,13 @@ def add_special_tokens(hf_tokenizer: Any, extra_tokens: Sequence[str] = ()) -> T
         if len(ids) != 1 or ids[0] is None or ids[0] == hf_tokenizer.unk_token_id:
             raise ValueError(f'special token {tok!r} did not get its own id')
         tokens[tok] = int(ids[0])
-    return TokenIdMap(tokens=tokens, pad=int(hf_tokenizer.pad_token_id),
-                      eos=int(hf_tokenizer.eos_token_id),
-                      bos=None if hf_tokenizer.bos_token_id is None else int(hf_tokenizer.bos_token_id),
-                      extra=tuple(t for t in extra_tokens))
+    return TokenIdMap(
+        tokens=tokens,
+        pad=int(hf_tokenizer.pad_token_id),
+        eos=int(hf_tokenizer.eos_token_id),
+        bos=None if hf_tokenizer.bos_token_id is None else int(hf_tokenizer.bos_token_id),
+        extra=tuple(t for t in extra_tokens),
+    )
 
 
 def _load_hf(source: str, hf_kwargs: Mapping[str, Any]) -> Any:
@@ -112,8 +122,9 @@ def _build_cached(source: str, extra_tokens: tuple[str, ...], hf_kwargs_json: st
     return RefTokenizer(hf_tok, ids, source)
 
 
-def build_tokenizer(source: str = 'demo', extra_tokens: Sequence[str] = (),
-                    **hf_kwargs: Any) -> RefTokenizer:
+def build_tokenizer(
+    source: str = 'demo', extra_tokens: Sequence[str] = (), **hf_kwargs: Any
+) -> RefTokenizer:
     """Build (once per distinct config) the tokenizer used by data, model and evaluation.
 
     Args:

@@ -8,6 +8,7 @@ decodes it back exactly, so the TRP parser sees the same string the builder wrot
 Training takes well under a second and is deterministic for a given corpus and ``tokenizers``
 version (the corpus is read in sorted file order).
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ def demo_corpus() -> list[str]:
         words = [w.strip() for w in f if w.strip() and not w.startswith('#')]
     # Words appear alone and after a space so that both BPE forms ("red", " red") are learnt.
     lines.extend(words)
-    lines.extend(' '.join(words[i:i + 16]) for i in range(0, len(words), 16))
+    lines.extend(' '.join(words[i : i + 16]) for i in range(0, len(words), 16))
     return lines
 
 
@@ -59,7 +60,11 @@ def build_demo_hf_tokenizer(vocab_size: int = 2048) -> Any:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[BOS, EOS], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=1)
+        vocab_size=vocab_size,
+        special_tokens=[BOS, EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=1,
+    )
     tok.train_from_iterator(demo_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS)

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The token-id map shared by data, model and evaluation."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping

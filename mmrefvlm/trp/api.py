@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Public parsing entry points: text, token ids, and plain-text stripping."""
+
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
@@ -93,14 +94,16 @@ def _merge(results: list[ParseResult]) -> ParseResult:
                 merged.answer.append(seg)
         merged.refs.extend(
             ref if ref.triplet is None else replace(ref, triplet=ref.triplet + offset)
-            for ref in res.refs)
+            for ref in res.refs
+        )
         merged.warnings.extend(res.warnings)
         if res.cot is not None:
             cots.append(res.cot)
         offset += _count_triplets(res.answer)
     if cots:
-        merged.cot = CotInfo(decode=any(c.decode for c in cots),
-                             entries=tuple(e for c in cots for e in c.entries))
+        merged.cot = CotInfo(
+            decode=any(c.decode for c in cots), entries=tuple(e for c in cots for e in c.entries)
+        )
     return merged
 
 
@@ -114,9 +117,13 @@ def _count_triplets(segments: list) -> int:
     return count
 
 
-def parse_token_ids(ids: Sequence[int] | Any, tokenizer: Any,
-                    known_units: Collection[str] | None = None, *,
-                    stop_at_eos: bool = True) -> ParseResult:
+def parse_token_ids(
+    ids: Sequence[int] | Any,
+    tokenizer: Any,
+    known_units: Collection[str] | None = None,
+    *,
+    stop_at_eos: bool = True,
+) -> ParseResult:
     """Parse generated or label token ids in one pass driven by the special-token ids.
 
     Only runs of ordinary ids between special tokens are decoded (each once, memoised per

@@ -5,15 +5,24 @@ A structured answer is a list of segments; a segment is plain text (``str``) or 
 ``{'phrase': str | list[segment], 'groups': [{'units': [str, ...], 'n': int, ...}, ...]}``.
 Extra keys (e.g. a group's ``'targets'``) are allowed and ignored by the builder.
 """
+
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from mmrefvlm.tokenization.special_tokens import (PAD_TOKEN, PHRASE_END, PHRASE_START, REF_TOKEN,
-                                                  TASK_END, TASK_START, TRP_SPECIAL_TOKENS,
-                                                  UNIT_END, UNIT_START)
+from mmrefvlm.tokenization.special_tokens import (
+    PAD_TOKEN,
+    PHRASE_END,
+    PHRASE_START,
+    REF_TOKEN,
+    TASK_END,
+    TASK_START,
+    TRP_SPECIAL_TOKENS,
+    UNIT_END,
+    UNIT_START,
+)
 
 #: First line of a VD-CoT block for answers without triplets / with triplets.
 COT_FALSE = 'Unit decode (False).'
@@ -21,7 +30,7 @@ COT_TRUE = 'Unit decode (True). Class name, target unit and number:'
 #: Deepest phrase nesting the builder accepts (the parser ignores deeper ``<Phrase>`` tags).
 MAX_DEPTH = 32
 #: Strings that text (phrases and plain segments) must not contain.
-BANNED_IN_TEXT: tuple[str, ...] = TRP_SPECIAL_TOKENS + (PAD_TOKEN, )
+BANNED_IN_TEXT: tuple[str, ...] = TRP_SPECIAL_TOKENS + (PAD_TOKEN,)
 #: A valid unit name: non-empty, no whitespace, commas, brackets or angle brackets.
 UNIT_NAME_RE = re.compile(r'[^\s,\[\]()<>]+')
 
@@ -48,8 +57,11 @@ def _canon_group(group: Any, path: str) -> dict[str, Any]:
         raise _err(f'{path}.units', 'units must be a non-empty list of unit names', units)
     for j, unit in enumerate(units):
         if not isinstance(unit, str) or not UNIT_NAME_RE.fullmatch(unit):
-            raise _err(f'{path}.units[{j}]', 'a unit name must be a non-empty str without '
-                       'whitespace, commas, brackets or <>', unit)
+            raise _err(
+                f'{path}.units[{j}]',
+                'a unit name must be a non-empty str without whitespace, commas, brackets or <>',
+                unit,
+            )
     if len(set(units)) != len(units):
         raise _err(f'{path}.units', 'duplicate unit names', units)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -76,10 +88,15 @@ def _canon_phrase(seg: Mapping, path: str, depth: int) -> dict[str, Any]:
     if isinstance(groups, (str, Mapping)) or not isinstance(groups, Sequence):
         raise _err(f'{path}.groups', 'groups must be a list of groups', groups)
     if depth == 0 and not groups:
-        raise _err(f'{path}.groups', 'a top-level phrase group needs at least one group '
-                   '(only nested phrases may have none)', groups)
-    return {'phrase': canon_phrase,
-            'groups': [_canon_group(g, f'{path}.groups[{j}]') for j, g in enumerate(groups)]}
+        raise _err(
+            f'{path}.groups',
+            'a top-level phrase group needs at least one group (only nested phrases may have none)',
+            groups,
+        )
+    return {
+        'phrase': canon_phrase,
+        'groups': [_canon_group(g, f'{path}.groups[{j}]') for j, g in enumerate(groups)],
+    }
 
 
 def _canon_segments(segments: Sequence, path: str, depth: int) -> list[Any]:

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Reading a VD-CoT block and checking it against the triplets of the answer."""
+
 from __future__ import annotations
 
 import re
@@ -38,17 +39,22 @@ def parse_cot(content: str, pos: int) -> tuple[CotInfo, list[ParseWarning]]:
     for line in lines:
         m = _LINE_RE.fullmatch(line)
         if m is None:
-            warnings.append(ParseWarning('cot_malformed', f'unreadable CoT line {line[:80]!r}',
-                                         pos))
+            warnings.append(
+                ParseWarning('cot_malformed', f'unreadable CoT line {line[:80]!r}', pos)
+            )
             continue
-        entries.append(CotEntry(name=cot_name(m.group(1)), units=tuple(m.group(2).split(',')),
-                                num=int(m.group(3))))
+        entries.append(
+            CotEntry(
+                name=cot_name(m.group(1)), units=tuple(m.group(2).split(',')), num=int(m.group(3))
+            )
+        )
     decode = flag if flag is not None else bool(entries)
     return CotInfo(decode=decode, entries=tuple(entries)), warnings
 
 
-def check_cot(cot: CotInfo, body: list[tuple[str, tuple[str, ...], int]],
-              pos: int) -> ParseWarning | None:
+def check_cot(
+    cot: CotInfo, body: list[tuple[str, tuple[str, ...], int]], pos: int
+) -> ParseWarning | None:
     """A ``cot_mismatch`` warning when the CoT disagrees with the parsed triplets.
 
     Args:
@@ -58,15 +64,22 @@ def check_cot(cot: CotInfo, body: list[tuple[str, tuple[str, ...], int]],
     """
     if not cot.decode:
         if body:
-            return ParseWarning('cot_mismatch', 'CoT says "Unit decode (False)" but the answer '
-                                f'has {len(body)} group(s)', pos)
+            return ParseWarning(
+                'cot_mismatch',
+                f'CoT says "Unit decode (False)" but the answer has {len(body)} group(s)',
+                pos,
+            )
         return None
     declared = [(e.name, e.units, e.num) for e in cot.entries]
     if declared == body:
         return None
-    for i, (a, b) in enumerate(zip(declared, body)):
+    for i, (a, b) in enumerate(zip(declared, body, strict=False)):
         if a != b:
-            return ParseWarning('cot_mismatch', f'CoT line {i} declares {a} but the answer has '
-                                f'{b}', pos)
-    return ParseWarning('cot_mismatch', f'CoT declares {len(declared)} line(s), the answer has '
-                        f'{len(body)} group(s)', pos)
+            return ParseWarning(
+                'cot_mismatch', f'CoT line {i} declares {a} but the answer has {b}', pos
+            )
+    return ParseWarning(
+        'cot_mismatch',
+        f'CoT declares {len(declared)} line(s), the answer has {len(body)} group(s)',
+        pos,
+    )

@@ -6,16 +6,26 @@ a character offset (text) or a token index (ids), ``text`` the decoded span for 
 and None otherwise. Adjacent text is always one event. ``<image>`` / ``[VPT]`` are dropped with
 an ``unexpected_token`` warning; pad and BOS ids are skipped.
 """
+
 from __future__ import annotations
 
 import re
 import weakref
 from typing import Any
 
-from mmrefvlm.tokenization.special_tokens import (IMAGE_TOKEN, PHRASE_END, PHRASE_START,
-                                                  REF_TOKEN, TASK_END, TASK_START,
-                                                  TRP_SPECIAL_TOKENS, UNIT_END, UNIT_START,
-                                                  VPT_TOKEN)
+from mmrefvlm.tokenization.special_tokens import (
+    IMAGE_TOKEN,
+    PHRASE_END,
+    PHRASE_START,
+    REF_TOKEN,
+    TASK_END,
+    TASK_START,
+    TRP_SPECIAL_TOKENS,
+    UNIT_END,
+    UNIT_START,
+    VPT_TOKEN,
+)
+
 from .structures import ParseWarning
 
 TEXT, PS, PE, US, UE, REF, TS, TE = range(8)
@@ -25,10 +35,19 @@ _DROP, _SKIP = 100, 101
 Event = tuple[int, int, 'str | None']
 
 _KIND_OF_STRING = {
-    PHRASE_START: PS, PHRASE_END: PE, UNIT_START: US, UNIT_END: UE, REF_TOKEN: REF,
-    TASK_START: TS, TASK_END: TE, IMAGE_TOKEN: _DROP, VPT_TOKEN: _DROP}
-_SPECIAL_RE = re.compile('|'.join(
-    re.escape(t) for t in sorted(TRP_SPECIAL_TOKENS, key=len, reverse=True)))
+    PHRASE_START: PS,
+    PHRASE_END: PE,
+    UNIT_START: US,
+    UNIT_END: UE,
+    REF_TOKEN: REF,
+    TASK_START: TS,
+    TASK_END: TE,
+    IMAGE_TOKEN: _DROP,
+    VPT_TOKEN: _DROP,
+}
+_SPECIAL_RE = re.compile(
+    '|'.join(re.escape(t) for t in sorted(TRP_SPECIAL_TOKENS, key=len, reverse=True))
+)
 
 #: Decoded-span cache size per tokenizer (entries; cleared when full).
 DECODE_CACHE_SIZE = 1 << 16
@@ -79,9 +98,18 @@ class TokenTables:
         ids = tokenizer.ids
         self.eos: int = ids.eos
         self.pad: int = ids.pad
-        kind = {ids.phrase_start: PS, ids.phrase_end: PE, ids.unit_start: US,
-                ids.unit_end: UE, ids.ref: REF, ids.task_start: TS, ids.task_end: TE,
-                ids.image: _DROP, ids.vpt: _DROP, ids.pad: _SKIP}
+        kind = {
+            ids.phrase_start: PS,
+            ids.phrase_end: PE,
+            ids.unit_start: US,
+            ids.unit_end: UE,
+            ids.ref: REF,
+            ids.task_start: TS,
+            ids.task_end: TE,
+            ids.image: _DROP,
+            ids.vpt: _DROP,
+            ids.pad: _SKIP,
+        }
         if ids.bos is not None:
             kind[ids.bos] = _SKIP
         kind.pop(ids.eos, None)  # the caller splits at EOS before lexing
@@ -131,14 +159,17 @@ def token_tables(tokenizer: Any) -> TokenTables:
     tables = _TABLES.get(tokenizer)
     if tables is None:
         if not hasattr(tokenizer, 'ids') or not hasattr(tokenizer, 'decode'):
-            raise TypeError('parse_token_ids needs a RefTokenizer (from '
-                            f'mmrefvlm.tokenization.build_tokenizer), got {type(tokenizer)!r}')
+            raise TypeError(
+                'parse_token_ids needs a RefTokenizer (from '
+                f'mmrefvlm.tokenization.build_tokenizer), got {type(tokenizer)!r}'
+            )
         tables = _TABLES[tokenizer] = TokenTables(tokenizer)
     return tables
 
 
-def lex_ids(seq: list[int], start: int, stop: int,
-            tables: TokenTables) -> tuple[list[Event], list[ParseWarning]]:
+def lex_ids(
+    seq: list[int], start: int, stop: int, tables: TokenTables
+) -> tuple[list[Event], list[ParseWarning]]:
     """Split ``seq[start:stop]`` into events in one pass (positions are token indices).
 
     Runs of ordinary ids are decoded as one span each; negative ids (ignore index), pad and BOS

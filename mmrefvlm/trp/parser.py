@@ -4,6 +4,7 @@
 One pass over the lexer's events with an explicit phrase stack; it never raises on model output.
 The recovery policy is documented in ``docs/trp.md``.
 """
+
 from __future__ import annotations
 
 import re
@@ -66,8 +67,13 @@ class TRPParser:
         end_pos (int): Position just past the input (for end-of-input warnings).
     """
 
-    def __init__(self, events: list[Event], known_units: Collection[str] | None,
-                 warnings: list[ParseWarning], end_pos: int) -> None:
+    def __init__(
+        self,
+        events: list[Event],
+        known_units: Collection[str] | None,
+        warnings: list[ParseWarning],
+        end_pos: int,
+    ) -> None:
         self.ev = events
         self.n = len(events)
         self.i = 0
@@ -199,8 +205,11 @@ class TRPParser:
             segs.append(node)
             return
         if warn:
-            self._warn('phrase_without_groups', 'top-level phrase without "(<Unit>...)" kept as '
-                       'text', node.pos)
+            self._warn(
+                'phrase_without_groups',
+                'top-level phrase without "(<Unit>...)" kept as text',
+                node.pos,
+            )
         self._splice(segs, node)
 
     def _splice(self, segs: list, node: _Node) -> None:
@@ -229,10 +238,13 @@ class TRPParser:
                 close = text.find(')')
                 if close >= 0:
                     if text[:close].strip():
-                        self._warn('malformed_group', f'text {text[:close][:40]!r} before ")" '
-                                   'dropped', self._pos())
+                        self._warn(
+                            'malformed_group',
+                            f'text {text[:close][:40]!r} before ")" dropped',
+                            self._pos(),
+                        )
                     self._check_size(group)
-                    return text[close + 1:]
+                    return text[close + 1 :]
                 kind = self._kind(self.i)
                 if kind == REF:
                     self._group_ref(group, text)
@@ -240,8 +252,11 @@ class TRPParser:
                 self._check_size(group)
                 if kind == US:
                     if text.strip() != ',':
-                        self._warn('malformed_group', f'expected "," between groups, got '
-                                   f'{text[:40]!r}', self._pos())
+                        self._warn(
+                            'malformed_group',
+                            f'expected "," between groups, got {text[:40]!r}',
+                            self._pos(),
+                        )
                     break
                 if kind == END:
                     self._truncated('a group list')
@@ -265,7 +280,7 @@ class TRPParser:
             return _Group([], ()), ''
         self._warn('unclosed_unit', '<Unit> without </Unit>', pos)
         names = _UNIT_PREFIX_RE.match(text).group()
-        return self._make_group(names, pos), text[len(names):]
+        return self._make_group(names, pos), text[len(names) :]
 
     def _make_group(self, text: str, pos: int) -> _Group:
         units: list[str] = []
@@ -298,21 +313,23 @@ class TRPParser:
         m = _INDEX_RE.fullmatch(text.strip())
         if (m is None or int(m.group(1)) != k) and not group.bad_index:
             group.bad_index = True
-            self._warn('index_mismatch', f'expected "[{k}]" before <REF>, got {text[:20]!r}',
-                       pos)
+            self._warn('index_mismatch', f'expected "[{k}]" before <REF>, got {text[:20]!r}', pos)
         group.refs.append(pos)
         self.refs.append((pos, group, k))
 
     def _check_size(self, group: _Group) -> None:
         if len(group.refs) > MAX_GROUP_REFS:
-            self._warn('repetition', f'a group with {len(group.refs)} <REF> (more than '
-                       f'{MAX_GROUP_REFS})', group.refs[MAX_GROUP_REFS])
+            self._warn(
+                'repetition',
+                f'a group with {len(group.refs)} <REF> (more than {MAX_GROUP_REFS})',
+                group.refs[MAX_GROUP_REFS],
+            )
 
     def _orphan(self, pos: int) -> None:
         self._warn('orphan_group', '<Unit> group without a phrase (kept under phrase "")', pos)
         segs = self._segs()
         if segs and isinstance(segs[-1], str) and segs[-1].rstrip().endswith('('):
-            head = segs[-1][:segs[-1].rstrip().rfind('(')]
+            head = segs[-1][: segs[-1].rstrip().rfind('(')]
             if head:
                 segs[-1] = head
             else:
@@ -332,7 +349,7 @@ class TRPParser:
             m = _TRAILING_INDEX_RE.search(segs[-1])
             if m is not None:
                 if m.start():
-                    segs[-1] = segs[-1][:m.start()]
+                    segs[-1] = segs[-1][: m.start()]
                 else:
                     segs.pop()
         self.refs.append((pos, None, 0))
@@ -388,13 +405,16 @@ class TRPParser:
         body: list = []
         answer = self._export(self.root, triplets, body)
         run = 1
-        for (prev, _), (key, pos) in zip(triplets, triplets[1:]):
+        for (prev, _), (key, pos) in zip(triplets, triplets[1:], strict=False):
             run = run + 1 if key == prev else 1
             if run == REPEAT_TRIPLETS:
                 self._warn('repetition', f'the triplet {key[0][:40]!r} repeats {run}+ times', pos)
-        refs = [RefInfo(pos, (), None, None, None) if g is None or g.tid is None else
-                RefInfo(pos, g.routable, g.tid, g.gi, k, g.phrase, g.span)
-                for pos, g, k in self.refs]
+        refs = [
+            RefInfo(pos, (), None, None, None)
+            if g is None or g.tid is None
+            else RefInfo(pos, g.routable, g.tid, g.gi, k, g.phrase, g.span)
+            for pos, g, k in self.refs
+        ]
         if self.cot is not None:
             mismatch = check_cot(self.cot, body, self.cot_pos)
             if mismatch is not None:

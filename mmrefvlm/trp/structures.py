@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Result types of the TRP parser (small frozen dataclasses, no tensors)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,27 +8,27 @@ from typing import Any
 
 #: Stable warning codes (``ParseWarning.code``). Documented in ``docs/trp.md``.
 WARNING_CODES: tuple[str, ...] = (
-    'unclosed_phrase',       # a <Phrase> never closed (its content is kept)
-    'stray_tag',             # </Phrase>, </Unit> or </Task> without its opening tag (ignored)
+    'unclosed_phrase',  # a <Phrase> never closed (its content is kept)
+    'stray_tag',  # </Phrase>, </Unit> or </Task> without its opening tag (ignored)
     'phrase_without_groups',  # a top-level phrase with no "(...)" part (unwrapped to text)
-    'ref_outside_group',     # <REF> that belongs to no <Unit> group (returned with units=())
-    'orphan_group',          # <Unit> group without a phrase (kept under an empty phrase)
-    'missing_paren',         # a group list without its "(" (parsed anyway)
-    'unclosed_group',        # a group list without its ")" (closed where the next tag starts)
-    'malformed_group',       # unexpected text inside a group list (dropped)
-    'unclosed_unit',         # <Unit> without </Unit> (unit names read up to the first bracket)
-    'empty_unit',            # an empty unit name (dropped; a group left with none is dropped)
-    'invalid_unit',          # a unit name with whitespace/brackets/<> (dropped)
-    'unknown_unit',          # a unit name not in ``known_units`` (kept in .answer, not routed)
-    'index_mismatch',        # "[k]" before a <REF> missing, unreadable or not its 0-based rank
-    'repetition',            # runaway repetition (a huge group, or the same triplet many times)
-    'too_deep',              # phrases nested deeper than MAX_DEPTH (the extra tags are ignored)
-    'unexpected_token',      # <image> / [VPT] inside an answer (dropped)
-    'misplaced_cot',         # a <Task> block not at the start of the answer
-    'unclosed_task',         # <Task> without </Task>
-    'cot_malformed',         # a CoT line that does not follow the VD-CoT format
-    'cot_mismatch',          # the CoT's name/unit/num lines disagree with the triplets
-    'truncated',             # the input ends inside a phrase, group, unit or CoT block
+    'ref_outside_group',  # <REF> that belongs to no <Unit> group (returned with units=())
+    'orphan_group',  # <Unit> group without a phrase (kept under an empty phrase)
+    'missing_paren',  # a group list without its "(" (parsed anyway)
+    'unclosed_group',  # a group list without its ")" (closed where the next tag starts)
+    'malformed_group',  # unexpected text inside a group list (dropped)
+    'unclosed_unit',  # <Unit> without </Unit> (unit names read up to the first bracket)
+    'empty_unit',  # an empty unit name (dropped; a group left with none is dropped)
+    'invalid_unit',  # a unit name with whitespace/brackets/<> (dropped)
+    'unknown_unit',  # a unit name not in ``known_units`` (kept in .answer, not routed)
+    'index_mismatch',  # "[k]" before a <REF> missing, unreadable or not its 0-based rank
+    'repetition',  # runaway repetition (a huge group, or the same triplet many times)
+    'too_deep',  # phrases nested deeper than MAX_DEPTH (the extra tags are ignored)
+    'unexpected_token',  # <image> / [VPT] inside an answer (dropped)
+    'misplaced_cot',  # a <Task> block not at the start of the answer
+    'unclosed_task',  # <Task> without </Task>
+    'cot_malformed',  # a CoT line that does not follow the VD-CoT format
+    'cot_mismatch',  # the CoT's name/unit/num lines disagree with the triplets
+    'truncated',  # the input ends inside a phrase, group, unit or CoT block
 )
 
 

@@ -8,11 +8,13 @@ Policy (one rule for every file, no "trusted" path):
   arbitrary globals (code) is refused with :class:`UnsafeCheckpointError`, which says how to convert
   a file you trust.
 * mmrefvlm's own checkpoints are *written* weights-only-safe: :class:`SafeCheckpointHook` encodes
-  the objects MMEngine puts in a checkpoint (``HistoryBuffer``, numpy arrays and scalars in the message
+  the objects MMEngine puts in a checkpoint (``HistoryBuffer``, numpy arrays and scalars in the
+  message
   hub) as tensors and plain containers before saving, and decodes them after loading, so resume
   restores the exact same state while ``load_from``, ``--resume`` and ``tools/test.py`` all load
   weights-only.
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -32,11 +34,13 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 def _refusal(filename: str, err: Exception) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
-        f'Refused to load {filename!r}: it is a pickle that needs Python objects beyond tensors and '
-        f'plain containers ({err.__class__.__name__}: {str(err).splitlines()[0]}). Loading it could run '
-        'arbitrary code, so mmrefvlm loads checkpoints with torch.load(weights_only=True) only. If you '
+        f'Refused to load {filename!r}: it is a pickle that needs Python objects beyond tensors '
+        f'and plain containers ({err.__class__.__name__}: {str(err).splitlines()[0]}). Loading it '
+        'could run arbitrary code, so mmrefvlm loads checkpoints with '
+        'torch.load(weights_only=True) only. If you '
         'trust the file, convert it once to safetensors with '
-        '`python tools/misc/convert_checkpoint.py --trust-pickle IN OUT.safetensors` and load that.')
+        '`python tools/misc/convert_checkpoint.py --trust-pickle IN OUT.safetensors` and load that.'
+    )
 
 
 def load_state_file(filename: str, map_location: Any = 'cpu') -> dict:
@@ -89,7 +93,8 @@ def encode_safe(obj: Any) -> Any:
     """Encode the non-tensor objects MMEngine stores in checkpoints into weights-only-safe ones.
 
     Handles ``HistoryBuffer``, ``np.ndarray`` and numpy scalars, recursively through dicts, lists
-    and tuples. Anything else that ``torch.load(weights_only=True)`` would refuse raises ``TypeError``
+    and tuples. Anything else that ``torch.load(weights_only=True)`` would refuse raises
+    ``TypeError``
     at save time, so a checkpoint can never be written that mmrefvlm cannot load again.
     """
     from mmengine.logging import HistoryBuffer
@@ -97,16 +102,27 @@ def encode_safe(obj: Any) -> Any:
     # numpy scalars first: np.float64 is a subclass of float but pickles as a numpy global.
     if isinstance(obj, np.generic):
         return {_TAG: 'npscalar', 'value': obj.item(), 'dtype': str(obj.dtype)}
-    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+    if (
+        isinstance(obj, torch.Tensor)
+        or obj is None
+        or isinstance(obj, (bool, int, float, str, bytes))
+    ):
         return obj
     if isinstance(obj, HistoryBuffer):
-        return {_TAG: 'HistoryBuffer', 'log_history': encode_safe(obj._log_history),
-                'count_history': encode_safe(obj._count_history), 'max_length': obj.max_length}
+        return {
+            _TAG: 'HistoryBuffer',
+            'log_history': encode_safe(obj._log_history),
+            'count_history': encode_safe(obj._count_history),
+            'max_length': obj.max_length,
+        }
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             raise TypeError('cannot save a numpy object array in a weights-only checkpoint')
-        return {_TAG: 'ndarray', 'data': torch.from_numpy(np.ascontiguousarray(obj)).clone(),
-                'dtype': str(obj.dtype)}
+        return {
+            _TAG: 'ndarray',
+            'data': torch.from_numpy(np.ascontiguousarray(obj)).clone(),
+            'dtype': str(obj.dtype),
+        }
     if isinstance(obj, (torch.dtype, torch.device, torch.Size)):
         return obj
     if isinstance(obj, OrderedDict):
@@ -119,7 +135,8 @@ def encode_safe(obj: Any) -> Any:
         return tuple(encode_safe(v) for v in obj)
     raise TypeError(
         f'cannot store an object of type {type(obj).__module__}.{type(obj).__qualname__} in a '
-        'weights-only-safe checkpoint; convert it to tensors or plain containers first')
+        'weights-only-safe checkpoint; convert it to tensors or plain containers first'
+    )
 
 
 def decode_safe(obj: Any) -> Any:

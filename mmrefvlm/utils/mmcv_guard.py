@@ -2,8 +2,10 @@
 """Make mmdet's pure-Python parts importable with ``mmcv-lite`` (no compiled ops).
 
 ``mmcv-lite`` ships ``mmcv.ops`` as Python files but not the compiled extension ``mmcv._ext``. mmdet
-imports ``mmcv.ops`` at module level almost everywhere (masks, boxes, layers, metrics), so without the
-extension nothing but ``mmdet.registry`` imports. :func:`install_mmcv_ops_guard` registers a stand-in
+imports ``mmcv.ops`` at module level almost everywhere (masks, boxes, layers, metrics), so without
+the
+extension nothing but ``mmdet.registry`` imports. :func:`install_mmcv_ops_guard` registers a
+stand-in
 ``mmcv._ext`` module whose attributes are functions that raise :class:`MMCVOpsUnavailableError`
 naming the missing op. Everything mmrefvlm uses from mmdet (structures, metrics, assigners, losses,
 DETR layers) is pure PyTorch and never calls those functions; an op that *is* called (``nms``,
@@ -11,6 +13,7 @@ DETR layers) is pure PyTorch and never calls those functions; an op that *is* ca
 
 When a real ``mmcv._ext`` exists (full mmcv built with ops), the guard does nothing.
 """
+
 from __future__ import annotations
 
 import importlib.machinery
@@ -41,7 +44,8 @@ class _MissingOpsModule(types.ModuleType):
                 f'mmcv op `{name}` is a compiled op, and the installed mmcv has no compiled '
                 'extension (mmcv-lite). mmrefvlm only uses the pure-Python parts of mmcv/mmdet; '
                 f'replace the call to `{name}` by a pure-PyTorch implementation, or build full '
-                'mmcv==2.1.0 with MMCV_WITH_OPS=1 (see docs/get_started.md).')
+                'mmcv==2.1.0 with MMCV_WITH_OPS=1 (see docs/get_started.md).'
+            )
 
         _missing.__name__ = name
         _missing.__qualname__ = f'mmcv._ext.{name}'

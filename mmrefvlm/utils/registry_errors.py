@@ -8,6 +8,7 @@ building (``tools/train.py``, ``tools/test.py``) and re-raises such ``KeyError``
 the mmrefvlm registry, its parents and, for ``scope.Name`` keys, that scope's registry), keeping the
 original error as ``__cause__``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -17,14 +18,21 @@ from contextlib import contextmanager
 
 from mmengine.registry import Registry
 
-__all__ = ['UnregisteredTypeError', 'registered_names', 'close_names', 'enrich_registry_error',
-           'registry_hints']
+__all__ = [
+    'UnregisteredTypeError',
+    'registered_names',
+    'close_names',
+    'enrich_registry_error',
+    'registry_hints',
+]
 
 # "<type> is not in the <scope>::<name> registry" (build_from_cfg), "<type> is not in the <name>
 # registry" (runners, schedulers) and RefVLM's "'<type>' is not registered in mmrefvlm.<ATTR>".
 _PATTERNS = (
-    re.compile(r"'?(?P<type>[\w.\-]+)'? is not in the (?:(?P<scope>\w+)::)?(?P<name>[\w ]+?) "
-               r'registry'),
+    re.compile(
+        r"'?(?P<type>[\w.\-]+)'? is not in the (?:(?P<scope>\w+)::)?(?P<name>[\w ]+?) "
+        r'registry'
+    ),
     re.compile(r"'(?P<type>[\w.\-]+)' is not registered in (?P<scope>\w+)\.(?P<attr>[A-Z_]+)"),
 )
 
@@ -40,8 +48,9 @@ class UnregisteredTypeError(KeyError):
         suggestions (list[str]): Close registered names, best first (may be empty).
     """
 
-    def __init__(self, message: str, type_name: str, registry_name: str,
-                 suggestions: list[str]) -> None:
+    def __init__(
+        self, message: str, type_name: str, registry_name: str, suggestions: list[str]
+    ) -> None:
         super().__init__(message)
         self.message, self.type_name = message, type_name
         self.registry_name, self.suggestions = registry_name, suggestions
@@ -53,6 +62,7 @@ class UnregisteredTypeError(KeyError):
 def _mmrefvlm_registries() -> dict[str, Registry]:
     """Every registry of ``mmrefvlm.registry``, keyed by its name and by its attribute name."""
     from mmrefvlm import registry as mod
+
     out: dict[str, Registry] = {}
     for attr, reg in vars(mod).items():
         if isinstance(reg, Registry) and reg.scope == mod.SCOPE:
@@ -139,13 +149,21 @@ def enrich_registry_error(err: BaseException) -> UnregisteredTypeError | None:
     hints = close_names(short, names)
     if scope:
         hints = [f'{scope}.{h}' for h in hints]
-    where = f'the {kind!r} registries ({reg.scope} and its parents)' if reg is not None \
+    where = (
+        f'the {kind!r} registries ({reg.scope} and its parents)'
+        if reg is not None
         else f'the {kind!r} registry'
+    )
     text = f'{type_name!r} is not a registered type in {where}. '
-    text += (f'Did you mean {", ".join(repr(h) for h in hints)}?' if hints
-             else f'No registered name is close ({len(names)} names known).')
-    text += ' Check the spelling in the config, or that the module defining it is imported ' \
+    text += (
+        f'Did you mean {", ".join(repr(h) for h in hints)}?'
+        if hints
+        else f'No registered name is close ({len(names)} names known).'
+    )
+    text += (
+        ' Check the spelling in the config, or that the module defining it is imported '
         '(custom_imports).\nOriginal error: ' + message
+    )
     return UnregisteredTypeError(text, type_name, kind, hints)
 
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Draw predictions and ground truth (boxes, masks, keypoints, depth) on an image (numpy + cv2)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,8 +9,18 @@ import cv2
 import numpy as np
 import torch
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+]
 
 
 def _np(x) -> np.ndarray:
@@ -38,19 +49,25 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
         scale (int): Upscale factor before drawing (small demo images).
     """
     h, w = img.shape[:2]
-    out = cv2.resize(img, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+    out = cv2.resize(img, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST).astype(
+        np.float32
+    )
     labels = list(inst.get('labels', []) or [])
     n = len(labels) if labels else len(_np(inst.get('bboxes', np.zeros((0, 4)))))
     masks = inst.get('masks')
     if masks is not None:
         m = _np(masks).astype(bool)
         for i in range(min(n, len(m))):
-            big = cv2.resize(m[i].astype(np.uint8), (w * scale, h * scale),
-                             interpolation=cv2.INTER_NEAREST).astype(bool)
+            big = cv2.resize(
+                m[i].astype(np.uint8), (w * scale, h * scale), interpolation=cv2.INTER_NEAREST
+            ).astype(bool)
             out[big] = 0.5 * out[big] + 0.5 * np.array(PALETTE[i % len(PALETTE)])
-            contours, _ = cv2.findContours(big.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_NONE)
-            cv2.drawContours(out, contours, -1, (255, 255, 255), 1)  # outline: visible on any colour
+            contours, _ = cv2.findContours(
+                big.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+            )
+            cv2.drawContours(
+                out, contours, -1, (255, 255, 255), 1
+            )  # outline: visible on any colour
     out = out.astype(np.uint8)
     boxes = _np(inst['bboxes']) if inst.get('bboxes') is not None else np.zeros((0, 4))
     for i, b in enumerate(boxes[:n]):
@@ -59,15 +76,23 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
         p = tuple(int(v * scale) for v in b)
         cv2.rectangle(out, p[:2], p[2:], PALETTE[i % len(PALETTE)], 2)
         if labels and labels[i]:
-            cv2.putText(out, str(labels[i])[:24], (p[0], max(p[1] - 3, 10)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, PALETTE[i % len(PALETTE)], 1)
+            cv2.putText(
+                out,
+                str(labels[i])[:24],
+                (p[0], max(p[1] - 3, 10)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35,
+                PALETTE[i % len(PALETTE)],
+                1,
+            )
     kps = inst.get('keypoints')
     if kps is not None:
         for i, k in enumerate(_np(kps)[:n]):
             for x, y, v in k:
                 if np.isfinite(x) and v > 0:
-                    cv2.circle(out, (int(x * scale), int(y * scale)), 3,
-                               PALETTE[i % len(PALETTE)], -1)
+                    cv2.circle(
+                        out, (int(x * scale), int(y * scale)), 3, PALETTE[i % len(PALETTE)], -1
+                    )
     return out
 
 
@@ -75,7 +100,7 @@ def side_by_side(panels: Sequence[np.ndarray], titles: Sequence[str]) -> np.ndar
     """Stack panels horizontally with a title bar each (all resized to the first's height)."""
     h = panels[0].shape[0]
     cols = []
-    for p, t in zip(panels, titles):
+    for p, t in zip(panels, titles, strict=False):
         p = cv2.resize(p, (int(p.shape[1] * h / p.shape[0]), h), interpolation=cv2.INTER_NEAREST)
         bar = np.full((18, p.shape[1], 3), 255, np.uint8)
         cv2.putText(bar, t[:40], (2, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)

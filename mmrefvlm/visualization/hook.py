@@ -1,5 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""``RefVLMVisualizationHook``: PNG overlays of predictions next to ground truth (``--show-dir``)."""
+"""``RefVLMVisualizationHook``: PNG overlays of predictions next to ground truth
+(``--show-dir``)."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +18,8 @@ from .draw import depth_to_rgb, draw_instances, side_by_side
 
 @HOOKS.register_module()
 class RefVLMVisualizationHook(Hook):
-    """During ``test``/``val``, write ``<out_dir>/<record_id>.png`` for up to ``max_images`` samples:
+    """During ``test``/``val``, write ``<out_dir>/<record_id>.png`` for up to ``max_images``
+    samples:
     ground truth | prediction (| GT depth | predicted depth when present), titled with the text.
 
     Args:
@@ -29,8 +32,9 @@ class RefVLMVisualizationHook(Hook):
 
     priority = 'LOW'
 
-    def __init__(self, out_dir: str, max_images: int = 50, max_per_task: int = 4,
-                 scale: int = 4) -> None:
+    def __init__(
+        self, out_dir: str, max_images: int = 50, max_per_task: int = 4, scale: int = 4
+    ) -> None:
         self.out_dir = out_dir
         self.max_images = max_images
         self.max_per_task = max_per_task
@@ -45,10 +49,14 @@ class RefVLMVisualizationHook(Hook):
         img = np.asarray(Image.open(path).convert('RGB'))
         gt = sample.get('gt_instances')
         pred = sample.get('pred_instances')
-        panels = [draw_instances(img, gt if gt is not None else {}, self.scale),
-                  draw_instances(img, pred if pred is not None else {}, self.scale)]
-        titles = ['GT: ' + str(sample.get('gt_text', ''))[:38],
-                  'pred: ' + str(sample.get('pred_text', ''))[:36]]
+        panels = [
+            draw_instances(img, gt if gt is not None else {}, self.scale),
+            draw_instances(img, pred if pred is not None else {}, self.scale),
+        ]
+        titles = [
+            'GT: ' + str(sample.get('gt_text', ''))[:38],
+            'pred: ' + str(sample.get('pred_text', ''))[:36],
+        ]
         if sample.get('gt_depth') is not None:
             panels.append(depth_to_rgb(sample.gt_depth.numpy()))
             titles.append('GT depth')
@@ -63,8 +71,9 @@ class RefVLMVisualizationHook(Hook):
         Image.fromarray(side_by_side(panels, titles)).save(osp.join(self.out_dir, f'{rid}.png'))
         self._count += 1
 
-    def _after_iter(self, runner, batch_idx: int, data_batch=None, outputs=None,
-                    mode: str = 'train') -> None:
+    def _after_iter(
+        self, runner, batch_idx: int, data_batch=None, outputs=None, mode: str = 'train'
+    ) -> None:
         if mode == 'train' or not outputs or self._count >= self.max_images:
             return
         os.makedirs(self.out_dir, exist_ok=True)

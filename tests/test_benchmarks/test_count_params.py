@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """``tools/analysis/count_params.py``: the paper config builds on the meta device and its counts
 equal the closed forms documented in docs/model_zoo.md."""
+
 import importlib.util
 import os.path as osp
 import sys
@@ -13,9 +14,10 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def _load_tool():
     spec = importlib.util.spec_from_file_location(
-        'count_params_tool', osp.join(ROOT, 'tools', 'analysis', 'count_params.py'))
+        'count_params_tool', osp.join(ROOT, 'tools', 'analysis', 'count_params.py')
+    )
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod    # dataclasses look their module up there
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -28,27 +30,58 @@ def test_closed_forms_hand_computed():
     # of 4 x 4096^2 + 3 x 4096 x 11008 + 2 x 4096, final norm 4096).
     assert tool.llama_params(4096, 11008, 32, 32000) == 6_738_415_616
     assert tool.llama_params(4096, 11008, 32, 32000) == (
-        2 * 32000 * 4096 + 32 * (4 * 4096 ** 2 + 3 * 4096 * 11008 + 2 * 4096) + 4096)
+        2 * 32000 * 4096 + 32 * (4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096) + 4096
+    )
     # LLaVA's projector 1024 -> 4096 -> 4096.
     assert tool.mlp_projector_params(1024, 4096) == 1024 * 4096 + 4096 + 4096 * 4096 + 4096
     # LoRA r=128 on all 7 linear layers of Llama-7B: 128 x (4 x 8192 + 2 x 15104 + 15104) x 32.
-    assert tool.lora_params(4096, 11008, 32, r=128, target_modules=list(
-        tool.DEFAULT_LORA['target_modules'])) == 128 * (4 * 8192 + 3 * 15104) * 32
+    assert (
+        tool.lora_params(
+            4096, 11008, 32, r=128, target_modules=list(tool.DEFAULT_LORA['target_modules'])
+        )
+        == 128 * (4 * 8192 + 3 * 15104) * 32
+    )
 
 
-@pytest.mark.parametrize('cfg', [
-    dict(model_type='llama', hidden_size=48, intermediate_size=80, num_hidden_layers=2,
-         num_attention_heads=4, num_key_value_heads=2, vocab_size=101, tie_word_embeddings=False),
-    dict(model_type='llama', hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-         num_attention_heads=4, num_key_value_heads=4, vocab_size=57, tie_word_embeddings=True)])
+@pytest.mark.parametrize(
+    'cfg',
+    [
+        dict(
+            model_type='llama',
+            hidden_size=48,
+            intermediate_size=80,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=101,
+            tie_word_embeddings=False,
+        ),
+        dict(
+            model_type='llama',
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=57,
+            tie_word_embeddings=True,
+        ),
+    ],
+)
 def test_llama_closed_form_matches_transformers(cfg):
     from mmrefvlm.models.llms import build_causal_lm
+
     with torch.device('meta'):
         model = build_causal_lm(config=cfg)
     ratio = cfg['num_key_value_heads'] / cfg['num_attention_heads']
-    expected = tool.llama_params(cfg['hidden_size'], cfg['intermediate_size'],
-                                 cfg['num_hidden_layers'], cfg['vocab_size'],
-                                 kv_heads_ratio=ratio, tied=cfg['tie_word_embeddings'])
+    expected = tool.llama_params(
+        cfg['hidden_size'],
+        cfg['intermediate_size'],
+        cfg['num_hidden_layers'],
+        cfg['vocab_size'],
+        kv_heads_ratio=ratio,
+        tied=cfg['tie_word_embeddings'],
+    )
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
@@ -60,7 +93,7 @@ def paper_model():
 
 def test_paper_config_builds_on_meta(paper_model):
     model, done = paper_model
-    assert len(done) == 4   # LLM, CLIP, ConvNeXt, tokenizer folders are absent here
+    assert len(done) == 4  # LLM, CLIP, ConvNeXt, tokenizer folders are absent here
     assert {p.device.type for p in model.parameters()} == {'meta'}
     rows = {r.name: r for r in tool.count_modules(model)}
     # Vicuna-7B + 10 new token rows in the embedding and the LM head.
@@ -86,9 +119,11 @@ def test_paper_config_builds_on_meta(paper_model):
 
 
 def test_substitution_keeps_existing_folders(tmp_path):
-    cfg = dict(llm=dict(name_or_path=str(tmp_path), torch_dtype='bfloat16'),
-               vision_encoder=dict(name_or_path=str(tmp_path / 'missing')),
-               tokenizer=dict(source='demo'))
+    cfg = dict(
+        llm=dict(name_or_path=str(tmp_path), torch_dtype='bfloat16'),
+        vision_encoder=dict(name_or_path=str(tmp_path / 'missing')),
+        tokenizer=dict(source='demo'),
+    )
     done = tool.substitute_missing_checkpoints(cfg, verbose=False)
     assert cfg['llm'] == dict(name_or_path=str(tmp_path), torch_dtype='bfloat16')
     assert 'config' in cfg['vision_encoder'] and 'name_or_path' not in cfg['vision_encoder']

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The memory model of ``benchmarks/bench_memory.py`` against real measurements on small cases:
 autograd's saved tensors of a small bf16 Llama, and the AdamW state of a real optimizer step."""
+
 import importlib.util
 import os.path as osp
 import sys
@@ -36,7 +37,7 @@ def test_layer_formula_matches_saved_tensors(shape, kw):
     hidden, inter, heads = shape
     measured = bench.measured_layer_bytes(hidden, inter, heads, seq=8, **kw)
     if kw.get('checkpointing'):
-        expected = 2 * hidden          # only the bf16 layer input survives the forward
+        expected = 2 * hidden  # only the bf16 layer input survives the forward
     else:
         expected = bench.layer_activation_bytes(hidden, inter, heads, lora_r=kw.get('lora_r'))
     assert measured == expected
@@ -45,26 +46,47 @@ def test_layer_formula_matches_saved_tensors(shape, kw):
 def test_whole_stack_matches_saved_tensors():
     """llm_activation_bytes for a 3-layer stack, plus the RoPE cos/sin tables (per position)."""
     from mmrefvlm.models.llms import build_causal_lm
+
     hidden, inter, heads, layers, batch, seq = 64, 160, 4, 3, 2, 12
-    llm = build_causal_lm(config=dict(
-        model_type='llama', hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, vocab_size=50,
-        max_position_embeddings=64), torch_dtype='bfloat16').train()
+    llm = build_causal_lm(
+        config=dict(
+            model_type='llama',
+            hidden_size=hidden,
+            intermediate_size=inter,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            vocab_size=50,
+            max_position_embeddings=64,
+        ),
+        torch_dtype='bfloat16',
+    ).train()
     embeds = torch.randn(batch, seq, hidden, dtype=torch.bfloat16, requires_grad=True)
     params = {p.untyped_storage().data_ptr() for p in llm.parameters()}
     measured = bench.saved_tensor_bytes(
-        lambda: llm.get_decoder()(inputs_embeds=embeds, use_cache=False), params)
-    rope = 2 * seq * (hidden // heads) * 2          # cos and sin, bf16, shared by the batch
-    assert measured == bench.llm_activation_bytes(hidden, inter, heads, layers, batch * seq,
-                                                  checkpointing=False) + rope
+        lambda: llm.get_decoder()(inputs_embeds=embeds, use_cache=False), params
+    )
+    rope = 2 * seq * (hidden // heads) * 2  # cos and sin, bf16, shared by the batch
+    assert (
+        measured
+        == bench.llm_activation_bytes(
+            hidden, inter, heads, layers, batch * seq, checkpointing=False
+        )
+        + rope
+    )
 
 
 def test_static_terms_match_a_real_adamw_step():
     """Parameter, gradient and AdamW-state bytes of a mixed bf16/fp32 model with a frozen part,
     counted by count_params and predicted by static_bytes, equal what torch allocates."""
     cp = bench.load_count_params()
-    model = nn.ModuleDict(dict(llm=nn.Linear(32, 48).to(torch.bfloat16), head=nn.Linear(48, 8),
-                               frozen=nn.Linear(8, 8).to(torch.bfloat16)))
+    model = nn.ModuleDict(
+        dict(
+            llm=nn.Linear(32, 48).to(torch.bfloat16),
+            head=nn.Linear(48, 8),
+            frozen=nn.Linear(8, 8).to(torch.bfloat16),
+        )
+    )
     model['frozen'].requires_grad_(False)
     rows = [cp.count('total', model)]
     predicted = bench.static_bytes(rows, 'configured')
@@ -74,16 +96,23 @@ def test_static_terms_match_a_real_adamw_step():
     out.sum().backward()
     opt.step()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters()
-                if p.grad is not None)
-    states = sum(v.numel() * v.element_size() for s in opt.state.values()
-                 for k, v in s.items() if k in ('exp_avg', 'exp_avg_sq'))
+    grads = sum(
+        p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None
+    )
+    states = sum(
+        v.numel() * v.element_size()
+        for s in opt.state.values()
+        for k, v in s.items()
+        if k in ('exp_avg', 'exp_avg_sq')
+    )
     assert predicted == dict(parameters=params, gradients=grads, optimizer=states)
     # fp32 master: 12 bytes per bf16 trainable parameter, 8 per fp32 one.
     n_bf16 = 32 * 48 + 48
     n_fp32 = 48 * 8 + 8
     assert bench.static_bytes(rows, 'fp32-master')['optimizer'] == 12 * n_bf16 + 8 * n_fp32
-    assert bench.static_bytes(rows, 'fp32-master', shards=4)['optimizer'] == \
-        (12 * n_bf16 + 8 * n_fp32) // 4
+    assert (
+        bench.static_bytes(rows, 'fp32-master', shards=4)['optimizer']
+        == (12 * n_bf16 + 8 * n_fp32) // 4
+    )
     with pytest.raises(ValueError, match='optimizer policy'):
         bench.static_bytes(rows, 'fp64')

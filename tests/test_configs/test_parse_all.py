@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Every config parses; the tiny demo config also builds its model."""
+
 import glob
 import os.path as osp
 
@@ -7,8 +8,10 @@ import pytest
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True) +
-                 glob.glob(osp.join(ROOT, 'projects', '*', 'configs', '**', '*.py'), recursive=True))
+CONFIGS = sorted(
+    glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    + glob.glob(osp.join(ROOT, 'projects', '*', 'configs', '**', '*.py'), recursive=True)
+)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[osp.relpath(p, ROOT) for p in CONFIGS])
@@ -23,8 +26,11 @@ def test_stage_configs_carry_paper_hyper_parameters():
     s1 = Config.fromfile(osp.join(ROOT, 'configs/refvlm/stage1.py'))
     s2 = Config.fromfile(osp.join(ROOT, 'configs/refvlm/stage2.py'))
     s3 = Config.fromfile(osp.join(ROOT, 'configs/refvlm/stage3_keypoint.py'))
-    assert (s1.optim_wrapper.optimizer.lr, s2.optim_wrapper.optimizer.lr,
-            s3.optim_wrapper.optimizer.lr) == (1e-5, 2e-6, 2e-5)  # App. D, Table 14
+    assert (
+        s1.optim_wrapper.optimizer.lr,
+        s2.optim_wrapper.optimizer.lr,
+        s3.optim_wrapper.optimizer.lr,
+    ) == (1e-5, 2e-6, 2e-5)  # App. D, Table 14
     for cfg in (s1, s2, s3):
         assert cfg.optim_wrapper.optimizer.weight_decay == 0
         assert cfg.optim_wrapper.clip_grad.max_norm == 1.0

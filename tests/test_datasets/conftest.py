@@ -4,10 +4,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from mmengine.registry import init_default_scope
 from PIL import Image
 from pycocotools import mask as mask_utils
-
-from mmengine.registry import init_default_scope
 
 
 @pytest.fixture(autouse=True)
@@ -34,20 +33,44 @@ def scene(tmp_path):
     depth = np.full((30, 40), 3000, np.uint16)
     Image.fromarray(depth).save(tmp_path / 'depth.png')
     record = {
-        'id': 'r0', 'task': 'rec', 'image': {'path': 'img.png', 'width': 40, 'height': 30},
+        'id': 'r0',
+        'task': 'rec',
+        'image': {'path': 'img.png', 'width': 40, 'height': 30},
         'instances': [
-            {'bbox': [4, 6, 14, 16], 'mask': rle(m0), 'category': 'square',
-             'keypoints': [9, 11, 2, 9, 6, 2, 14, 11, 2, 9, 16, 2, 4, 11, 0]},
-            {'bbox': [20, 10, 36, 26], 'mask': rle(m1), 'category': 'square',
-             'keypoints': [28, 18, 2, 28, 10, 2, 36, 18, 2, 28, 26, 2, 20, 18, 2]}],
+            {
+                'bbox': [4, 6, 14, 16],
+                'mask': rle(m0),
+                'category': 'square',
+                'keypoints': [9, 11, 2, 9, 6, 2, 14, 11, 2, 9, 16, 2, 4, 11, 0],
+            },
+            {
+                'bbox': [20, 10, 36, 26],
+                'mask': rle(m1),
+                'category': 'square',
+                'keypoints': [28, 18, 2, 28, 10, 2, 36, 18, 2, 28, 26, 2, 20, 18, 2],
+            },
+        ],
         'depth': {'path': 'depth.png', 'scale': 0.001, 'format': 'png16'},
         'visual_prompts': [],
         'conversation': [
             {'role': 'user', 'content': 'Where are the squares?'},
-            {'role': 'assistant', 'answer': [
-                {'phrase': 'two squares', 'groups': [{'units': ['box'], 'n': 2, 'targets': [1, 0]}]},
-                ' and ', {'phrase': 'the red one', 'groups': [{'units': ['mask', 'box'], 'n': 1,
-                                                               'targets': [0]}]}, '.']}]}
+            {
+                'role': 'assistant',
+                'answer': [
+                    {
+                        'phrase': 'two squares',
+                        'groups': [{'units': ['box'], 'n': 2, 'targets': [1, 0]}],
+                    },
+                    ' and ',
+                    {
+                        'phrase': 'the red one',
+                        'groups': [{'units': ['mask', 'box'], 'n': 1, 'targets': [0]}],
+                    },
+                    '.',
+                ],
+            },
+        ],
+    }
     return dict(root=str(tmp_path), record=record, masks=(m0, m1))
 
 

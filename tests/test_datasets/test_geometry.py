@@ -1,13 +1,24 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """mmrefvlm.datasets.geometry against pycocotools and numpy references."""
+
 import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from mmrefvlm.datasets.geometry import (check_bbox, check_depth_file, check_mask, check_rle,
-                                        clip_bbox, decode_mask, encode_mask, mask_area, mask_bbox,
-                                        rle_counts_from_string, xywh_to_xyxy)
+from mmrefvlm.datasets.geometry import (
+    check_bbox,
+    check_depth_file,
+    check_mask,
+    check_rle,
+    clip_bbox,
+    decode_mask,
+    encode_mask,
+    mask_area,
+    mask_bbox,
+    rle_counts_from_string,
+    xywh_to_xyxy,
+)
 
 
 def test_rle_parser_matches_pycocotools():
@@ -75,5 +86,6 @@ def test_depth_files(tmp_path):
     assert check_depth_file(str(tmp_path / 'd.npy'), 'npy', 8, 6) is None
     assert '2-D' in check_depth_file(str(tmp_path / 'd3.npy'), 'npy', 8, 6)
     assert 'depth map is 8x6, the image is 9x6' == check_depth_file(
-        str(tmp_path / 'd16.png'), 'png16', 9, 6)
+        str(tmp_path / 'd16.png'), 'png16', 9, 6
+    )
     assert 'not found' in check_depth_file(str(tmp_path / 'none.png'), 'png16', 8, 6)

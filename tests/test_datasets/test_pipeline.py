@@ -1,29 +1,49 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The record -> model-input pipeline: prompt masking, token expansion, square frame, targets."""
+
 import copy
 
-import numpy as np
-import pytest
 import torch
 from mmengine.dataset import Compose
 
-from mmrefvlm.datasets.transforms import (BuildUnitTargets, FormatConversation, LoadRecordDepth,
-                                          LoadRecordImage, PackRefVLMInputs, PrepareImages,
-                                          RasterizeVisualPrompts)
+from mmrefvlm.datasets.transforms import (
+    BuildUnitTargets,
+    FormatConversation,
+    LoadRecordDepth,
+    LoadRecordImage,
+    PackRefVLMInputs,
+    PrepareImages,
+    RasterizeVisualPrompts,
+)
 from mmrefvlm.trp import build_answer
 
-TARGETS = dict(box=dict(type='BoxTarget'), mask=dict(type='MaskTarget', size=20),
-               keypoint=dict(type='KeypointTarget', num_keypoints=5),
-               depth=dict(type='DepthTarget', size=20))
+TARGETS = dict(
+    box=dict(type='BoxTarget'),
+    mask=dict(type='MaskTarget', size=20),
+    keypoint=dict(type='KeypointTarget', num_keypoints=5),
+    depth=dict(type='DepthTarget', size=20),
+)
 
 
 def make_pipeline(predict=False, cot=False, image_tokens=4, vit=16):
-    return Compose([
-        LoadRecordImage(), LoadRecordDepth(), PrepareImages(sizes=dict(vit=vit, pyramid=32)),
-        RasterizeVisualPrompts(size=20, point_radius=2, scribble_width=1),
-        FormatConversation(dict(source='demo'), chat_template='plain', num_image_tokens=image_tokens,
-                           num_prompt_tokens=9, cot=cot, predict=predict),
-        BuildUnitTargets(TARGETS), PackRefVLMInputs()])
+    return Compose(
+        [
+            LoadRecordImage(),
+            LoadRecordDepth(),
+            PrepareImages(sizes=dict(vit=vit, pyramid=32)),
+            RasterizeVisualPrompts(size=20, point_radius=2, scribble_width=1),
+            FormatConversation(
+                dict(source='demo'),
+                chat_template='plain',
+                num_image_tokens=image_tokens,
+                num_prompt_tokens=9,
+                cot=cot,
+                predict=predict,
+            ),
+            BuildUnitTargets(TARGETS),
+            PackRefVLMInputs(),
+        ]
+    )
 
 
 def run(scene, record=None, **kw):
@@ -75,12 +95,19 @@ def test_targets_in_square_frame(scene):
 
 def test_keypoint_and_depth_targets(scene):
     rec = copy.deepcopy(scene['record'])
-    rec['conversation'][1]['answer'] = [{'phrase': 'x', 'groups': [
-        {'units': ['keypoint'], 'n': 1, 'targets': [0]}, {'units': ['depth'], 'n': 1, 'targets': [None]}]}]
+    rec['conversation'][1]['answer'] = [
+        {
+            'phrase': 'x',
+            'groups': [
+                {'units': ['keypoint'], 'n': 1, 'targets': [0]},
+                {'units': ['depth'], 'n': 1, 'targets': [None]},
+            ],
+        }
+    ]
     units = run(scene, rec)['data_samples'].gt_units
     kp = units.keypoint.keypoints[0]
-    assert torch.allclose(kp[0], torch.tensor([9 / 40, 11 / 40, 2.]))
-    assert kp[4].tolist() == [0., 0., 0.]  # unlabelled point zeroed
+    assert torch.allclose(kp[0], torch.tensor([9 / 40, 11 / 40, 2.0]))
+    assert kp[4].tolist() == [0.0, 0.0, 0.0]  # unlabelled point zeroed
     d = units.depth
     assert d.depth.shape == (1, 20, 20) and torch.allclose(d.depth[0, 0, 0], torch.tensor(3.0))
     assert d.valid[0, :15].all() and not d.valid[0, 15:].any()  # padding rows invalid
@@ -88,10 +115,12 @@ def test_keypoint_and_depth_targets(scene):
 
 def test_visual_prompt_rasterisation(scene, demo_tokenizer):
     rec = copy.deepcopy(scene['record'])
-    rec['visual_prompts'] = [{'type': 'point', 'point': [9, 11], 'instance': 0},
-                             {'type': 'box', 'box': [20, 10, 36, 26]},
-                             {'type': 'scribble', 'scribble': [[22, 12], [34, 24]]},
-                             {'type': 'mask', 'mask': rec['instances'][0]['mask']}]
+    rec['visual_prompts'] = [
+        {'type': 'point', 'point': [9, 11], 'instance': 0},
+        {'type': 'box', 'box': [20, 10, 36, 26]},
+        {'type': 'scribble', 'scribble': [[22, 12], [34, 24]]},
+        {'type': 'mask', 'mask': rec['instances'][0]['mask']},
+    ]
     rec['conversation'][0]['content'] = 'What is at [VPT] [VPT] [VPT] [VPT]?'
     out = run(scene, rec)
     pm = out['inputs']['prompt_masks']

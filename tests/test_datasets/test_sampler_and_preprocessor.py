@@ -28,7 +28,7 @@ def test_ratios_respected_and_full_coverage():
     draws = list(itertools.islice(iter(sampler), 8000))
     which = torch.bucketize(torch.tensor(draws), torch.tensor([10, 110]), right=True)
     frac = torch.bincount(which, minlength=3).float() / len(draws)
-    assert torch.allclose(frac, torch.tensor([.5, .25, .25]), atol=0.02)
+    assert torch.allclose(frac, torch.tensor([0.5, 0.25, 0.25]), atol=0.02)
     # a small dataset is seen completely before any sample repeats
     first = [d for d in draws if d < 10][:10]
     assert sorted(first) == list(range(10))
@@ -54,14 +54,18 @@ def _inputs(n_ids, label_from, image=True, prompts=0):
     ids = torch.arange(10, 10 + n_ids)
     labels = torch.full_like(ids, -100)
     labels[label_from:] = ids[label_from:]
-    return dict(input_ids=ids, labels=labels,
-                images={'vit': torch.full((3, 4, 4), 255, dtype=torch.uint8)} if image else {},
-                prompt_masks=torch.ones(prompts, 4, 4, dtype=torch.bool))
+    return dict(
+        input_ids=ids,
+        labels=labels,
+        images={'vit': torch.full((3, 4, 4), 255, dtype=torch.uint8)} if image else {},
+        prompt_masks=torch.ones(prompts, 4, 4, dtype=torch.bool),
+    )
 
 
 def test_preprocessor_pads_right_in_training_left_in_predict():
-    dp = RefVLMDataPreprocessor(pad_token_id=0, image_sizes=dict(vit=4), mean=(0., 0., 0.),
-                                std=(1., 1., 1.))
+    dp = RefVLMDataPreprocessor(
+        pad_token_id=0, image_sizes=dict(vit=4), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
+    )
     batch = dict(inputs=[_inputs(5, 3, prompts=2), _inputs(3, 1, image=False)], data_samples=[])
     out = dp(batch, training=True)['inputs']
     assert out['input_ids'].tolist() == [[10, 11, 12, 13, 14], [10, 11, 12, 0, 0]]
@@ -69,7 +73,7 @@ def test_preprocessor_pads_right_in_training_left_in_predict():
     assert out['labels'].tolist() == [[-100, -100, -100, 13, 14], [-100, 11, 12, -100, -100]]
     assert out['has_image'].tolist() == [True, False]
     assert torch.allclose(out['images']['vit'][0], torch.ones(3, 4, 4))  # 255 / 255
-    assert torch.equal(out['images']['vit'][1], torch.zeros(3, 4, 4))    # text-only: zeros
+    assert torch.equal(out['images']['vit'][1], torch.zeros(3, 4, 4))  # text-only: zeros
     assert out['prompt_masks'].shape == (2, 4, 4)
     assert out['prompt_batch_idx'].tolist() == [0, 0]
     left = dp(batch, training=False)['inputs']

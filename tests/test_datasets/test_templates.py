@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Template files and :class:`TemplateBank`."""
+
 import json
 import os.path as osp
 import re
@@ -9,8 +10,23 @@ import pytest
 
 from mmrefvlm.datasets.template_bank import DEFAULT_TEMPLATE_DIR, TemplateBank, parse_template_set
 
-TASKS = ('caption', 'vqa', 'rec', 'res', 'reg', 'gres', 'ig_box', 'ig_mask', 'ig_keypoint',
-         'gcg_box', 'gcg_mask', 'ovd', 'ovs', 'keypoint', 'depth')
+TASKS = (
+    'caption',
+    'vqa',
+    'rec',
+    'res',
+    'reg',
+    'gres',
+    'ig_box',
+    'ig_mask',
+    'ig_keypoint',
+    'gcg_box',
+    'gcg_mask',
+    'ovd',
+    'ovs',
+    'keypoint',
+    'depth',
+)
 VPT_TASKS = {'reg', 'ig_box', 'ig_mask', 'ig_keypoint'}
 EXPECTED_SLOTS = {'vqa': ['question'], 'rec': ['expr'], 'res': ['expr'], 'gres': ['expr']}
 
@@ -100,26 +116,36 @@ def test_render_with_rng(bank):
     assert len(outs) > 10
 
 
-@pytest.mark.parametrize('bad, msg', [
-    (dict(task='rec', slots=['expr'], system='S.', templates=['Find it.']), 'exactly once'),
-    (dict(task='rec', slots=['expr'], system='S.', templates=['<expr> <expr>']), 'exactly once'),
-    (dict(task='rec', slots=['expr'], system='S.', templates=['<expr> <foo>']), 'undeclared'),
-    (dict(task='rec', slots=['expr'], system='S.', templates=['<image><image><expr>']), 'image'),
-    (dict(task='reg', slots=[], system='S.', templates=['What is this?']), 'VPT'),
-    (dict(task='rec', slots=['expr'], system='S.', templates=['[VPT] <expr>']), 'VPT'),
-    (dict(task='rec', slots=['expr'], system='<expr>', templates=['<expr>']), 'system'),
-    (dict(task='rec', slots=['expr'], templates=['<expr>']), 'missing keys'),
-    (dict(task='rec', slots=['expr', 'expr'], system='S.', templates=['<expr>']), 'slots'),
-    (dict(task='rec', slots=['expr'], system='S.', templates=[]), 'non-empty'),
-])
+@pytest.mark.parametrize(
+    'bad, msg',
+    [
+        (dict(task='rec', slots=['expr'], system='S.', templates=['Find it.']), 'exactly once'),
+        (
+            dict(task='rec', slots=['expr'], system='S.', templates=['<expr> <expr>']),
+            'exactly once',
+        ),
+        (dict(task='rec', slots=['expr'], system='S.', templates=['<expr> <foo>']), 'undeclared'),
+        (
+            dict(task='rec', slots=['expr'], system='S.', templates=['<image><image><expr>']),
+            'image',
+        ),
+        (dict(task='reg', slots=[], system='S.', templates=['What is this?']), 'VPT'),
+        (dict(task='rec', slots=['expr'], system='S.', templates=['[VPT] <expr>']), 'VPT'),
+        (dict(task='rec', slots=['expr'], system='<expr>', templates=['<expr>']), 'system'),
+        (dict(task='rec', slots=['expr'], templates=['<expr>']), 'missing keys'),
+        (dict(task='rec', slots=['expr', 'expr'], system='S.', templates=['<expr>']), 'slots'),
+        (dict(task='rec', slots=['expr'], system='S.', templates=[]), 'non-empty'),
+    ],
+)
 def test_parse_rejects(bad, msg):
     with pytest.raises(ValueError, match=msg):
         parse_template_set(bad, name=bad['task'])
 
 
 def test_parse_name_mismatch_and_custom_dir(tmp_path):
-    good = dict(task='normal', slots=[], system='Task: normals.', templates=['[VPT] normals?'],
-                num_vpt=1)
+    good = dict(
+        task='normal', slots=[], system='Task: normals.', templates=['[VPT] normals?'], num_vpt=1
+    )
     (tmp_path / 'normal.json').write_text(json.dumps(good))
     bank = TemplateBank(str(tmp_path))
     assert bank.names == ['normal'] and bank.num_vpt('normal') == 1

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Metrics give the same numbers on 2 ranks (gloo, CPU) as on one process, with a padded sampler
 and samples of other tasks in the split."""
+
 import os
 import socket
 
@@ -18,11 +19,12 @@ def _samples():
     for i in range(7):  # odd: DefaultSampler pads rank 1 with a duplicate of sample 0
         task = 'vqa' if i % 3 == 2 else 'rec'
         s = RefVLMDataSample(metainfo=dict(task=task, sample_idx=i, ori_shape=(20, 20)))
-        gt = torch.tensor([[0., 0., 10., 10.]])
+        gt = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
         s.gt_instances = InstanceData(bboxes=gt, units=['box'], labels=['x'])
         shift = float(i)  # IoU falls with i: some hits, some misses
-        s.pred_instances = InstanceData(bboxes=gt + torch.tensor([shift, 0., shift, 0.]),
-                                        units=['box'], labels=['x'])
+        s.pred_instances = InstanceData(
+            bboxes=gt + torch.tensor([shift, 0.0, shift, 0.0]), units=['box'], labels=['x']
+        )
         out.append(s)
     return out
 
@@ -33,14 +35,15 @@ def _worker(rank, world_size, port, queue):
 
     from mmrefvlm.evaluation import RECMetric
 
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-                            world_size=world_size)
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world_size
+    )
     samples = _samples()
     sampler = DefaultSampler(samples, shuffle=False)
     metric = RECMetric()
     indices = list(sampler)
     for start in range(0, len(indices), 2):  # batch size 2
-        metric.process({}, [samples[i].to_dict() for i in indices[start:start + 2]])
+        metric.process({}, [samples[i].to_dict() for i in indices[start : start + 2]])
     result = metric.evaluate(len(samples))
     if rank == 0:
         queue.put(result)

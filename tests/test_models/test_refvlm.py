@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """RefVLM end to end on tiny modules: losses, fake inputs, LoRA, robust predict."""
+
 import copy
 
 import pytest
@@ -13,7 +14,6 @@ from mmrefvlm.models import RefVLM
 from mmrefvlm.models.generation import GenerationOutput
 from mmrefvlm.models.unit_decoders.base import BaseVisualUnitDecoder
 from mmrefvlm.tokenization import build_tokenizer
-from mmrefvlm.trp import build_answer
 
 from ..test_datasets.conftest import scene  # noqa: F401  (fixture)
 from ..test_datasets.test_pipeline import make_pipeline
@@ -34,16 +34,20 @@ class TinyBox(BaseVisualUnitDecoder):
     def loss(self, q, vis, samples):
         out = self(q, vis)['boxes']
         if not q.mask.any():  # the fake input: same key, zero value, full graph
-            return dict(loss_box_l1=out.sum() * 0.)
+            return dict(loss_box_l1=out.sum() * 0.0)
         pred = out[q.mask]
         gt = torch.cat([s.gt_units.box.bboxes for s in samples if 'box' in s.gt_units])
         return dict(loss_box_l1=(pred - gt).abs().mean())
 
     def predict(self, q, vis, samples, rescale=True):
         out = self(q, vis)['boxes']
-        return [InstanceData(bboxes=out[b][q.mask[b]] * s.metainfo['square_size'],
-                             scores=torch.ones(int(q.mask[b].sum())))
-                for b, s in enumerate(samples)]
+        return [
+            InstanceData(
+                bboxes=out[b][q.mask[b]] * s.metainfo['square_size'],
+                scores=torch.ones(int(q.mask[b].sum())),
+            )
+            for b, s in enumerate(samples)
+        ]
 
 
 def build(**kw):
@@ -51,15 +55,36 @@ def build(**kw):
     torch.manual_seed(0)
     cfg = dict(
         tokenizer=dict(source='demo'),
-        llm=dict(config=dict(model_type='llama', vocab_size=800, hidden_size=32,
-                             intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                             num_key_value_heads=4)),
-        vision_encoder=dict(type='CLIPViTEncoder', frozen=False, config=dict(
-            hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-            image_size=24, patch_size=8)),
-        pyramid_encoder=dict(type='ConvNeXtPyramid', config=dict(
-            depths=[1, 1, 1, 1], hidden_sizes=[16, 16, 16, 16], image_size=32)),
-        unit_decoders=dict(box=TinyBox(32)), loss_weights=dict(llm=1., box=.5))
+        llm=dict(
+            config=dict(
+                model_type='llama',
+                vocab_size=800,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                num_key_value_heads=4,
+            )
+        ),
+        vision_encoder=dict(
+            type='CLIPViTEncoder',
+            frozen=False,
+            config=dict(
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=24,
+                patch_size=8,
+            ),
+        ),
+        pyramid_encoder=dict(
+            type='ConvNeXtPyramid',
+            config=dict(depths=[1, 1, 1, 1], hidden_sizes=[16, 16, 16, 16], image_size=32),
+        ),
+        unit_decoders=dict(box=TinyBox(32)),
+        loss_weights=dict(llm=1.0, box=0.5),
+    )
     cfg.update(kw)
     return RefVLM(**cfg)
 
@@ -76,8 +101,10 @@ def batch(scene, model, records, predict=False):
 
 def box_record(scene):
     rec = copy.deepcopy(scene['record'])
-    rec['conversation'][1]['answer'] = [{'phrase': 'two squares', 'groups': [
-        {'units': ['box'], 'n': 2, 'targets': [0, 1]}]}, '.']
+    rec['conversation'][1]['answer'] = [
+        {'phrase': 'two squares', 'groups': [{'units': ['box'], 'n': 2, 'targets': [0, 1]}]},
+        '.',
+    ]
     return rec
 
 
@@ -114,6 +141,7 @@ def test_text_only_batch_uses_fake_inputs(scene):
 
 def all_units_model():
     from mmrefvlm.testing import tiny_decoder_cfg
+
     decoders = {}
     for unit in ('box', 'mask', 'keypoint', 'depth'):
         cfg = tiny_decoder_cfg(unit)
@@ -121,8 +149,10 @@ def all_units_model():
             cfg.pop(key)  # RefVLM fills them from the LLM and the encoders
         cfg['dropout'] = 0.0 if 'dropout' in cfg else None
         decoders[unit] = {k: v for k, v in cfg.items() if v is not None}
-    return build(unit_decoders=decoders, loss_weights=dict(llm=1., box=.5, mask=.5, keypoint=1.,
-                                                           depth=1.))
+    return build(
+        unit_decoders=decoders,
+        loss_weights=dict(llm=1.0, box=0.5, mask=0.5, keypoint=1.0, depth=1.0),
+    )
 
 
 def answer_record(scene, answer, prompts=()):
@@ -137,11 +167,20 @@ def answer_record(scene, answer, prompts=()):
 MIXES = {
     'text_only': [[], []],
     'mask_only': [[{'phrase': 'it', 'groups': [{'units': ['mask'], 'n': 1, 'targets': [1]}]}]],
-    'box_with_prompt': [[{'phrase': 'it', 'groups': [{'units': ['box'], 'n': 2,
-                                                      'targets': [0, 1]}]}]],
-    'keypoint_depth': [[{'phrase': 'it', 'groups': [
-        {'units': ['keypoint'], 'n': 1, 'targets': [0]},
-        {'units': ['depth'], 'n': 1, 'targets': [None]}]}]],
+    'box_with_prompt': [
+        [{'phrase': 'it', 'groups': [{'units': ['box'], 'n': 2, 'targets': [0, 1]}]}]
+    ],
+    'keypoint_depth': [
+        [
+            {
+                'phrase': 'it',
+                'groups': [
+                    {'units': ['keypoint'], 'n': 1, 'targets': [0]},
+                    {'units': ['depth'], 'n': 1, 'targets': [None]},
+                ],
+            }
+        ]
+    ],
 }
 
 
@@ -158,8 +197,12 @@ def test_every_trainable_param_gets_grad_whatever_the_batch(scene, mix):
     keys = {k.split('_')[1] for k in losses if k != 'loss_llm'}
     assert keys == {'box', 'mask', 'keypoint', 'depth'}  # every step logs every unit
     active = {k.split('_')[1] for k, v in losses.items() if k != 'loss_llm' and v.item() != 0}
-    expected = {'text_only': set(), 'mask_only': {'mask'}, 'box_with_prompt': {'box'},
-                'keypoint_depth': {'keypoint', 'depth'}}[mix]
+    expected = {
+        'text_only': set(),
+        'mask_only': {'mask'},
+        'box_with_prompt': {'box'},
+        'keypoint_depth': {'keypoint', 'depth'},
+    }[mix]
     assert active == expected
     inactive = set(model.unit_decoders) - active
     for unit in inactive:  # inactive decoders: present but exactly zero gradients
@@ -190,7 +233,7 @@ def test_misaligned_targets_raise(scene):
 
 def test_build_errors():
     with pytest.raises(ValueError, match='no decoder'):
-        build(loss_weights=dict(llm=1., mask=1.))
+        build(loss_weights=dict(llm=1.0, mask=1.0))
     with pytest.raises(ValueError, match='key must equal its unit'):
         build(unit_decoders=dict(mask=TinyBox(32)))
 
@@ -217,34 +260,49 @@ def fake_generation(model, token_lists, finished):
     pad = model.tokenizer.ids.pad
     tokens = torch.tensor([t + [pad] * (width - len(t)) for t in token_lists])
     b, d = tokens.shape[0], 32
-    return GenerationOutput(tokens=tokens, lengths=torch.tensor([len(t) for t in token_lists]),
-                            states=torch.randn(b, width, d), emit_states=torch.randn(b, width, d),
-                            finished=torch.tensor(finished))
+    return GenerationOutput(
+        tokens=tokens,
+        lengths=torch.tensor([len(t) for t in token_lists]),
+        states=torch.randn(b, width, d),
+        emit_states=torch.randn(b, width, d),
+        finished=torch.tensor(finished),
+    )
 
 
-@pytest.mark.parametrize('text,finished,warning', [
-    ('<Phrase>two squares</Phrase>(<Unit>box</Unit>[0]<REF>[1]<REF>).', True, None),
-    ('<Phrase>two squares</Phrase>(<Unit>box</Unit>[0]<REF>[1]<', False, 'max_new_tokens'),
-    ('<Phrase>x</Phrase>(<Unit></Unit>[0]<REF>) <REF>', True, 'no unit'),
-    ('<Phrase>x</Phrase>(<Unit>box</Unit>' + ''.join(f'[{i}]<REF>' for i in range(9)) + ')', True,
-     'capacity'),
-    ('<Phrase><Phrase>x</Phrase>(<Unit>box</Unit>[0]<REF>' * 20, False, 'max_new_tokens'),
-])
+@pytest.mark.parametrize(
+    'text,finished,warning',
+    [
+        ('<Phrase>two squares</Phrase>(<Unit>box</Unit>[0]<REF>[1]<REF>).', True, None),
+        ('<Phrase>two squares</Phrase>(<Unit>box</Unit>[0]<REF>[1]<', False, 'max_new_tokens'),
+        ('<Phrase>x</Phrase>(<Unit></Unit>[0]<REF>) <REF>', True, 'no unit'),
+        (
+            '<Phrase>x</Phrase>(<Unit>box</Unit>' + ''.join(f'[{i}]<REF>' for i in range(9)) + ')',
+            True,
+            'capacity',
+        ),
+        ('<Phrase><Phrase>x</Phrase>(<Unit>box</Unit>[0]<REF>' * 20, False, 'max_new_tokens'),
+    ],
+)
 def test_predict_never_raises_on_malformed_generation(scene, monkeypatch, text, finished, warning):
     model = build().eval()
     tok = model.tokenizer
     ids = tok.encode(text) + ([tok.ids.eos] if finished else [])
-    monkeypatch.setattr('mmrefvlm.models.refvlm.greedy_generate',
-                        lambda *a, **k: fake_generation(model, [ids, ids], [finished] * 2))
+    monkeypatch.setattr(
+        'mmrefvlm.models.refvlm.greedy_generate',
+        lambda *a, **k: fake_generation(model, [ids, ids], [finished] * 2),
+    )
     data = batch(scene, model, [box_record(scene), box_record(scene)], predict=True)
     out = model(**data, mode='predict')
     s = out[0]
-    assert s.pred_text == tok.decode(ids[:len(ids) - int(finished)])
+    assert s.pred_text == tok.decode(ids[: len(ids) - int(finished)])
     n_box = sum(1 for u in s.pred_instances.units if u == 'box')
     assert n_box <= 4 and len(s.pred_instances.get('bboxes', ())) == n_box
     if warning is None:
         assert n_box == 2 and s.warnings == []
-        assert s.pred_answer == [{'phrase': 'two squares', 'groups': [{'units': ['box'], 'n': 2}]}, '.']
+        assert s.pred_answer == [
+            {'phrase': 'two squares', 'groups': [{'units': ['box'], 'n': 2}]},
+            '.',
+        ]
     else:
         assert any(warning in w for w in s.warnings), s.warnings
 

@@ -4,9 +4,14 @@ import torch
 from mmrefvlm.models.routers import LatentEmbeddingRouter, find_refs
 from mmrefvlm.trp import build_answer
 
-ANSWER = [{'phrase': 'two dogs', 'groups': [{'units': ['box'], 'n': 2}]}, ' and ',
-          {'phrase': 'a cat', 'groups': [{'units': ['box', 'mask'], 'n': 1}]}, ', ',
-          {'phrase': 'a cow', 'groups': [{'units': ['mask'], 'n': 0}]}, '.']
+ANSWER = [
+    {'phrase': 'two dogs', 'groups': [{'units': ['box'], 'n': 2}]},
+    ' and ',
+    {'phrase': 'a cat', 'groups': [{'units': ['box', 'mask'], 'n': 1}]},
+    ', ',
+    {'phrase': 'a cow', 'groups': [{'units': ['mask'], 'n': 0}]},
+    '.',
+]
 
 
 def encode(tok, answer, prefix='Q: where? A: '):
@@ -19,8 +24,9 @@ def encode(tok, answer, prefix='Q: where? A: '):
 
 def test_find_refs_units_from_own_triplet(demo_tokenizer):
     ids, labels = encode(demo_tokenizer, ANSWER)
-    refs, warns, _ = find_refs(ids, demo_tokenizer, known_units={'box', 'mask'},
-                            span_mask=labels != -100)
+    refs, warns, _ = find_refs(
+        ids, demo_tokenizer, known_units={'box', 'mask'}, span_mask=labels != -100
+    )
     assert not warns
     assert [r[1] for r in refs] == [('box',), ('box',), ('box', 'mask')]
     assert all(ids[p] == demo_tokenizer.ids.ref for p, *_ in refs)
@@ -37,9 +43,13 @@ def test_unknown_unit_dropped_with_warning(demo_tokenizer):
 
 def test_router_packs_per_unit_and_masks_padding(demo_tokenizer):
     ids, labels = encode(demo_tokenizer, ANSWER)
-    ids2, labels2 = encode(demo_tokenizer, [{'phrase': 'x', 'groups': [{'units': ['mask'], 'n': 1}]}])
-    refs = [find_refs(i, demo_tokenizer, known_units={'box', 'mask'}, span_mask=l != -100)[0]
-            for i, l in ((ids, labels), (ids2, labels2))]
+    ids2, labels2 = encode(
+        demo_tokenizer, [{'phrase': 'x', 'groups': [{'units': ['mask'], 'n': 1}]}]
+    )
+    refs = [
+        find_refs(i, demo_tokenizer, known_units={'box', 'mask'}, span_mask=lab != -100)[0]
+        for i, lab in ((ids, labels), (ids2, labels2))
+    ]
     hidden = torch.randn(2, max(len(ids), len(ids2)), 8)
     out = LatentEmbeddingRouter()(hidden, refs, dict(box=10, mask=10))
     box, mask = out.queries['box'], out.queries['mask']
@@ -56,7 +66,9 @@ def test_router_packs_per_unit_and_masks_padding(demo_tokenizer):
 
 def test_capacity_overflow_warns(demo_tokenizer):
     ids, labels = encode(demo_tokenizer, ANSWER)
-    refs = [find_refs(ids, demo_tokenizer, known_units={'box', 'mask'}, span_mask=labels != -100)[0]]
+    refs = [
+        find_refs(ids, demo_tokenizer, known_units={'box', 'mask'}, span_mask=labels != -100)[0]
+    ]
     out = LatentEmbeddingRouter()(torch.randn(1, len(ids), 4), refs, dict(box=2, mask=5))
     assert out.queries['box'].embeds.shape[1] == 2
     assert any('capacity' in w for w in out.warnings[0])
@@ -64,8 +76,11 @@ def test_capacity_overflow_warns(demo_tokenizer):
 
 def test_multi_turn_answers_parsed_separately(demo_tokenizer):
     ids1, lab1 = encode(demo_tokenizer, [{'phrase': 'a', 'groups': [{'units': ['box'], 'n': 1}]}])
-    ids2, lab2 = encode(demo_tokenizer, [{'phrase': 'b', 'groups': [{'units': ['box'], 'n': 1}]}],
-                        prefix=' Q: more? A: ')
+    ids2, lab2 = encode(
+        demo_tokenizer,
+        [{'phrase': 'b', 'groups': [{'units': ['box'], 'n': 1}]}],
+        prefix=' Q: more? A: ',
+    )
     ids, labels = torch.cat([ids1, ids2]), torch.cat([lab1, lab2])
     refs, warns, _ = find_refs(ids, demo_tokenizer, known_units={'box'}, span_mask=labels != -100)
     assert len(refs) == 2 and not warns
@@ -74,17 +89,20 @@ def test_multi_turn_answers_parsed_separately(demo_tokenizer):
 
 def test_phrase_pooling_adds_mean_phrase_state(demo_tokenizer):
     ids, labels = encode(demo_tokenizer, ANSWER)
-    refs = [find_refs(ids, demo_tokenizer, known_units={'box', 'mask'}, span_mask=labels != -100)[0]]
+    refs = [
+        find_refs(ids, demo_tokenizer, known_units={'box', 'mask'}, span_mask=labels != -100)[0]
+    ]
     hidden = torch.randn(1, len(ids), 8)
     plain = LatentEmbeddingRouter()(hidden, refs, dict(box=10, mask=10)).queries['box']
-    pooled = LatentEmbeddingRouter(phrase_pooling=True)(hidden, refs,
-                                                         dict(box=10, mask=10)).queries['box']
+    pooled = LatentEmbeddingRouter(phrase_pooling=True)(
+        hidden, refs, dict(box=10, mask=10)
+    ).queries['box']
     tokens = ids.tolist()
     for slot, (pos, _, _, phrase, span) in enumerate(refs[0]):
         s, e = span
         assert tokens[s] == demo_tokenizer.ids.phrase_start
         assert tokens[e] == demo_tokenizer.ids.phrase_end
-        assert demo_tokenizer.decode(tokens[s + 1:e]) == phrase
-        exp = hidden[0, pos] + hidden[0, s + 1:e].mean(0)
+        assert demo_tokenizer.decode(tokens[s + 1 : e]) == phrase
+        exp = hidden[0, pos] + hidden[0, s + 1 : e].mean(0)
         assert torch.allclose(pooled.embeds[0, slot], exp, atol=1e-5)
         assert torch.equal(plain.embeds[0, slot], hidden[0, pos])

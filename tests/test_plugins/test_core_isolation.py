@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The core never imports ``projects/``: plugins depend on the core, never the reverse."""
+
 import ast
 from pathlib import Path
 
@@ -39,16 +40,20 @@ def test_no_core_module_imports_projects():
 
 
 def test_detector_catches_an_import_of_projects(tmp_path):
-    src = ('import os\nfrom projects.example_unit import point_unit\n'
-           'importlib.import_module("projects.sam_plugin")\n')
+    src = (
+        'import os\nfrom projects.example_unit import point_unit\n'
+        'importlib.import_module("projects.sam_plugin")\n'
+    )
     modules = [m for _, m in _imported_modules(ast.parse(src))]
     assert modules == ['os', 'projects.example_unit', 'projects.sam_plugin']
 
 
 def test_registry_locations_stay_in_the_core():
     """Registries import their ``locations`` lazily; none may point into ``projects``."""
-    import mmrefvlm.registry as registry
     from mmengine.registry import Registry
+
+    import mmrefvlm.registry as registry
+
     regs = [v for v in vars(registry).values() if isinstance(v, Registry)]
     assert len(regs) > 10
     for reg in regs:

@@ -2,6 +2,7 @@
 """Swapping a unit decoder is a config change: the demo model with its ``box`` decoder replaced by
 another registered box decoder and its ``mask`` decoder replaced by the SAM plugin, built from the
 config and trained one step on real demo records."""
+
 import copy
 import json
 import os.path as osp
@@ -13,8 +14,14 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from torch import nn
 
-from mmrefvlm.datasets import (BuildUnitTargets, FormatConversation, LoadRecordImage,
-                               PackRefVLMInputs, PrepareImages, refvlm_collate)
+from mmrefvlm.datasets import (
+    BuildUnitTargets,
+    FormatConversation,
+    LoadRecordImage,
+    PackRefVLMInputs,
+    PrepareImages,
+    refvlm_collate,
+)
 from mmrefvlm.datasets.transforms import BoxTarget, MaskTarget
 from mmrefvlm.models import BoxUnitDecoder, MaskUnitDecoder
 from mmrefvlm.models.unit_decoders import BaseVisualUnitDecoder
@@ -44,8 +51,12 @@ class CentreBoxDecoder(BaseVisualUnitDecoder):
 
     def predict(self, queries, visual, batch_data_samples, rescale=True):
         boxes = self(queries, visual)['boxes']
-        return [InstanceData(bboxes=boxes[b][queries.mask[b]], scores=torch.ones(
-            int(queries.mask[b].sum()))) for b in range(len(batch_data_samples))]
+        return [
+            InstanceData(
+                bboxes=boxes[b][queries.mask[b]], scores=torch.ones(int(queries.mask[b].sum()))
+            )
+            for b in range(len(batch_data_samples))
+        ]
 
 
 @pytest.fixture
@@ -58,6 +69,7 @@ def centre_box_registered():
 def _records():
     if not osp.isfile(osp.join(DEMO, 'annotations', 'train_res.jsonl')):
         from mmrefvlm.datasets import ensure_demo_dataset
+
         ensure_demo_dataset(DEMO)
     out = []
     for task in ('res', 'rec'):
@@ -76,20 +88,30 @@ def test_swap_box_and_mask_decoders_by_config(centre_box_registered):
     assert model_cfg.unit_decoders.mask.type is MaskUnitDecoder
     # --- the whole swap: two config entries (string and class types both work) ---
     model_cfg.unit_decoders.box = dict(type='CentreBoxDecoder')
-    model_cfg.unit_decoders.mask = dict(type=SamMaskUnitDecoder, num_queries=8, match_size=16,
-                                        sam=dict(vision_config=dict(
-                                            hidden_size=32, num_hidden_layers=1,
-                                            num_attention_heads=2, global_attn_indexes=[0],
-                                            image_size=32, patch_size=8, window_size=4,
-                                            output_channels=32),
-                                            mask_decoder_config=dict(mlp_dim=32,
-                                                                     num_attention_heads=2)))
+    model_cfg.unit_decoders.mask = dict(
+        type=SamMaskUnitDecoder,
+        num_queries=8,
+        match_size=16,
+        sam=dict(
+            vision_config=dict(
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                global_attn_indexes=[0],
+                image_size=32,
+                patch_size=8,
+                window_size=4,
+                output_channels=32,
+            ),
+            mask_decoder_config=dict(mlp_dim=32, num_attention_heads=2),
+        ),
+    )
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
     box, mask = model.unit_decoders['box'], model.unit_decoders['mask']
     assert type(box) is CentreBoxDecoder and type(mask) is SamMaskUnitDecoder
     hidden = model.llm.get_input_embeddings().weight.shape[1]
-    assert box.in_channels == mask.in_channels == hidden            # injected by RefVLM
+    assert box.in_channels == mask.in_channels == hidden  # injected by RefVLM
     assert box.head.in_features == hidden + model.vision_encoder.out_channels
     assert set(model.unit_decoders) == set(cfg.model.unit_decoders)  # the others stay
 
@@ -97,12 +119,19 @@ def test_swap_box_and_mask_decoders_by_config(centre_box_registered):
     pipeline = [
         LoadRecordImage(),
         PrepareImages(sizes=dict(vit=cfg.vit_image_size, pyramid=cfg.pyramid_image_size, sam=32)),
-        FormatConversation(dict(base.tokenizer), chat_template=cfg.chat_template,
-                           num_image_tokens=cfg.num_image_tokens, cot=cfg.use_cot,
-                           num_prompt_tokens=cfg.num_prompt_tokens),
-        BuildUnitTargets(dict(box=BoxTarget(), mask=MaskTarget(size=cfg.mask_size)),
-                         with_original=False),
-        PackRefVLMInputs(), PackSamImage()]
+        FormatConversation(
+            dict(base.tokenizer),
+            chat_template=cfg.chat_template,
+            num_image_tokens=cfg.num_image_tokens,
+            cot=cfg.use_cot,
+            num_prompt_tokens=cfg.num_prompt_tokens,
+        ),
+        BuildUnitTargets(
+            dict(box=BoxTarget(), mask=MaskTarget(size=cfg.mask_size)), with_original=False
+        ),
+        PackRefVLMInputs(),
+        PackSamImage(),
+    ]
     items = []
     for i, rec in enumerate(_records()):
         results = dict(rec, data_root=DEMO, sample_idx=i)

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Shared fixtures: a tiny generated demo dataset and a hard-timeout ``tools/train.py`` runner."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,11 @@ def demo_cwd(tmp_path_factory) -> Path:
     """A folder holding ``demo_data/`` (8 training images, the 6 tasks of the test configs);
     the test configs read ``demo_data`` relative to the working directory."""
     from mmrefvlm.datasets import generate_demo_dataset
+
     root = tmp_path_factory.mktemp('reliability')
-    generate_demo_dataset(str(root / 'demo_data'), num_train_images=8, num_val_images=1,
-                          tasks=TEXT_TASKS + UNIT_TASKS)
+    generate_demo_dataset(
+        str(root / 'demo_data'), num_train_images=8, num_val_images=1, tasks=TEXT_TASKS + UNIT_TASKS
+    )
     return root
 
 
@@ -41,18 +44,33 @@ class Result:
 def run_tool(args: list[str], cwd: Path, log_file: Path, timeout: float) -> Result:
     """Run ``python ARGS`` in its own process group, one thread per process; on timeout kill the
     whole group (torchrun's workers included) and fail."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONPATH=str(REPO),
-               HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', TOKENIZERS_PARALLELISM='false')
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        MKL_NUM_THREADS='1',
+        PYTHONPATH=str(REPO),
+        HF_HUB_OFFLINE='1',
+        TRANSFORMERS_OFFLINE='1',
+        TOKENIZERS_PARALLELISM='false',
+    )
     with open(log_file, 'w') as log:
-        proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            pytest.fail(f'{args} did not finish in {timeout} s (hang?); log tail:\n'
-                        f'{log_file.read_text()[-4000:]}')
+            pytest.fail(
+                f'{args} did not finish in {timeout} s (hang?); log tail:\n'
+                f'{log_file.read_text()[-4000:]}'
+            )
     return Result(proc.returncode, log_file.read_text())
 
 
@@ -70,4 +88,3 @@ def scalars(work_dir: Path) -> dict[int, dict]:
 
 def tail(text: str, n: int = 4000) -> str:
     return text[-n:]
-

@@ -3,6 +3,7 @@
 predict tests or tests/test_utils/test_checkpoint.py (see docs/reliability.md for the full map).
 
 The surrogate, NaN-keypoint and unknown-task cases were core fixes found by these tests."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,6 @@ from mmrefvlm.utils import load_state_file
 from ..test_datasets.conftest import rle, scene  # noqa: F401  (scene: fixture)
 from ..test_datasets.test_dataset_errors import dataset, pipeline, variant
 from ..test_models.test_refvlm import batch, box_record, build, fake_generation
-
 
 
 def _raw_dataset(scene, line: bytes, **kw):
@@ -48,6 +48,7 @@ def test_lone_surrogate_text_gives_clear_error(scene, where):
         line = json.dumps(scene['record']).replace('Where are', 'Where \\udfff are')
         ds = _raw_dataset(scene, line.encode('ascii'))
     else:
+
         def mutate(r):
             if where == 'user':
                 r['conversation'][0]['content'] = 'Where \ud800 are the squares?'
@@ -55,6 +56,7 @@ def test_lone_surrogate_text_gives_clear_error(scene, where):
                 r['conversation'][1]['answer'][1] = ' and \udfff '
             else:
                 r['conversation'][1]['answer'][0]['phrase'] = 'two \ud800 squares'
+
         ds = dataset(scene, [variant(scene, mutate)])
     with pytest.raises((ValueError, SampleLoadError), match=r'r0.*(surrogate|Unicode|UTF-8)'):
         ds[0]
@@ -70,8 +72,15 @@ def test_nan_token_in_json_box_is_refused(scene):
 
 @pytest.mark.parametrize('index', [5, -1])
 def test_target_index_out_of_range(scene, index):
-    ds = dataset(scene, [variant(scene, lambda r: r['conversation'][1]['answer'][0]['groups'][0]
-                                 .update(targets=[index, 0]))])
+    ds = dataset(
+        scene,
+        [
+            variant(
+                scene,
+                lambda r: r['conversation'][1]['answer'][0]['groups'][0].update(targets=[index, 0]),
+            )
+        ],
+    )
     with pytest.raises(TargetError, match=f'target index {index} out of range'):
         ds[0]
 
@@ -80,6 +89,7 @@ def test_non_finite_keypoint_is_refused(scene):
     def mutate(r):
         r['instances'][0]['keypoints'][0] = float('nan')  # keypoint 0 has v = 2
         r['conversation'][1]['answer'][0]['groups'][0].update(units=['keypoint'])
+
     with pytest.raises(TargetError, match='finite'):
         dataset(scene, [variant(scene, mutate)])[0]
 
@@ -89,8 +99,10 @@ def test_zero_byte_image_and_rle_of_wrong_size(scene):
     ds = dataset(scene, [variant(scene, lambda r: r['image'].update(path='empty.png'))])
     with pytest.raises(SampleLoadError, match='cannot be decoded'):
         ds[0]
-    ds = dataset(scene, [variant(scene, lambda r: r['instances'][0].update(
-        mask=rle(np.ones((10, 10), bool))))])
+    ds = dataset(
+        scene,
+        [variant(scene, lambda r: r['instances'][0].update(mask=rle(np.ones((10, 10), bool))))],
+    )
     with pytest.raises(ValueError, match=r'RLE size \[10, 10\] does not match'):
         ds[0]
 
@@ -98,13 +110,12 @@ def test_zero_byte_image_and_rle_of_wrong_size(scene):
 # ----------------------------------------------------------------------------- records
 def test_utf8_bom_line_names_file_and_line(scene):
     with pytest.raises(ValueError, match=r'raw.jsonl:1: .*BOM'):
-        _raw_dataset(scene, b'\xef\xbb\xbf' + json.dumps(scene['record']).encode(),
-                     lazy_init=False)
+        _raw_dataset(scene, b'\xef\xbb\xbf' + json.dumps(scene['record']).encode(), lazy_init=False)
 
 
 def test_unknown_task_with_explicit_text_is_refused(scene):
     ds = dataset(scene, [variant(scene, lambda r: r.update(task='recc'))])
-    with pytest.raises(ValueError, match="recc"):
+    with pytest.raises(ValueError, match='recc'):
         ds[0]
 
 
@@ -126,23 +137,29 @@ def test_ref_target_mismatch_in_batch_is_a_clear_error(scene):
     data = batch(scene, model, [box_record(scene)])
     sample = data['data_samples'][0]
     sample.gt_units.box = sample.gt_units.box[:1]  # 2 <REF> in the labels, 1 target
-    with pytest.raises(ValueError, match='2 <REF> tokens of unit .box. in the labels but 1 '
-                       'targets'):
+    with pytest.raises(
+        ValueError, match='2 <REF> tokens of unit .box. in the labels but 1 targets'
+    ):
         model(**data, mode='loss')
 
 
-@pytest.mark.parametrize('text,finished', [
-    ('', True),                                                       # immediate EOS
-    ('<REF><REF> squares', True),                                     # <REF> outside any phrase
-    ('<Phrase>x</Phrase>(<Unit>polygon</Unit>[0]<REF>).', True),      # unit without a decoder
-    ('</Phrase>)(<Unit><Phrase><REF></Unit>', False),                 # tag soup, cut off
-])
+@pytest.mark.parametrize(
+    'text,finished',
+    [
+        ('', True),  # immediate EOS
+        ('<REF><REF> squares', True),  # <REF> outside any phrase
+        ('<Phrase>x</Phrase>(<Unit>polygon</Unit>[0]<REF>).', True),  # unit without a decoder
+        ('</Phrase>)(<Unit><Phrase><REF></Unit>', False),  # tag soup, cut off
+    ],
+)
 def test_predict_returns_warnings_not_exceptions(scene, monkeypatch, text, finished):
     model = build().eval()
     tok = model.tokenizer
     ids = tok.encode(text) + ([tok.ids.eos] if finished else [])
-    monkeypatch.setattr('mmrefvlm.models.refvlm.greedy_generate',
-                        lambda *a, **k: fake_generation(model, [ids], [finished]))
+    monkeypatch.setattr(
+        'mmrefvlm.models.refvlm.greedy_generate',
+        lambda *a, **k: fake_generation(model, [ids], [finished]),
+    )
     out = model(**batch(scene, model, [box_record(scene)], predict=True), mode='predict')[0]
     n_refs = ids.count(tok.ids.ref)
     assert len(out.pred_instances.get('bboxes', ())) == 0  # nothing routable to the box decoder
@@ -152,15 +169,14 @@ def test_predict_returns_warnings_not_exceptions(scene, monkeypatch, text, finis
 # ----------------------------------------------------------------------------- checkpoints
 def test_truncated_checkpoint_is_reported_as_corrupt(tmp_path):
     path = str(tmp_path / 'iter_3.pth')
-    torch.save({'state_dict': {'w': torch.arange(1000.)}}, path)
+    torch.save({'state_dict': {'w': torch.arange(1000.0)}}, path)
     with open(path, 'rb') as f:
         data = f.read()
     with open(path, 'wb') as f:  # what a crash in the middle of torch.save leaves behind
-        f.write(data[:len(data) // 2])
+        f.write(data[: len(data) // 2])
     with pytest.raises(RuntimeError, match='corrupted'):
         load_state_file(path)
     st = tmp_path / 'w.safetensors'
     st.write_bytes(b'\x08\x00')
     with pytest.raises(Exception, match='header'):
         load_state_file(str(st))
-

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """NaN/Inf guard: a non-finite step is skipped (weights and optimizer state untouched), counted
 and logged; training continues, or stops after ``max_consecutive`` with ``action='stop'``."""
+
 from __future__ import annotations
 
 import copy
@@ -40,8 +41,11 @@ class NaNAtModel(BaseModel):
             return pred
         loss = ((pred - torch.stack(data_samples)) ** 2).mean()
         if self.calls in self.bad:
-            loss = loss * float('nan') if self.kind == 'loss' else \
-                torch.sqrt(self.linear.weight.sum() * 0.)
+            loss = (
+                loss * float('nan')
+                if self.kind == 'loss'
+                else torch.sqrt(self.linear.weight.sum() * 0.0)
+            )
         self.calls += 1
         return dict(loss=loss)
 
@@ -70,16 +74,23 @@ class RecordWeights(Hook):
 def _runner(tmp_path, model, iters, **guard):
     rec = RecordWeights()
     runner = Runner(
-        model=model, work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=ToyData(), batch_size=BATCH, num_workers=0,
-                              sampler=dict(type='InfiniteSampler', shuffle=False),
-                              collate_fn=dict(type='pseudo_collate')),
-        optim_wrapper=dict(type=NaNGuardOptimWrapper, optimizer=dict(type='AdamW', lr=LR),
-                           **guard),
+        model=model,
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=ToyData(),
+            batch_size=BATCH,
+            num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+            collate_fn=dict(type='pseudo_collate'),
+        ),
+        optim_wrapper=dict(type=NaNGuardOptimWrapper, optimizer=dict(type='AdamW', lr=LR), **guard),
         train_cfg=dict(by_epoch=False, max_iters=iters),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1), checkpoint=None),
-        custom_hooks=[rec], randomness=dict(seed=0), default_scope='mmrefvlm',
-        experiment_name=f'nan_guard_{tmp_path.name}')
+        custom_hooks=[rec],
+        randomness=dict(seed=0),
+        default_scope='mmrefvlm',
+        experiment_name=f'nan_guard_{tmp_path.name}',
+    )
     return runner, rec
 
 
@@ -124,8 +135,12 @@ def test_nonfinite_steps_are_skipped_and_counted(tmp_path, kind):
     assert 'iteration 3 ' in log and 'iteration 6 ' in log  # 1-based, as the logger counts
     # counters travel with the optimizer state (checkpoints, resume)
     sd = ow.state_dict()
-    fresh = OPTIM_WRAPPERS.build(dict(type='NaNGuardOptimWrapper', optimizer=torch.optim.AdamW(
-        runner.model.parameters(), lr=LR)))
+    fresh = OPTIM_WRAPPERS.build(
+        dict(
+            type='NaNGuardOptimWrapper',
+            optimizer=torch.optim.AdamW(runner.model.parameters(), lr=LR),
+        )
+    )
     fresh.load_state_dict(sd)
     assert fresh.num_skipped == 2
 
@@ -134,14 +149,15 @@ def test_stop_after_max_consecutive(tmp_path):
     runner, _ = _runner(tmp_path / 'a', NaNAtModel({2, 4}), 8, action='stop', max_consecutive=2)
     runner.train()  # two isolated bad steps: skipped, no stop
     assert runner.optim_wrapper.num_skipped == 2
-    runner, rec = _runner(tmp_path / 'b', NaNAtModel({2, 3, 4}), 8, action='stop',
-                          max_consecutive=2)
+    runner, rec = _runner(
+        tmp_path / 'b', NaNAtModel({2, 3, 4}), 8, action='stop', max_consecutive=2
+    )
     with pytest.raises(NonFiniteLossError, match='max_consecutive=2'):
         runner.train()
     assert len(rec.weights) == 3  # raised inside iteration 4 (index 3), after 2 in a row
     assert torch.equal(rec.weights[-1], rec.weights[-2])  # iteration 3 was skipped
     with pytest.raises(ValueError, match='action'):
-        NaNGuardOptimWrapper(torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.), action='ignore')
+        NaNGuardOptimWrapper(torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0), action='ignore')
 
 
 def test_gradient_accumulation_skips_the_whole_update():
@@ -151,10 +167,10 @@ def test_gradient_accumulation_skips_the_whole_update():
     x = torch.ones(3, 2)
     w0 = lin.weight.detach().clone()
     ow.update_params(lin(x).sum() * float('nan'))  # micro-batch 1 of update 1: NaN
-    ow.update_params(lin(x).sum())                 # micro-batch 2: finite, update still skipped
+    ow.update_params(lin(x).sum())  # micro-batch 2: finite, update still skipped
     assert torch.equal(lin.weight, w0) and ow.num_skipped == 1 and lin.weight.grad is None
     ow.update_params(lin(x).sum())
-    ow.update_params(lin(x).sum())                 # update 2: both finite -> a real step
+    ow.update_params(lin(x).sum())  # update 2: both finite -> a real step
     expected = w0 - 0.1 * (x.sum(0, keepdim=True) / 2 * 2)  # mean of 2 scaled micro-grads, x2
     assert torch.allclose(lin.weight, expected) and ow.num_skipped == 1
 
@@ -168,9 +184,11 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, port: int, queue) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
+
     try:
-        dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-                                world_size=2)
+        dist.init_process_group(
+            'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2
+        )
         torch.manual_seed(0)
         model = DDP(nn.Linear(2, 1))
         # check_grads=False: the decision rests on the losses alone, so rank 1 (finite loss, but
@@ -181,7 +199,7 @@ def _ddp_worker(rank: int, port: int, queue) -> None:
             x = torch.full((4, 2), float(rank + step + 1))
             loss = model(x).pow(2).mean()
             if rank == 0 and step == 1:
-                loss = loss * float('inf')   # only rank 0 goes non-finite
+                loss = loss * float('inf')  # only rank 0 goes non-finite
             ow.update_params(loss)
             weights.append(model.module.weight.detach().clone())
         queue.put((rank, ow.num_skipped, [w.tolist() for w in weights]))  # plain data, no fds
@@ -197,8 +215,10 @@ def test_ddp_ranks_decide_together(tmp_path):
     for p in procs:
         p.start()
     try:
-        results = {r: (n, w and [torch.tensor(x) for x in w])
-                   for r, n, w in (queue.get(timeout=60) for _ in procs)}
+        results = {
+            r: (n, w and [torch.tensor(x) for x in w])
+            for r, n, w in (queue.get(timeout=60) for _ in procs)
+        }
     finally:
         for p in procs:
             p.join(timeout=10)
@@ -209,4 +229,4 @@ def test_ddp_ranks_decide_together(tmp_path):
         w = results[rank][1]
         assert not torch.equal(w[1], w[0]) and torch.equal(w[2], w[1])
         assert not torch.equal(w[3], w[2]) and all(torch.isfinite(x).all() for x in w)
-    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1], strict=True))

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """A config naming an unregistered type fails with the closest registered names."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,9 +9,13 @@ import pytest
 from mmengine.registry import DefaultScope, init_default_scope
 
 from mmrefvlm.registry import HOOKS, MODELS
-from mmrefvlm.utils.registry_errors import (UnregisteredTypeError, close_names,
-                                            enrich_registry_error, registered_names,
-                                            registry_hints)
+from mmrefvlm.utils.registry_errors import (
+    UnregisteredTypeError,
+    close_names,
+    enrich_registry_error,
+    registered_names,
+    registry_hints,
+)
 
 from .conftest import CONFIGS, TRAIN
 

@@ -12,7 +12,11 @@ def test_demo_tokenizer_deterministic_and_exact():
     a, b = build_demo_hf_tokenizer(), build_demo_hf_tokenizer()
     assert a.get_vocab() == b.get_vocab()
     tok = build_tokenizer('demo')
-    for text in (TRP, 'ünïcödé 日本 text the model never saw', '<Task>\nUnit decode (False).\n</Task>\n'):
+    for text in (
+        TRP,
+        'ünïcödé 日本 text the model never saw',
+        '<Task>\nUnit decode (False).\n</Task>\n',
+    ):
         assert tok.decode(tok.encode(text)) == text
 
 
@@ -40,7 +44,9 @@ def test_tokens_added_once_and_ids_stable():
 
 def test_extra_tokens_and_bad_input():
     tok = build_tokenizer('demo', extra_tokens=['[SEG]', '[REJ]'])
-    assert tok.encode('a [SEG] b')[1:2] == [tok.ids['[SEG]']] or tok.ids['[SEG]'] in tok.encode('a [SEG] b')
+    assert tok.encode('a [SEG] b')[1:2] == [tok.ids['[SEG]']] or tok.ids['[SEG]'] in tok.encode(
+        'a [SEG] b'
+    )
     assert tok.ids.extra == ('[SEG]', '[REJ]')
     with pytest.raises(ValueError, match='whitespace'):
         build_tokenizer('demo', extra_tokens=['bad token'])

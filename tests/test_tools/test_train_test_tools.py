@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """tools/train.py and tools/test.py on the tiny demo config: loss goes down, checkpoints resume,
 evaluation is deterministic and writes metrics.json and overlays."""
+
 import json
 import os
 import os.path as osp
@@ -25,11 +26,19 @@ def demo_root(tmp_path_factory):
 
 def options(root, max_iters):
     cfg = Config.fromfile(CONFIG)
-    opts = [f'train_cfg.max_iters={max_iters}', 'train_cfg.val_interval=1000',
-            'default_hooks.checkpoint.interval=3', 'default_hooks.logger.interval=1',
-            'param_scheduler.0.start_factor=1.0', 'param_scheduler.0.end=1',
-            'param_scheduler.1.begin=1', 'train_dataloader.batch_size=4',
-            'val_dataloader.batch_size=8', 'test_dataloader.batch_size=8', 'model.max_new_tokens=8']
+    opts = [
+        f'train_cfg.max_iters={max_iters}',
+        'train_cfg.val_interval=1000',
+        'default_hooks.checkpoint.interval=3',
+        'default_hooks.logger.interval=1',
+        'param_scheduler.0.start_factor=1.0',
+        'param_scheduler.0.end=1',
+        'param_scheduler.1.begin=1',
+        'train_dataloader.batch_size=4',
+        'val_dataloader.batch_size=8',
+        'test_dataloader.batch_size=8',
+        'model.max_new_tokens=8',
+    ]
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         for i in range(len(cfg[loader].dataset.datasets)):
             opts.append(f'{loader}.dataset.datasets.{i}.data_root={root}')
@@ -37,8 +46,11 @@ def options(root, max_iters):
 
 
 def losses(work_dir, key='loss_llm'):
-    runs = sorted(d for d in os.listdir(work_dir) if osp.isfile(osp.join(work_dir, d, 'vis_data',
-                                                                         'scalars.json')))
+    runs = sorted(
+        d
+        for d in os.listdir(work_dir)
+        if osp.isfile(osp.join(work_dir, d, 'vis_data', 'scalars.json'))
+    )
     out = {}
     for run in runs:
         with open(osp.join(work_dir, run, 'vis_data', 'scalars.json')) as f:
@@ -62,8 +74,9 @@ def test_train_resume_and_deterministic_test(demo_root, tmp_path):
     assert first[6] < first[1] - 0.2 and first[5] < first[2], first
 
     # resume from the latest checkpoint and continue to 8 iterations
-    train_tool.main([CONFIG, '--work-dir', work, '--resume', '--cfg-options',
-                     *options(demo_root, 8)])
+    train_tool.main(
+        [CONFIG, '--work-dir', work, '--resume', '--cfg-options', *options(demo_root, 8)]
+    )
     assert osp.isfile(osp.join(work, 'iter_8.pth'))
     assert sorted(losses(work)) == list(range(1, 9))
 
@@ -72,9 +85,20 @@ def test_train_resume_and_deterministic_test(demo_root, tmp_path):
     runs = []
     for k in range(2):
         out = str(tmp_path / f'test{k}')
-        metrics = test_tool.main([CONFIG, ckpt, '--work-dir', out, '--show-dir',
-                                  osp.join(out, 'show'), '--max-show', '3', '--cfg-options',
-                                  *options(demo_root, 8)])
+        metrics = test_tool.main(
+            [
+                CONFIG,
+                ckpt,
+                '--work-dir',
+                out,
+                '--show-dir',
+                osp.join(out, 'show'),
+                '--max-show',
+                '3',
+                '--cfg-options',
+                *options(demo_root, 8),
+            ]
+        )
         with open(osp.join(out, 'metrics.json')) as f:
             assert json.load(f) == pytest.approx(metrics, nan_ok=True)
         runs.append(metrics)
@@ -84,11 +108,21 @@ def test_train_resume_and_deterministic_test(demo_root, tmp_path):
         assert key in runs[0]
     # a checkpoint that does not fit the config is an error (strict load), not a silent warning
     with pytest.raises(RuntimeError, match='size mismatch'):
-        test_tool.main([CONFIG, ckpt, '--work-dir', str(tmp_path / 'bad'), '--cfg-options',
-                        *options(demo_root, 8), 'model.unit_decoders.box.d_model=32'])
+        test_tool.main(
+            [
+                CONFIG,
+                ckpt,
+                '--work-dir',
+                str(tmp_path / 'bad'),
+                '--cfg-options',
+                *options(demo_root, 8),
+                'model.unit_decoders.box.d_model=32',
+            ]
+        )
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     import test as test_tool
+
     with pytest.raises(SystemExit, match='does not exist'):
         test_tool.main([CONFIG, str(tmp_path / 'nope.pth')])

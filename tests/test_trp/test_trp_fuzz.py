@@ -1,21 +1,65 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Seeded mutation fuzzing: the parser never raises on model output and keeps its invariants."""
+
 import random
 import re
+from functools import partial
 
 from mmrefvlm.tokenization import TRP_SPECIAL_TOKENS
-from mmrefvlm.trp import (WARNING_CODES, answer_text, build_answer, iter_groups, parse_answer,
-                          parse_token_ids, strip_trp)
+from mmrefvlm.trp import (
+    WARNING_CODES,
+    answer_text,
+    build_answer,
+    iter_groups,
+    parse_answer,
+    parse_token_ids,
+    strip_trp,
+)
 
 NUM_TEXT = 10_000
 NUM_IDS = 10_000
 MUTANTS_PER_BASE = 4
 KNOWN = frozenset({'box', 'mask', 'depth'})
 UNITS = ['box', 'mask', 'keypoint', 'depth']
-WORDS = ['the', 'red', 'circle', 'two', 'dogs', 'in', 'park', 'ünï', '日本', '(', ')', '[1]', ',',
-         '\n', '3', ' ', 'é', 'Name:', '[', ']']
-PIECES = list(TRP_SPECIAL_TOKENS) + ['[0]', '[1]', '[7]', '(', ')', ', ', ',', 'box', 'mask',
-                                     '<Unit>box</Unit>', '[0]<REF>', '\n', 'x', '日', '</Phr']
+WORDS = [
+    'the',
+    'red',
+    'circle',
+    'two',
+    'dogs',
+    'in',
+    'park',
+    'ünï',
+    '日本',
+    '(',
+    ')',
+    '[1]',
+    ',',
+    '\n',
+    '3',
+    ' ',
+    'é',
+    'Name:',
+    '[',
+    ']',
+]
+PIECES = list(TRP_SPECIAL_TOKENS) + [
+    '[0]',
+    '[1]',
+    '[7]',
+    '(',
+    ')',
+    ', ',
+    ',',
+    'box',
+    'mask',
+    '<Unit>box</Unit>',
+    '[0]<REF>',
+    '\n',
+    'x',
+    '日',
+    '</Phr',
+]
 _LEXEME_RE = re.compile('(' + '|'.join(re.escape(t) for t in TRP_SPECIAL_TOKENS) + ')')
 
 
@@ -28,8 +72,10 @@ def rand_segments(rng, depth, nested):
     for _ in range(rng.randint(1, 4)):
         if depth > 0 and rng.random() < 0.6:
             phrase = rand_text(rng) if rng.random() < 0.7 else rand_segments(rng, depth - 1, True)
-            groups = [{'units': rng.sample(UNITS, rng.randint(1, 2)), 'n': rng.randint(0, 3)}
-                      for _ in range(rng.randint(0 if nested else 1, 2))]
+            groups = [
+                {'units': rng.sample(UNITS, rng.randint(1, 2)), 'n': rng.randint(0, 3)}
+                for _ in range(rng.randint(0 if nested else 1, 2))
+            ]
             segs.append({'phrase': phrase, 'groups': groups})
         else:
             segs.append(rand_text(rng))
@@ -75,8 +121,9 @@ def check_common(res, count_refs, at_ref, deep=True):
         return
     # Grouped refs index the recovered answer exactly as iter_groups enumerates it.
     grouped = [(r.triplet, r.group, r.k) for r in res.refs if r.triplet is not None]
-    assert grouped == [(t, g, k) for t, g, _, grp in iter_groups(res.answer)
-                       for k in range(grp['n'])]
+    assert grouped == [
+        (t, g, k) for t, g, _, grp in iter_groups(res.answer) for k in range(grp['n'])
+    ]
     # The recovered answer is valid, and re-parses to itself (only repetition is still there).
     again = parse_answer(build_answer(res.answer))
     assert again.answer == res.answer and set(again.warning_codes) <= {'repetition'}
@@ -95,8 +142,9 @@ def test_fuzz_parse_answer():
             text = ''.join(mutate(rng, lexemes, PIECES))
         known = KNOWN if it % 3 == 0 else None
         res = parse_answer(text, known_units=known)
-        check_common(res, text.count('<REF>'), lambda p: text.startswith('<REF>', p),
-                     deep=it % 4 < 2)  # both mutation kinds get the deep checks
+        check_common(
+            res, text.count('<REF>'), partial(text.startswith, '<REF>'), deep=it % 4 < 2
+        )  # both mutation kinds get the deep checks
         if known is not None:
             assert all(set(r.units) <= KNOWN for r in res.refs)
         assert all(0 <= w.position <= len(text) for w in res.warnings)
@@ -120,8 +168,12 @@ def test_fuzz_parse_token_ids(demo_tokenizer):
         ids = mutate(rng, base, pieces)
         res = parse_token_ids(ids, tok)
         end = ids.index(ids_map.eos) if ids_map.eos in ids else len(ids)
-        check_common(res, ids[:end].count(ids_map.ref), lambda p: ids[p] == ids_map.ref,
-                     deep=it % 2 == 0)
+        check_common(
+            res,
+            ids[:end].count(ids_map.ref),
+            lambda p, ids=ids: ids[p] == ids_map.ref,
+            deep=it % 2 == 0,
+        )
         assert all(0 <= w.position <= end for w in res.warnings)
         if it % 2:
             # Same structure as parsing the decoded text (pad/BOS/-100 are skipped by both).
@@ -129,9 +181,9 @@ def test_fuzz_parse_token_ids(demo_tokenizer):
             text_res = parse_answer(tok.decode(kept))
             assert res.answer == text_res.answer
             assert [(r.units, r.triplet, r.group, r.k) for r in res.refs] == [
-                (r.units, r.triplet, r.group, r.k) for r in text_res.refs]
+                (r.units, r.triplet, r.group, r.k) for r in text_res.refs
+            ]
         if it % 10 == 0:  # multi-answer mode keeps positions on <REF> ids too
             multi = parse_token_ids(ids, tok, known_units=KNOWN, stop_at_eos=False)
             assert len(multi.refs) == ids.count(ids_map.ref)
-            assert all(ids[r.position] == ids_map.ref and set(r.units) <= KNOWN
-                       for r in multi.refs)
+            assert all(ids[r.position] == ids_map.ref and set(r.units) <= KNOWN for r in multi.refs)

@@ -7,11 +7,21 @@ from mmrefvlm.tokenization.assets import AssetNotInstalledError
 from mmrefvlm.trp import build_answer, normalize_answer, parse_answer, parse_token_ids
 
 ANSWER = [
-    'In the image ', {'phrase': 'two capybaras', 'groups': [{'units': ['box'], 'n': 2}]},
-    ' sit near ', {'phrase': [{'phrase': 'a dog', 'groups': [{'units': ['mask'], 'n': 1}]},
-                              ' in ', {'phrase': 'the park'}],
-                   'groups': [{'units': ['box', 'mask'], 'n': 1}, {'units': ['depth'], 'n': 0}]},
-    '; no ', {'phrase': 'blue star', 'groups': [{'units': ['mask'], 'n': 0}]}, ' (日本, ünï).']
+    'In the image ',
+    {'phrase': 'two capybaras', 'groups': [{'units': ['box'], 'n': 2}]},
+    ' sit near ',
+    {
+        'phrase': [
+            {'phrase': 'a dog', 'groups': [{'units': ['mask'], 'n': 1}]},
+            ' in ',
+            {'phrase': 'the park'},
+        ],
+        'groups': [{'units': ['box', 'mask'], 'n': 1}, {'units': ['depth'], 'n': 0}],
+    },
+    '; no ',
+    {'phrase': 'blue star', 'groups': [{'units': ['mask'], 'n': 0}]},
+    ' (日本, ünï).',
+]
 
 
 def summary(res):
@@ -62,7 +72,10 @@ def test_multi_turn_labels_stop_at_eos_false(demo_tokenizer):
     labels = [-100] * 4 + ids1 + [tok.ids.eos] + [-100] * 6 + ids2 + [tok.ids.eos, tok.ids.pad]
     res = parse_token_ids(labels, tok, stop_at_eos=False)
     assert [(r.units, r.triplet, r.k) for r in res.refs] == [
-        (('box', ), 0, 0), (('mask', ), 1, 0), (('mask', ), 1, 1)]
+        (('box',), 0, 0),
+        (('mask',), 1, 0),
+        (('mask',), 1, 1),
+    ]
     assert all(labels[r.position] == tok.ids.ref for r in res.refs)
     assert res.answer == normalize_answer(turn1 + turn2)
     assert res.cot.decode and len(res.cot.entries) == 1 and res.warnings == []
@@ -73,12 +86,12 @@ def test_multi_turn_labels_stop_at_eos_false(demo_tokenizer):
 def test_truncated_generation_and_unknown_units(demo_tokenizer):
     tok = demo_tokenizer
     ids = tok.encode(build_answer(ANSWER))
-    cut = ids[:ids.index(tok.ids.unit_start, 20) + 2]  # cut inside the 2nd triplet's unit
+    cut = ids[: ids.index(tok.ids.unit_start, 20) + 2]  # cut inside the 2nd triplet's unit
     res = parse_token_ids(cut, tok, known_units={'box'})
     assert 'truncated' in res.warning_codes
-    assert [r.units for r in res.refs] == [('box', ), ('box', )]
+    assert [r.units for r in res.refs] == [('box',), ('box',)]
     res = parse_token_ids(ids, tok, known_units={'box'})
-    assert [r.units for r in res.refs] == [('box', ), ('box', ), (), ('box', )]
+    assert [r.units for r in res.refs] == [('box',), ('box',), (), ('box',)]
     assert res.warning_codes.count('unknown_unit') == 4  # mask, mask, depth, mask
 
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Resume and load_from on torch >= 2.6 with weights-only loading everywhere."""
+
 import itertools
 import os
 import os.path as osp
@@ -16,7 +17,6 @@ from torch.utils.data import Dataset
 
 from mmrefvlm.engine.hooks import SafeCheckpointHook
 from mmrefvlm.utils import UnsafeCheckpointError, decode_safe, encode_safe, load_state_file
-
 
 _RUN_IDS = itertools.count()
 
@@ -50,20 +50,32 @@ class ToyData(Dataset):
 
 def _runner(work_dir, max_iters, **kwargs):
     return Runner(
-        model=dict(type=ToyModel), work_dir=work_dir,
-        train_dataloader=dict(dataset=ToyData(), batch_size=4, num_workers=0,
-                              sampler=dict(type='InfiniteSampler', shuffle=True),
-                              collate_fn=dict(type='pseudo_collate')),
+        model=dict(type=ToyModel),
+        work_dir=work_dir,
+        train_dataloader=dict(
+            dataset=ToyData(),
+            batch_size=4,
+            num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=True),
+            collate_fn=dict(type='pseudo_collate'),
+        ),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.05)),
-        param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=2),
-                         dict(type='CosineAnnealingLR', by_epoch=False, begin=2, end=6, T_max=4)],
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=2),
+            dict(type='CosineAnnealingLR', by_epoch=False, begin=2, end=6, T_max=4),
+        ],
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1),
+        ),
         custom_hooks=[dict(type=SafeCheckpointHook)],
-        randomness=dict(seed=0), default_scope='mmrefvlm',
+        randomness=dict(seed=0),
+        default_scope='mmrefvlm',
         # unique names: two runners made in the same second must not share MMEngine's globals
-        experiment_name=f'ckpt_{next(_RUN_IDS)}', **kwargs)
+        experiment_name=f'ckpt_{next(_RUN_IDS)}',
+        **kwargs,
+    )
 
 
 def test_encode_decode_roundtrip():
@@ -113,6 +125,7 @@ def test_load_from_pth_and_safetensors(tmp_path):
     src.train()
     w = src.model.linear.weight.detach().clone()
     from safetensors.torch import save_file
+
     st = str(tmp_path / 'w.safetensors')
     save_file({k: v.contiguous() for k, v in src.model.state_dict().items()}, st)
     for path in (str(tmp_path / 'src' / 'iter_4.pth'), st):

@@ -9,6 +9,7 @@ from mmrefvlm.registry import HOOKS, MODELS, SCOPE
 
 def test_scope_and_parent():
     from mmengine.registry import MODELS as ROOT
+
     assert MODELS.scope == SCOPE == 'mmrefvlm'
     assert MODELS.parent is ROOT
     assert MODELS.name == 'model'
@@ -16,14 +17,16 @@ def test_scope_and_parent():
 
 def test_lazy_discovery_without_manual_imports():
     # A fresh interpreter: only the registry module is imported, then a string type is built.
-    code = ('from mmengine.registry import init_default_scope\n'
-            'init_default_scope("mmrefvlm")\n'
-            'from mmrefvlm.registry import HOOKS, MODELS\n'
-            'import sys\n'
-            'assert "mmrefvlm.engine.hooks.safe_checkpoint_hook" not in sys.modules\n'
-            'h = HOOKS.build(dict(type="SafeCheckpointHook"))\n'
-            'print(type(h).__module__)\n'
-            'print(MODELS.get("HFCausalLM").__name__)\n')
+    code = (
+        'from mmengine.registry import init_default_scope\n'
+        'init_default_scope("mmrefvlm")\n'
+        'from mmrefvlm.registry import HOOKS, MODELS\n'
+        'import sys\n'
+        'assert "mmrefvlm.engine.hooks.safe_checkpoint_hook" not in sys.modules\n'
+        'h = HOOKS.build(dict(type="SafeCheckpointHook"))\n'
+        'print(type(h).__module__)\n'
+        'print(MODELS.get("HFCausalLM").__name__)\n'
+    )
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ['mmrefvlm.engine.hooks.safe_checkpoint_hook', 'build_causal_lm']
@@ -41,6 +44,7 @@ def test_mmdet_components_reachable_by_scope():
 
 def test_unknown_type_raises():
     import pytest
+
     with pytest.raises(KeyError):
         HOOKS.build(dict(type='NoSuchHook'))
 
@@ -49,7 +53,9 @@ def test_tests_cannot_reach_the_network():
     import socket
 
     import pytest
+
     with pytest.raises(RuntimeError, match='network'):
         socket.create_connection(('8.8.8.8', 53), timeout=1)
     import os
+
     assert os.environ['HF_HUB_OFFLINE'] == '1'

@@ -20,6 +20,7 @@ The printed table also gives closed-form counts (:func:`llama_params`, :func:`cl
 :func:`convnext_params`, :func:`mlp_projector_params`, :func:`lora_params`) next to the measured
 ones, and the REF-VLM paper's Table 13 figures where they exist.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,26 @@ if REPO_ROOT not in sys.path:
 
 #: Vicuna-7B v1.5 (= Llama-2-7B shapes), as ``build_causal_lm(config=...)`` fields.
 VICUNA_7B: dict = dict(
-    model_type='llama', hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-    num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
-    max_position_embeddings=4096, rms_norm_eps=1e-5, tie_word_embeddings=False)
+    model_type='llama',
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    vocab_size=32000,
+    max_position_embeddings=4096,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+)
 #: Rows mmrefvlm adds to the Llama tokenizer: the 9 TRP tokens and a pad token (Llama has none).
 LLAMA_ADDED_TOKENS = 10
 #: LoRA used by ``--lora`` (LLaVA-1.5's LoRA recipe: rank 128, alpha 256, every linear layer).
-DEFAULT_LORA: dict = dict(r=128, lora_alpha=256, lora_dropout=0.0,
-                          target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj',
-                                          'up_proj', 'down_proj'])
+DEFAULT_LORA: dict = dict(
+    r=128,
+    lora_alpha=256,
+    lora_dropout=0.0,
+    target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+)
 #: REF-VLM paper, Table 13 (App. C): "Backbone Parameters" and "Total Parameters" (M).
 PAPER_TABLE13 = dict(backbone=199e6, total=248e6)
 
@@ -75,8 +87,15 @@ class ModuleCount:
 
 
 # ----------------------------------------------------------------------------- closed forms
-def llama_params(hidden: int, intermediate: int, layers: int, vocab: int, *,
-                 kv_heads_ratio: float = 1.0, tied: bool = False) -> int:
+def llama_params(
+    hidden: int,
+    intermediate: int,
+    layers: int,
+    vocab: int,
+    *,
+    kv_heads_ratio: float = 1.0,
+    tied: bool = False,
+) -> int:
     """Llama decoder parameters: embeddings, per layer q/k/v/o + SwiGLU MLP + 2 RMSNorms, final
     norm, LM head (no biases anywhere). ``kv_heads_ratio`` = kv heads / heads (GQA)."""
     kv = int(hidden * kv_heads_ratio)
@@ -85,25 +104,33 @@ def llama_params(hidden: int, intermediate: int, layers: int, vocab: int, *,
     return vocab * hidden * (1 if tied else 2) + layers * per_layer + hidden
 
 
-def clip_vit_params(hidden_size: int, intermediate_size: int, num_hidden_layers: int,
-                    image_size: int, patch_size: int, num_channels: int = 3, **_: Any) -> int:
+def clip_vit_params(
+    hidden_size: int,
+    intermediate_size: int,
+    num_hidden_layers: int,
+    image_size: int,
+    patch_size: int,
+    num_channels: int = 3,
+    **_: Any,
+) -> int:
     """HF ``CLIPVisionModel``: patch conv (no bias), class + position embeddings, pre-LN, layers
     (q/k/v/o with biases, 2 LayerNorms, fc1/fc2 with biases), post-LN (kept, frozen)."""
     h, i = hidden_size, intermediate_size
     tokens = (image_size // patch_size) ** 2 + 1
-    embed = num_channels * patch_size ** 2 * h + h + tokens * h
+    embed = num_channels * patch_size**2 * h + h + tokens * h
     per_layer = 4 * (h * h + h) + 2 * 2 * h + (h * i + i) + (i * h + h)
     return embed + 2 * h + num_hidden_layers * per_layer + 2 * h
 
 
-def convnext_params(depths: list[int], hidden_sizes: list[int], patch_size: int = 4,
-                    num_channels: int = 3, **_: Any) -> int:
+def convnext_params(
+    depths: list[int], hidden_sizes: list[int], patch_size: int = 4, num_channels: int = 3, **_: Any
+) -> int:
     """HF ``ConvNextModel``: stem (conv + LN), per stage a downsampler (LN + 2x2 conv, not in
     stage 0) and blocks (7x7 depthwise conv, LN, 4x MLP, layer scale), final LayerNorm."""
     c0 = hidden_sizes[0]
-    total = num_channels * patch_size ** 2 * c0 + c0 + 2 * c0
+    total = num_channels * patch_size**2 * c0 + c0 + 2 * c0
     prev = c0
-    for stage, (depth, c) in enumerate(zip(depths, hidden_sizes)):
+    for stage, (depth, c) in enumerate(zip(depths, hidden_sizes, strict=True)):
         if stage > 0:
             total += 2 * prev + 4 * prev * c + c
         total += depth * (49 * c + c + 2 * c + (4 * c * c + 4 * c) + (4 * c * c + c) + c)
@@ -113,18 +140,32 @@ def convnext_params(depths: list[int], hidden_sizes: list[int], patch_size: int 
 
 def mlp_projector_params(in_channels: int, out_channels: int, depth: int = 2) -> int:
     """``MLPProjector``: Linear(in, out), then (depth - 1) x Linear(out, out), with biases."""
-    hidden = (depth - 1) * (out_channels ** 2 + out_channels)
+    hidden = (depth - 1) * (out_channels**2 + out_channels)
     return in_channels * out_channels + out_channels + hidden
 
 
-def lora_params(hidden: int, intermediate: int, layers: int, r: int, target_modules: list[str],
-                num_new_tokens: int = 0, kv_heads_ratio: float = 1.0, **_: Any) -> int:
+def lora_params(
+    hidden: int,
+    intermediate: int,
+    layers: int,
+    r: int,
+    target_modules: list[str],
+    num_new_tokens: int = 0,
+    kv_heads_ratio: float = 1.0,
+    **_: Any,
+) -> int:
     """peft LoRA on a Llama: ``r * (in + out)`` per adapted linear per layer, plus the trainable
     rows of the new tokens in the input embedding and the (untied) LM head."""
     kv = int(hidden * kv_heads_ratio)
-    shapes = dict(q_proj=(hidden, hidden), k_proj=(hidden, kv), v_proj=(hidden, kv),
-                  o_proj=(hidden, hidden), gate_proj=(hidden, intermediate),
-                  up_proj=(hidden, intermediate), down_proj=(intermediate, hidden))
+    shapes = dict(
+        q_proj=(hidden, hidden),
+        k_proj=(hidden, kv),
+        v_proj=(hidden, kv),
+        o_proj=(hidden, hidden),
+        gate_proj=(hidden, intermediate),
+        up_proj=(hidden, intermediate),
+        down_proj=(intermediate, hidden),
+    )
     unknown = set(target_modules) - set(shapes)
     if unknown:
         raise ValueError(f'no closed form for LoRA targets {sorted(unknown)}')
@@ -152,25 +193,37 @@ def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> 
     llm = dict(model_cfg['llm'])
     if _missing_folder(llm):
         config = dict(VICUNA_7B, vocab_size=VICUNA_7B['vocab_size'] + LLAMA_ADDED_TOKENS)
-        model_cfg['llm'] = dict(config=config, torch_dtype=llm.get('torch_dtype', 'float32'),
-                                attn_implementation=llm.get('attn_implementation', 'sdpa'))
-        done.append(f"llm: {llm['name_or_path']} -> Vicuna-7B LlamaConfig (vocab 32000 + "
-                    f'{LLAMA_ADDED_TOKENS})')
-    for key, preset, what in (('vision_encoder', CLIP_VIT_L14_336, 'CLIP ViT-L/14-336'),
-                              ('pyramid_encoder', CLIP_CONVNEXT_L_512, 'ConvNeXt-L/512')):
+        model_cfg['llm'] = dict(
+            config=config,
+            torch_dtype=llm.get('torch_dtype', 'float32'),
+            attn_implementation=llm.get('attn_implementation', 'sdpa'),
+        )
+        done.append(
+            f'llm: {llm["name_or_path"]} -> Vicuna-7B LlamaConfig (vocab 32000 + '
+            f'{LLAMA_ADDED_TOKENS})'
+        )
+    for key, preset, what in (
+        ('vision_encoder', CLIP_VIT_L14_336, 'CLIP ViT-L/14-336'),
+        ('pyramid_encoder', CLIP_CONVNEXT_L_512, 'ConvNeXt-L/512'),
+    ):
         enc = model_cfg.get(key)
         if isinstance(enc, Mapping) and _missing_folder(enc):
             enc = dict(enc)
-            done.append(f"{key}: {enc.pop('name_or_path')} -> {what} preset")
+            done.append(f'{key}: {enc.pop("name_or_path")} -> {what} preset')
             enc['config'] = dict(preset)
             model_cfg[key] = enc
     tok = model_cfg.get('tokenizer')
-    if isinstance(tok, Mapping) and isinstance(tok.get('source'), str) and \
-            tok['source'] not in ('demo', 'smollm2') and not osp.isdir(tok['source']):
-        done.append(f"tokenizer: {tok['source']} -> demo tokenizer (LLM vocabulary set above)")
+    if (
+        isinstance(tok, Mapping)
+        and isinstance(tok.get('source'), str)
+        and tok['source'] not in ('demo', 'smollm2')
+        and not osp.isdir(tok['source'])
+    ):
+        done.append(f'tokenizer: {tok["source"]} -> demo tokenizer (LLM vocabulary set above)')
         model_cfg['tokenizer'] = dict(source='demo')
     if verbose:
         from mmengine.logging import print_log
+
         for line in done:
             print_log(f'substituted {line}', logger='current')
     return done
@@ -185,8 +238,13 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def build_model(config: str, *, meta: bool = True, lora: Mapping | None = None,
-                gradient_checkpointing: bool | None = None):
+def build_model(
+    config: str,
+    *,
+    meta: bool = True,
+    lora: Mapping | None = None,
+    gradient_checkpointing: bool | None = None,
+):
     """Build ``config``'s model (on the meta device by default), substituting missing folders.
 
     Args:
@@ -244,13 +302,19 @@ def count_modules(model, *, decoder_parts: bool = False) -> list[ModuleCount]:
     rows = [count('llm', model.llm), count('vision_encoder (CLIP-ViT)', model.vision_encoder)]
     if model.pyramid_encoder is not None:
         rows.append(count('pyramid_encoder (ConvNeXt)', model.pyramid_encoder))
-    rows += [count('projector', model.projector), count('prompt_encoder', model.prompt_encoder),
-             count('router', model.router)]
+    rows += [
+        count('projector', model.projector),
+        count('prompt_encoder', model.prompt_encoder),
+        count('router', model.router),
+    ]
     for unit, dec in model.unit_decoders.items():
         rows.append(count(f'decoder: {unit}', dec))
         if decoder_parts:
-            rows += [count(f'  {unit}.{n}', c) for n, c in dec.named_children()
-                     if any(True for _ in c.parameters())]
+            rows += [
+                count(f'  {unit}.{n}', c)
+                for n, c in dec.named_children()
+                if any(True for _ in c.parameters())
+            ]
     rows.append(count('total', model))
     return rows
 
@@ -262,19 +326,32 @@ def closed_forms(model, lora: Mapping | None = None) -> dict[str, int]:
     out = {}
     if getattr(c, 'model_type', None) == 'llama':
         ratio = c.num_key_value_heads / c.num_attention_heads
-        llm = llama_params(c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size,
-                           kv_heads_ratio=ratio, tied=c.tie_word_embeddings)
+        llm = llama_params(
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_hidden_layers,
+            c.vocab_size,
+            kv_heads_ratio=ratio,
+            tied=c.tie_word_embeddings,
+        )
         if lora is not None:
             new = len(set(model.tokenizer.ids.values()))
-            llm += lora_params(c.hidden_size, c.intermediate_size, c.num_hidden_layers,
-                               num_new_tokens=new, kv_heads_ratio=ratio, **lora)
+            llm += lora_params(
+                c.hidden_size,
+                c.intermediate_size,
+                c.num_hidden_layers,
+                num_new_tokens=new,
+                kv_heads_ratio=ratio,
+                **lora,
+            )
         out['llm'] = llm
     vc = model.vision_encoder.model.config
     out['vision_encoder (CLIP-ViT)'] = clip_vit_params(**vc.to_dict())
     if model.pyramid_encoder is not None:
         pc = model.pyramid_encoder.model.config
-        out['pyramid_encoder (ConvNeXt)'] = convnext_params(pc.depths, pc.hidden_sizes,
-                                                            pc.patch_size, pc.num_channels)
+        out['pyramid_encoder (ConvNeXt)'] = convnext_params(
+            pc.depths, pc.hidden_sizes, pc.patch_size, pc.num_channels
+        )
     proj = model.projector
     if type(proj).__name__ == 'MLPProjector':
         depth = sum(1 for m in proj.layers if type(m).__name__ == 'Linear')
@@ -289,14 +366,18 @@ def fmt(n: float) -> str:
 
 def report(rows: list[ModuleCount], closed: Mapping[str, int]) -> str:
     """Markdown table of ``rows`` with the closed-form column."""
-    lines = ['| module | parameters | exact | trainable | frozen | dtype | closed form |',
-             '|---|---|---|---|---|---|---|']
+    lines = [
+        '| module | parameters | exact | trainable | frozen | dtype | closed form |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for r in rows:
         cf = closed.get(r.name)
         check = '' if cf is None else (f'{fmt(cf)} ({"equal" if cf == r.total else "DIFFERS"})')
         dts = ', '.join(sorted(r.dtypes)) or '-'
-        lines.append(f'| {r.name} | {fmt(r.total)} | {r.total:,} | {fmt(r.trainable)} | '
-                     f'{fmt(r.frozen)} | {dts} | {check} |')
+        lines.append(
+            f'| {r.name} | {fmt(r.total)} | {r.total:,} | {fmt(r.trainable)} | '
+            f'{fmt(r.frozen)} | {dts} | {check} |'
+        )
     return '\n'.join(lines)
 
 
@@ -308,11 +389,13 @@ def paper_comparison(rows: list[ModuleCount]) -> str:
         return ''
     decoders = sum(r.total for r in rows if r.name.startswith('decoder: '))
     proj = by.get('projector', 0)
-    lines = [f'Paper Table 13: backbone {fmt(PAPER_TABLE13["backbone"])}, total '
-             f'{fmt(PAPER_TABLE13["total"])} (total - backbone = '
-             f'{fmt(PAPER_TABLE13["total"] - PAPER_TABLE13["backbone"])}).',
-             f'Here: ConvNeXt {fmt(pyramid)}; decoders {fmt(decoders)}; projector {fmt(proj)}; '
-             f'ConvNeXt + projector + decoders = {fmt(pyramid + proj + decoders)}.']
+    lines = [
+        f'Paper Table 13: backbone {fmt(PAPER_TABLE13["backbone"])}, total '
+        f'{fmt(PAPER_TABLE13["total"])} (total - backbone = '
+        f'{fmt(PAPER_TABLE13["total"] - PAPER_TABLE13["backbone"])}).',
+        f'Here: ConvNeXt {fmt(pyramid)}; decoders {fmt(decoders)}; projector {fmt(proj)}; '
+        f'ConvNeXt + projector + decoders = {fmt(pyramid + proj + decoders)}.',
+    ]
     return '\n'.join(lines)
 
 
@@ -320,8 +403,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description='Per-module parameter counts of a config')
     parser.add_argument('config', help='config file path')
     parser.add_argument('--meta', action='store_true', help='build on the meta device')
-    parser.add_argument('--lora', action='store_true',
-                        help=f'apply LoRA ({DEFAULT_LORA["r"]=}, all linear layers)')
+    parser.add_argument(
+        '--lora', action='store_true', help=f'apply LoRA ({DEFAULT_LORA["r"]=}, all linear layers)'
+    )
     parser.add_argument('--parts', action='store_true', help='also list decoder sub-modules')
     parser.add_argument('--json', help='also write the counts to this JSON file')
     args = parser.parse_args(argv)
@@ -335,8 +419,18 @@ def main(argv=None) -> None:
     sys.stdout.write('\n'.join(o for o in out if o) + '\n')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(config=args.config, meta=args.meta, lora=lora, substituted=done,
-                           modules=[asdict(r) for r in rows], closed_forms=closed), f, indent=2)
+            json.dump(
+                dict(
+                    config=args.config,
+                    meta=args.meta,
+                    lora=lora,
+                    substituted=done,
+                    modules=[asdict(r) for r in rows],
+                    closed_forms=closed,
+                ),
+                f,
+                indent=2,
+            )
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ Example::
 instances. ``rec``: one record per (image, category) whose category has exactly one instance in the
 image (the class name is then an unambiguous expression). Crowd annotations are skipped and counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,16 @@ from collections import Counter
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from converter_utils import (CocoIndex, RecordWriter, add_common_args,  # noqa: E402
-                             coco_instance, image_entry, load_json, print_summary, progress)
+from converter_utils import (  # noqa: E402
+    CocoIndex,
+    RecordWriter,
+    add_common_args,
+    coco_instance,
+    image_entry,
+    load_json,
+    print_summary,
+    progress,
+)
 
 from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
 
@@ -34,8 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='COCO instances -> ovd/ovs/rec records')
     parser.add_argument('ann_file', help='instances_<split>.json')
     parser.add_argument('--tasks', nargs='+', default=['ovd', 'ovs'], choices=TASKS)
-    parser.add_argument('--split', default=None,
-                        help='split name for ids and meta (default: from the file name)')
+    parser.add_argument(
+        '--split', default=None, help='split name for ids and meta (default: from the file name)'
+    )
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -49,15 +59,16 @@ def split_name(ann_file: str) -> str:
 def grouped_answer(names: list[str], groups: list[list[int]], unit: str) -> list:
     """``[<name 1 group>, ', ', <name 2 group>, ..., '.']``."""
     answer: list = []
-    for k, (name, targets) in enumerate(zip(names, groups)):
+    for k, (name, targets) in enumerate(zip(names, groups, strict=True)):
         if k:
             answer.append(', ')
         answer.append(phrase_group(name, [unit], targets))
     return answer + ['.']
 
 
-def class_record(args: argparse.Namespace, index: CocoIndex, img: dict, by_cat: dict, task: str,
-                 split: str) -> dict | None:
+def class_record(
+    args: argparse.Namespace, index: CocoIndex, img: dict, by_cat: dict, task: str, split: str
+) -> dict | None:
     """One ``ovd``/``ovs`` record: instances ordered by category, one group per category."""
     unit, instances, names, groups = ('box' if task == 'ovd' else 'mask'), [], [], []
     for cat_id in sorted(by_cat):
@@ -71,16 +82,29 @@ def class_record(args: argparse.Namespace, index: CocoIndex, img: dict, by_cat: 
     if not instances:
         return None
     return {
-        'id': f'coco-{split}-{img["id"]}-{task}', 'task': task,
+        'id': f'coco-{split}-{img["id"]}-{task}',
+        'task': task,
         'image': image_entry(args, img['file_name'], img['width'], img['height']),
-        'instances': instances, 'depth': None, 'visual_prompts': [],
-        'conversation': [template_turn(task),
-                         {'role': 'assistant', 'answer': grouped_answer(names, groups, unit)}],
-        'meta': {'source': 'coco', 'split': split, 'image_id': img['id']}}
+        'instances': instances,
+        'depth': None,
+        'visual_prompts': [],
+        'conversation': [
+            template_turn(task),
+            {'role': 'assistant', 'answer': grouped_answer(names, groups, unit)},
+        ],
+        'meta': {'source': 'coco', 'split': split, 'image_id': img['id']},
+    }
 
 
-def rec_records(args: argparse.Namespace, index: CocoIndex, img: dict, by_cat: dict,
-                crowd_cats: set, split: str, skipped: Counter) -> list[dict]:
+def rec_records(
+    args: argparse.Namespace,
+    index: CocoIndex,
+    img: dict,
+    by_cat: dict,
+    crowd_cats: set,
+    split: str,
+    skipped: Counter,
+) -> list[dict]:
     """``rec`` records for the categories with exactly one (non-crowd) instance in the image."""
     out = []
     for cat_id in sorted(by_cat):
@@ -89,19 +113,32 @@ def rec_records(args: argparse.Namespace, index: CocoIndex, img: dict, by_cat: d
             continue
         name = index.category_name(cat_id)
         inst = {k: v for k, v in by_cat[cat_id][0].items() if k != 'mask'}
-        out.append({
-            'id': f'coco-{split}-{img["id"]}-c{cat_id}-rec', 'task': 'rec',
-            'image': image_entry(args, img['file_name'], img['width'], img['height']),
-            'instances': [inst], 'depth': None, 'visual_prompts': [],
-            'conversation': [template_turn('rec', expr=name), {
-                'role': 'assistant', 'answer': [phrase_group(name, ['box'], [0]), '.']}],
-            'meta': {'source': 'coco', 'split': split, 'image_id': img['id'],
-                     'ann_id': inst['source_id']}})
+        out.append(
+            {
+                'id': f'coco-{split}-{img["id"]}-c{cat_id}-rec',
+                'task': 'rec',
+                'image': image_entry(args, img['file_name'], img['width'], img['height']),
+                'instances': [inst],
+                'depth': None,
+                'visual_prompts': [],
+                'conversation': [
+                    template_turn('rec', expr=name),
+                    {'role': 'assistant', 'answer': [phrase_group(name, ['box'], [0]), '.']},
+                ],
+                'meta': {
+                    'source': 'coco',
+                    'split': split,
+                    'image_id': img['id'],
+                    'ann_id': inst['source_id'],
+                },
+            }
+        )
     return out
 
 
-def image_records(args: argparse.Namespace, index: CocoIndex, img: dict, split: str,
-                  skipped: Counter) -> list[dict]:
+def image_records(
+    args: argparse.Namespace, index: CocoIndex, img: dict, split: str, skipped: Counter
+) -> list[dict]:
     """All requested records of one image."""
     by_cat: dict = {}
     crowd_cats = set()
@@ -135,8 +172,9 @@ def main(argv: list[str] | None = None) -> Counter:
     index = CocoIndex(load_json(args.ann_file))
     split = args.split or split_name(args.ann_file)
     skipped: Counter = Counter()
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for img in progress(index.images.values(), 'coco images', len(index.images)):
             for record in image_records(args, index, img, split, skipped):
                 writer.write(record)

@@ -22,6 +22,7 @@ The target box is the tight box of the object mask (the file's ``bbox`` is read 
 and as xyxy by PSALM, so it is not trusted). Crowd objects and empty prompts are skipped and
 counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,16 +35,34 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from converter_utils import (RecordWriter, add_common_args, coco_mask,  # noqa: E402
-                             image_entry, load_json, print_summary, progress, round_bbox)
+from converter_utils import (  # noqa: E402
+    RecordWriter,
+    add_common_args,
+    coco_mask,
+    image_entry,
+    load_json,
+    print_summary,
+    progress,
+    round_bbox,
+)
 
 from mmrefvlm.datasets.geometry import decode_mask, mask_bbox  # noqa: E402
 from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
 
 PROMPT_TYPES = ('point', 'box', 'scribble', 'mask')
 #: COCO category ids and names (the 80 "things" classes), used when no --categories file is given.
-COCO_IDS = [*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70,
-            *range(72, 83), *range(84, 91)]
+COCO_IDS = [
+    *range(1, 12),
+    *range(13, 26),
+    27,
+    28,
+    *range(31, 45),
+    *range(46, 66),
+    67,
+    70,
+    *range(72, 83),
+    *range(84, 91),
+]
 COCO_NAMES = (
     'person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,'
     'stop sign,parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe,'
@@ -59,16 +78,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description='COCO-Interactive -> ig_box/ig_mask records')
     parser.add_argument('ann_file', help='coco_interactive_<split>_psalm.json')
-    parser.add_argument('--tasks', nargs='+', default=['ig_box', 'ig_mask'],
-                        choices=['ig_box', 'ig_mask'])
-    parser.add_argument('--prompt-types', nargs='+', default=list(PROMPT_TYPES),
-                        choices=PROMPT_TYPES)
+    parser.add_argument(
+        '--tasks', nargs='+', default=['ig_box', 'ig_mask'], choices=['ig_box', 'ig_mask']
+    )
+    parser.add_argument(
+        '--prompt-types', nargs='+', default=list(PROMPT_TYPES), choices=PROMPT_TYPES
+    )
     parser.add_argument('--scribble-format', default='polyline', choices=['polyline', 'mask'])
-    parser.add_argument('--scribble-points', type=int, default=24,
-                        help='most points of a scribble polyline (default 24)')
-    parser.add_argument('--categories', default=None,
-                        help='a COCO json whose "categories" name the category ids '
-                             '(default: the built-in COCO-80 table)')
+    parser.add_argument(
+        '--scribble-points',
+        type=int,
+        default=24,
+        help='most points of a scribble polyline (default 24)',
+    )
+    parser.add_argument(
+        '--categories',
+        default=None,
+        help='a COCO json whose "categories" name the category ids '
+        '(default: the built-in COCO-80 table)',
+    )
     parser.add_argument('--split', default=None, help='split name (default: from the file name)')
     add_common_args(parser)
     return parser.parse_args(argv)
@@ -121,8 +149,9 @@ def visual_prompt(kind: str, rle: dict, height: int, width: int, args) -> dict |
     return {'type': 'scribble', 'scribble': line, 'instance': 0} if len(line) >= 2 else None
 
 
-def entry_records(args: argparse.Namespace, entry: dict, k: int, names: dict, split: str,
-                  skipped: Counter) -> list:
+def entry_records(
+    args: argparse.Namespace, entry: dict, k: int, names: dict, split: str, skipped: Counter
+) -> list:
     """The records of one source image (per object, prompt type and task)."""
     info = entry.get('image_info') or {}
     height, width = info.get('height'), info.get('width')
@@ -146,15 +175,30 @@ def entry_records(args: argparse.Namespace, entry: dict, k: int, names: dict, sp
                 continue
             for task in args.tasks:
                 unit = 'box' if task == 'ig_box' else 'mask'
-                out.append({
-                    'id': f'cocoint-{split}-{image_id}-a{a}-{kind}-{task}', 'task': task,
-                    'image': image, 'depth': None, 'visual_prompts': [prompt],
-                    'instances': [{k: v for k, v in target.items()
-                                   if k != 'mask' or unit == 'mask'}],
-                    'conversation': [template_turn(task), {
-                        'role': 'assistant', 'answer': [phrase_group(name, [unit], [0])]}],
-                    'meta': {'source': 'coco_interactive', 'split': split, 'image_id': image_id,
-                             'ann_index': a, 'ann_id': ann.get('id'), 'prompt_type': kind}})
+                out.append(
+                    {
+                        'id': f'cocoint-{split}-{image_id}-a{a}-{kind}-{task}',
+                        'task': task,
+                        'image': image,
+                        'depth': None,
+                        'visual_prompts': [prompt],
+                        'instances': [
+                            {k: v for k, v in target.items() if k != 'mask' or unit == 'mask'}
+                        ],
+                        'conversation': [
+                            template_turn(task),
+                            {'role': 'assistant', 'answer': [phrase_group(name, [unit], [0])]},
+                        ],
+                        'meta': {
+                            'source': 'coco_interactive',
+                            'split': split,
+                            'image_id': image_id,
+                            'ann_index': a,
+                            'ann_id': ann.get('id'),
+                            'prompt_type': kind,
+                        },
+                    }
+                )
     return out
 
 
@@ -166,14 +210,15 @@ def main(argv: list[str] | None = None) -> Counter:
     data = load_json(args.ann_file)
     if not isinstance(data, list):
         raise ValueError(f'{args.ann_file}: expected a list of images, got {type(data).__name__}')
-    names = dict(zip(COCO_IDS, COCO_NAMES))
+    names = dict(zip(COCO_IDS, COCO_NAMES, strict=True))
     if args.categories:
         names = {c['id']: c['name'] for c in load_json(args.categories)['categories']}
     match = re.search(r'coco_interactive_(.+?)(?:_psalm)?\.json$', osp.basename(args.ann_file))
     split = args.split or (match.group(1) if match else 'all')
     skipped: Counter = Counter()
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for k, entry in enumerate(progress(data, 'coco-interactive images')):
             for record in entry_records(args, entry, k, names, split, skipped):
                 writer.write(record)

@@ -10,6 +10,7 @@ Example::
 Targets are the (non-crowd) objects with at least one labelled keypoint (v > 0); the answer has one
 phrase group per keypoint category (``person`` for COCO, K = 17).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,16 @@ from collections import Counter
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 from coco_instances import grouped_answer, split_name  # noqa: E402
-from converter_utils import (CocoIndex, RecordWriter, add_common_args,  # noqa: E402
-                             coco_instance, image_entry, load_json, print_summary, progress)
+from converter_utils import (  # noqa: E402
+    CocoIndex,
+    RecordWriter,
+    add_common_args,
+    coco_instance,
+    image_entry,
+    load_json,
+    print_summary,
+    progress,
+)
 
 from mmrefvlm.datasets.records import template_turn  # noqa: E402
 
@@ -57,8 +66,9 @@ def keypoint_instance(ann: dict, img: dict, index: CocoIndex, skipped: Counter) 
     return inst
 
 
-def image_record(args: argparse.Namespace, index: CocoIndex, img: dict, split: str,
-                 skipped: Counter) -> dict | None:
+def image_record(
+    args: argparse.Namespace, index: CocoIndex, img: dict, split: str, skipped: Counter
+) -> dict | None:
     """The ``keypoint`` record of one image, or None (the reason is counted)."""
     by_cat: dict = {}
     for ann in index.anns_by_image.get(img['id'], []):
@@ -74,12 +84,18 @@ def image_record(args: argparse.Namespace, index: CocoIndex, img: dict, split: s
         groups.append(list(range(len(instances), len(instances) + len(by_cat[cat_id]))))
         instances += by_cat[cat_id]
     return {
-        'id': f'coco-kpt-{split}-{img["id"]}', 'task': 'keypoint',
+        'id': f'coco-kpt-{split}-{img["id"]}',
+        'task': 'keypoint',
         'image': image_entry(args, img['file_name'], img['width'], img['height']),
-        'instances': instances, 'depth': None, 'visual_prompts': [],
-        'conversation': [template_turn('keypoint'), {
-            'role': 'assistant', 'answer': grouped_answer(names, groups, 'keypoint')}],
-        'meta': {'source': 'coco_keypoints', 'split': split, 'image_id': img['id']}}
+        'instances': instances,
+        'depth': None,
+        'visual_prompts': [],
+        'conversation': [
+            template_turn('keypoint'),
+            {'role': 'assistant', 'answer': grouped_answer(names, groups, 'keypoint')},
+        ],
+        'meta': {'source': 'coco_keypoints', 'split': split, 'image_id': img['id']},
+    }
 
 
 def main(argv: list[str] | None = None) -> Counter:
@@ -88,8 +104,9 @@ def main(argv: list[str] | None = None) -> Counter:
     index = CocoIndex(load_json(args.ann_file))
     split = args.split or split_name(args.ann_file)
     skipped: Counter = Counter()
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for img in progress(index.images.values(), 'coco keypoint images', len(index.images)):
             record = image_record(args, index, img, split, skipped)
             if record is not None:

@@ -5,6 +5,7 @@ Every converter writes docs/data_format.md records, one JSON object per line, va
 with :func:`mmrefvlm.datasets.records.validate_record` before writing it (a converter bug stops the
 run with the record and field), and prints what it skipped and why.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from tqdm import tqdm  # noqa: E402
 
-from mmrefvlm.datasets.geometry import (check_mask, clean_polygons, clip_bbox,  # noqa: E402
-                                        xywh_to_xyxy)
+from mmrefvlm.datasets.geometry import check_mask, clean_polygons, clip_bbox, xywh_to_xyxy  # noqa: E402
 from mmrefvlm.datasets.records import load_template_sets, validate_record  # noqa: E402
 
 
@@ -29,16 +29,26 @@ def add_common_args(parser: argparse.ArgumentParser, *, image_dir: bool = True) 
     """``--out``, ``--data-root``, ``--image-dir`` (unless ``image_dir=False``), ``--no-validate``,
     ``--template-dir``."""
     parser.add_argument('--out', required=True, help='output JSONL file')
-    parser.add_argument('--data-root', default='.',
-                        help='image (and depth) paths are written relative to this folder')
+    parser.add_argument(
+        '--data-root',
+        default='.',
+        help='image (and depth) paths are written relative to this folder',
+    )
     if image_dir:
-        parser.add_argument('--image-dir', default=None,
-                            help='folder of the images (default: --data-root), inside --data-root; '
-                                 'used to build relative paths (images are not read)')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not validate each record before writing it')
-    parser.add_argument('--template-dir', default=None,
-                        help='template sets used to validate (default: the packaged ones)')
+        parser.add_argument(
+            '--image-dir',
+            default=None,
+            help='folder of the images (default: --data-root), inside --data-root; '
+            'used to build relative paths (images are not read)',
+        )
+    parser.add_argument(
+        '--no-validate', action='store_true', help='do not validate each record before writing it'
+    )
+    parser.add_argument(
+        '--template-dir',
+        default=None,
+        help='template sets used to validate (default: the packaged ones)',
+    )
 
 
 def relative_path(folder: str, file_name: str, data_root: str) -> str:
@@ -50,21 +60,27 @@ def relative_path(folder: str, file_name: str, data_root: str) -> str:
     full = osp.normpath(osp.join(osp.abspath(folder), file_name))
     rel = osp.relpath(full, osp.abspath(data_root))
     if rel == '..' or rel.startswith('..' + os.sep) or osp.isabs(rel):
-        raise ValueError(f'{full} is not inside --data-root {data_root}; records store paths '
-                         'relative to the data root')
+        raise ValueError(
+            f'{full} is not inside --data-root {data_root}; records store paths '
+            'relative to the data root'
+        )
     return rel.replace(os.sep, '/')
 
 
 def image_entry(args: argparse.Namespace, file_name: str, width: int, height: int) -> dict:
     """The record ``image`` field of ``<image-dir>/<file_name>``."""
     folder = args.image_dir if args.image_dir is not None else args.data_root
-    return {'path': relative_path(folder, file_name, args.data_root), 'width': int(width),
-            'height': int(height)}
+    return {
+        'path': relative_path(folder, file_name, args.data_root),
+        'width': int(width),
+        'height': int(height),
+    }
 
 
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) from the file header (PIL reads no pixels)."""
     from PIL import Image
+
     with Image.open(path) as im:
         return im.size
 
@@ -117,8 +133,9 @@ class RecordWriter:
         if self.validate:
             errors = validate_record(record, template_sets=self.template_sets)
             if errors:
-                raise ValueError('converter produced an invalid record:\n' +
-                                 '\n'.join(str(e) for e in errors))
+                raise ValueError(
+                    'converter produced an invalid record:\n' + '\n'.join(str(e) for e in errors)
+                )
         self._ids.add(record['id'])
         self.tasks[record['task']] += 1
         self._file.write(json.dumps(record, ensure_ascii=False, separators=(',', ':')) + '\n')
@@ -159,19 +176,23 @@ def coco_mask(segm: Any, width: int, height: int) -> Any | None:
     elif isinstance(segm, dict) and 'counts' in segm:
         if isinstance(segm['counts'], list):
             from pycocotools import mask as mask_utils
+
             rle = mask_utils.frPyObjects(segm, *segm['size'])
             mask = {'size': [int(v) for v in rle['size']], 'counts': rle['counts'].decode('ascii')}
         else:
             counts = segm['counts']
-            mask = {'size': list(segm['size']),
-                    'counts': counts.decode('ascii') if isinstance(counts, bytes) else counts}
+            mask = {
+                'size': list(segm['size']),
+                'counts': counts.decode('ascii') if isinstance(counts, bytes) else counts,
+            }
     else:
         return None
     return None if check_mask(mask, height, width) else mask
 
 
-def coco_instance(ann: dict, img: dict, category: str, skipped: Counter, *,
-                  need_mask: bool = False) -> dict | None:
+def coco_instance(
+    ann: dict, img: dict, category: str, skipped: Counter, *, need_mask: bool = False
+) -> dict | None:
     """A record instance (bbox xyxy clipped, mask, category, source_id) from a COCO annotation.
 
     Returns None and counts the reason in ``skipped`` when the box is degenerate or, with

@@ -12,6 +12,7 @@ for each ``[/EN#<id>/<type> phrase]`` whose entity has boxes (n = its number of 
 entities without a box (``notvisual``, ``nobndbox``, ``scene``) stay plain text. XML boxes are
 1-based inclusive pixel indices; ``[xmin - 1, ymin - 1, xmax, ymax]`` is the covered pixel area.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,14 @@ from collections import Counter
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from converter_utils import (RecordWriter, add_common_args, image_entry,  # noqa: E402
-                             print_summary, progress, round_bbox)
+from converter_utils import (  # noqa: E402
+    RecordWriter,
+    add_common_args,
+    image_entry,
+    print_summary,
+    progress,
+    round_bbox,
+)
 
 from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
 
@@ -33,10 +40,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description='Flickr30k Entities -> gcg_box records')
     parser.add_argument('entities_root', help='folder with Annotations/ and Sentences/')
-    parser.add_argument('--split-file', default=None,
-                        help='train.txt / val.txt / test.txt (image ids); default: every xml')
-    parser.add_argument('--split', default=None,
-                        help='split name for ids/meta (default: the split file stem, or "all")')
+    parser.add_argument(
+        '--split-file',
+        default=None,
+        help='train.txt / val.txt / test.txt (image ids); default: every xml',
+    )
+    parser.add_argument(
+        '--split',
+        default=None,
+        help='split name for ids/meta (default: the split file stem, or "all")',
+    )
     parser.add_argument('--image-ext', default='.jpg', help='image file extension (default .jpg)')
     add_common_args(parser)
     return parser.parse_args(argv)
@@ -84,8 +97,9 @@ def parse_annotation(path: str) -> tuple[int, int, list[list[float]], dict[str, 
     return width, height, boxes, by_entity
 
 
-def sentence_answer(items: list, boxes: list, by_entity: dict, size: tuple[int, int],
-                    skipped: Counter) -> tuple[list, list[dict], list[str]]:
+def sentence_answer(
+    items: list, boxes: list, by_entity: dict, size: tuple[int, int], skipped: Counter
+) -> tuple[list, list[dict], list[str]]:
     """(answer segments, instances, grounded entity ids) of one parsed sentence."""
     answer, instances, used, entities, text = [], [], {}, [], ''
     for item in items:
@@ -103,8 +117,13 @@ def sentence_answer(items: list, boxes: list, by_entity: dict, size: tuple[int, 
                     used[b] = None
                 else:
                     used[b] = len(instances)
-                    instances.append({'bbox': box, 'category': types[0] if types else 'other',
-                                      'source_id': f'{entity}/{b}'})
+                    instances.append(
+                        {
+                            'bbox': box,
+                            'category': types[0] if types else 'other',
+                            'source_id': f'{entity}/{b}',
+                        }
+                    )
             if used[b] is not None:
                 targets.append(used[b])
         if not targets:
@@ -120,8 +139,9 @@ def sentence_answer(items: list, boxes: list, by_entity: dict, size: tuple[int, 
     return answer, instances, entities
 
 
-def image_records(args: argparse.Namespace, image_id: str, split: str,
-                  skipped: Counter) -> list[dict]:
+def image_records(
+    args: argparse.Namespace, image_id: str, split: str, skipped: Counter
+) -> list[dict]:
     """The records of one image (one per usable sentence)."""
     root = args.entities_root
     ann_path = osp.join(root, 'Annotations', f'{image_id}.xml')
@@ -135,17 +155,30 @@ def image_records(args: argparse.Namespace, image_id: str, split: str,
         lines = [line for line in f.read().split('\n') if line.strip()]
     out = []
     for k, line in enumerate(lines):
-        answer, instances, entities = sentence_answer(parse_sentence(line), boxes, by_entity,
-                                                      (width, height), skipped)
+        answer, instances, entities = sentence_answer(
+            parse_sentence(line), boxes, by_entity, (width, height), skipped
+        )
         if not entities:
             skipped['sentence without a boxed phrase'] += 1
             continue
-        out.append({
-            'id': f'flickr30k-{split}-{image_id}-s{k}', 'task': 'gcg_box', 'image': image,
-            'instances': instances, 'depth': None, 'visual_prompts': [],
-            'conversation': [template_turn('gcg_box'), {'role': 'assistant', 'answer': answer}],
-            'meta': {'source': 'flickr30k_entities', 'split': split, 'image_id': image_id,
-                     'sentence_index': k, 'entity_ids': entities}})
+        out.append(
+            {
+                'id': f'flickr30k-{split}-{image_id}-s{k}',
+                'task': 'gcg_box',
+                'image': image,
+                'instances': instances,
+                'depth': None,
+                'visual_prompts': [],
+                'conversation': [template_turn('gcg_box'), {'role': 'assistant', 'answer': answer}],
+                'meta': {
+                    'source': 'flickr30k_entities',
+                    'split': split,
+                    'image_id': image_id,
+                    'sentence_index': k,
+                    'entity_ids': entities,
+                },
+            }
+        )
     return out
 
 
@@ -157,13 +190,16 @@ def main(argv: list[str] | None = None) -> Counter:
             image_ids = [line.strip() for line in f if line.strip()]
         split = args.split or osp.splitext(osp.basename(args.split_file))[0]
     else:
-        image_ids = sorted(osp.splitext(n)[0] for n in
-                           os.listdir(osp.join(args.entities_root, 'Annotations'))
-                           if n.endswith('.xml'))
+        image_ids = sorted(
+            osp.splitext(n)[0]
+            for n in os.listdir(osp.join(args.entities_root, 'Annotations'))
+            if n.endswith('.xml')
+        )
         split = args.split or 'all'
     skipped: Counter = Counter()
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for image_id in progress(image_ids, 'flickr30k images'):
             for record in image_records(args, image_id, split, skipped):
                 writer.write(record)

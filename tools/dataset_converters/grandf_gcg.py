@@ -21,6 +21,7 @@ Two layouts (``--layout auto`` picks by shape):
 Spans that do not match their phrase are searched for in the caption; spans that overlap an earlier
 one, phrases not found and empty masks are dropped and counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,17 @@ from collections import Counter
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from converter_utils import (CocoIndex, RecordWriter, add_common_args,  # noqa: E402
-                             coco_instance, coco_mask, image_entry, load_json, print_summary,
-                             progress)
+from converter_utils import (  # noqa: E402
+    CocoIndex,
+    RecordWriter,
+    add_common_args,
+    coco_instance,
+    coco_mask,
+    image_entry,
+    load_json,
+    print_summary,
+    progress,
+)
 
 from mmrefvlm.datasets.geometry import decode_mask, encode_mask, mask_bbox  # noqa: E402
 from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
@@ -41,11 +50,13 @@ from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description='GranD-f / GLaMM GCG -> gcg_mask records')
-    parser.add_argument('ann_file', help='GranDf_HA_GCG_*.json, OpenPsgGCG_*.json, '
-                                         'flickr_mergedGT_GCG_*.json')
+    parser.add_argument(
+        'ann_file', help='GranDf_HA_GCG_*.json, OpenPsgGCG_*.json, flickr_mergedGT_GCG_*.json'
+    )
     parser.add_argument('--layout', default='auto', choices=['auto', 'groundings', 'coco'])
-    parser.add_argument('--source', default=None,
-                        help='source name for ids/meta (default: the file name stem)')
+    parser.add_argument(
+        '--source', default=None, help='source name for ids/meta (default: the file name stem)'
+    )
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -56,8 +67,9 @@ def clean_caption(caption: str) -> tuple[str, int]:
     return stripped, caption.find(stripped) if stripped else 0
 
 
-def resolve_spans(caption: str, phrases: list[tuple[str, list]], skipped: Counter
-                  ) -> list[tuple[int, int, int]]:
+def resolve_spans(
+    caption: str, phrases: list[tuple[str, list]], skipped: Counter
+) -> list[tuple[int, int, int]]:
     """Character spans ``(start, end, item)`` in ``caption`` of ``(phrase, [start, end])`` items,
     sorted and non-overlapping. A span is trusted when the text under it equals the phrase
     (ignoring case and surrounding spaces); otherwise the phrase is searched for."""
@@ -66,8 +78,10 @@ def resolve_spans(caption: str, phrases: list[tuple[str, list]], skipped: Counte
         start = end = -1
         if isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span):
             start, end = span
-        if not (0 <= start < end <= len(caption)
-                and caption[start:end].strip().lower() == phrase.strip().lower()):
+        if not (
+            0 <= start < end <= len(caption)
+            and caption[start:end].strip().lower() == phrase.strip().lower()
+        ):
             found = caption.lower().find(phrase.strip().lower()) if phrase.strip() else -1
             if found < 0:
                 skipped['phrase not found in its caption'] += 1
@@ -124,14 +138,30 @@ def merged_instance(rles: list, height: int, width: int, phrase: str) -> dict | 
     return {'bbox': mask_bbox(mask, height, width), 'mask': mask, 'category': phrase}
 
 
-def record(args: argparse.Namespace, rid: str, file_name: str, size: tuple[int, int], caption: str,
-           instances: list, spans: list, meta: dict) -> dict:
+def record(
+    args: argparse.Namespace,
+    rid: str,
+    file_name: str,
+    size: tuple[int, int],
+    caption: str,
+    instances: list,
+    spans: list,
+    meta: dict,
+) -> dict:
     """One ``gcg_mask`` record."""
-    return {'id': rid, 'task': 'gcg_mask', 'image': image_entry(args, file_name, *size),
-            'instances': instances, 'depth': None, 'visual_prompts': [],
-            'conversation': [template_turn('gcg_mask'), {
-                'role': 'assistant', 'answer': caption_answer(caption, spans)}],
-            'meta': meta}
+    return {
+        'id': rid,
+        'task': 'gcg_mask',
+        'image': image_entry(args, file_name, *size),
+        'instances': instances,
+        'depth': None,
+        'visual_prompts': [],
+        'conversation': [
+            template_turn('gcg_mask'),
+            {'role': 'assistant', 'answer': caption_answer(caption, spans)},
+        ],
+        'meta': meta,
+    }
 
 
 def groundings_records(args: argparse.Namespace, entries: list, source: str, skipped: Counter):
@@ -146,8 +176,10 @@ def groundings_records(args: argparse.Namespace, entries: list, source: str, ski
             skipped['caption without groundings'] += 1
             continue
         values = list(groundings.values())
-        items = [(phrase, shifted_span(g.get('token_positives'), shift))
-                 for phrase, g in groundings.items()]
+        items = [
+            (phrase, shifted_span(g.get('token_positives'), shift))
+            for phrase, g in groundings.items()
+        ]
         spans, instances = [], []
         for start, end, item in resolve_spans(caption, items, skipped):
             phrase, g = items[item][0], values[item]
@@ -161,9 +193,16 @@ def groundings_records(args: argparse.Namespace, entries: list, source: str, ski
             skipped['caption without usable phrases'] += 1
             continue
         stem = osp.splitext(osp.basename(entry['file_name']))[0]
-        yield record(args, f'{source}-{k}-{stem}', entry['file_name'], (width, height), caption,
-                     instances, spans, {'source': source, 'index': k,
-                                        'file_name': entry['file_name']})
+        yield record(
+            args,
+            f'{source}-{k}-{stem}',
+            entry['file_name'],
+            (width, height),
+            caption,
+            instances,
+            spans,
+            {'source': source, 'index': k, 'file_name': entry['file_name']},
+        )
 
 
 def coco_records(args: argparse.Namespace, coco: dict, source: str, skipped: Counter):
@@ -178,8 +217,9 @@ def coco_records(args: argparse.Namespace, coco: dict, source: str, skipped: Cou
             if ann.get('ignore', False) or span is None:
                 skipped['ignored annotation or annotation without a span'] += 1
                 continue
-            inst = coco_instance(dict(ann, segmentation=ann.get('sam_mask')), img, 'object',
-                                 skipped, need_mask=True)
+            inst = coco_instance(
+                dict(ann, segmentation=ann.get('sam_mask')), img, 'object', skipped, need_mask=True
+            )
             if inst is not None:
                 by_span.setdefault(tuple(span), []).append(inst)
         items = [(caption[s:e] if 0 <= s < e <= len(caption) else '', [s, e]) for s, e in by_span]
@@ -193,9 +233,16 @@ def coco_records(args: argparse.Namespace, coco: dict, source: str, skipped: Cou
         if not spans:
             skipped['caption without usable phrases'] += 1
             continue
-        yield record(args, f'{source}-{img["id"]}', img['file_name'],
-                     (img['width'], img['height']), caption, instances, spans,
-                     {'source': source, 'image_id': img['id']})
+        yield record(
+            args,
+            f'{source}-{img["id"]}',
+            img['file_name'],
+            (img['width'], img['height']),
+            caption,
+            instances,
+            spans,
+            {'source': source, 'image_id': img['id']},
+        )
 
 
 def main(argv: list[str] | None = None) -> Counter:
@@ -209,10 +256,14 @@ def main(argv: list[str] | None = None) -> Counter:
         raise ValueError(f'{args.ann_file}: the groundings layout is a list of captions')
     source = args.source or osp.splitext(osp.basename(args.ann_file))[0]
     skipped: Counter = Counter()
-    records = (groundings_records(args, data, source, skipped) if layout == 'groundings'
-               else coco_records(args, data, source, skipped))
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    records = (
+        groundings_records(args, data, source, skipped)
+        if layout == 'groundings'
+        else coco_records(args, data, source, skipped)
+    )
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for rec in records:
             writer.write(rec)
     print_summary('grandf_gcg', writer, skipped)

@@ -11,6 +11,7 @@ A ref's ``ann_id`` is an int or a list; ``[-1]`` (or ``no_target: true``) means 
 a group with ``n = 0``. Crowd target annotations are dropped as in the ReLA loader (counted); a ref
 whose targets are all unusable is skipped (counted) rather than turned into a "no target" sample.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,16 @@ from collections import Counter
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from converter_utils import (CocoIndex, RecordWriter, add_common_args,  # noqa: E402
-                             coco_instance, image_entry, load_json, print_summary, progress)
+from converter_utils import (  # noqa: E402
+    CocoIndex,
+    RecordWriter,
+    add_common_args,
+    coco_instance,
+    image_entry,
+    load_json,
+    print_summary,
+    progress,
+)
 from refcoco import sentence_text  # noqa: E402
 
 from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
@@ -52,8 +61,9 @@ def ref_targets(ref: dict, img: dict, index: CocoIndex, skipped: Counter) -> lis
         if ann.get('iscrowd', 0):
             skipped['crowd target annotation (dropped)'] += 1
             continue
-        inst = coco_instance(ann, img, index.category_name(ann['category_id']), skipped,
-                             need_mask=True)
+        inst = coco_instance(
+            ann, img, index.category_name(ann['category_id']), skipped, need_mask=True
+        )
         if inst is not None:
             targets.append(inst)
     if not targets:
@@ -62,8 +72,9 @@ def ref_targets(ref: dict, img: dict, index: CocoIndex, skipped: Counter) -> lis
     return targets
 
 
-def ref_records(args: argparse.Namespace, ref: dict, index: CocoIndex,
-                skipped: Counter) -> list[dict]:
+def ref_records(
+    args: argparse.Namespace, ref: dict, index: CocoIndex, skipped: Counter
+) -> list[dict]:
     """The ``gres`` records of every sentence of one ref."""
     img = index.images.get(ref.get('image_id'))
     if img is None:
@@ -79,15 +90,32 @@ def ref_records(args: argparse.Namespace, ref: dict, index: CocoIndex,
         if not text:
             skipped['empty sentence'] += 1
             continue
-        out.append({
-            'id': f'grefcoco-{split}-{ref["ref_id"]}-s{sent.get("sent_id")}', 'task': 'gres',
-            'image': image, 'instances': targets, 'depth': None, 'visual_prompts': [],
-            'conversation': [template_turn('gres', expr=text), {
-                'role': 'assistant',
-                'answer': [phrase_group(text, ['mask'], list(range(len(targets)))), '.']}],
-            'meta': {'source': 'grefcoco', 'split': split, 'ref_id': ref['ref_id'],
-                     'sent_id': sent.get('sent_id'), 'image_id': ref['image_id'],
-                     'ann_ids': [t['source_id'] for t in targets], 'no_target': not targets}})
+        out.append(
+            {
+                'id': f'grefcoco-{split}-{ref["ref_id"]}-s{sent.get("sent_id")}',
+                'task': 'gres',
+                'image': image,
+                'instances': targets,
+                'depth': None,
+                'visual_prompts': [],
+                'conversation': [
+                    template_turn('gres', expr=text),
+                    {
+                        'role': 'assistant',
+                        'answer': [phrase_group(text, ['mask'], list(range(len(targets)))), '.'],
+                    },
+                ],
+                'meta': {
+                    'source': 'grefcoco',
+                    'split': split,
+                    'ref_id': ref['ref_id'],
+                    'sent_id': sent.get('sent_id'),
+                    'image_id': ref['image_id'],
+                    'ann_ids': [t['source_id'] for t in targets],
+                    'no_target': not targets,
+                },
+            }
+        )
     return out
 
 
@@ -99,8 +127,9 @@ def main(argv: list[str] | None = None) -> Counter:
         raise ValueError(f'{args.grefs}: expected a list of refs, got {type(refs).__name__}')
     index = CocoIndex(load_json(args.instances))
     skipped: Counter = Counter()
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for ref in progress(refs, 'grefcoco refs'):
             if args.split is not None and ref.get('split') != args.split:
                 continue

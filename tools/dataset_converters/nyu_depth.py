@@ -14,6 +14,7 @@ maps are 16-bit PNGs in millimetres, so records carry ``depth = {"path", "scale"
 ``None``, whose files are missing, or whose depth map is not a 16-bit PNG of the image size are
 skipped and counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,14 @@ from collections import Counter
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from converter_utils import (RecordWriter, add_common_args, image_size,  # noqa: E402
-                             print_summary, progress, relative_path)
+from converter_utils import (  # noqa: E402
+    RecordWriter,
+    add_common_args,
+    image_size,
+    print_summary,
+    progress,
+    relative_path,
+)
 
 from mmrefvlm.datasets.geometry import check_depth_file  # noqa: E402
 from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
@@ -35,17 +42,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='NYU-Depth-v2 file list -> depth records')
     parser.add_argument('file_list', help='text file of "<rgb> <depth> <focal>" lines')
     parser.add_argument('--rgb-root', required=True, help='folder the RGB paths are relative to')
-    parser.add_argument('--depth-root', default=None, help='folder of the depth paths '
-                                                           '(default: --rgb-root)')
-    parser.add_argument('--depth-scale', type=float, default=0.001,
-                        help='metres per stored depth unit (default 0.001: millimetre PNGs)')
+    parser.add_argument(
+        '--depth-root', default=None, help='folder of the depth paths (default: --rgb-root)'
+    )
+    parser.add_argument(
+        '--depth-scale',
+        type=float,
+        default=0.001,
+        help='metres per stored depth unit (default 0.001: millimetre PNGs)',
+    )
     parser.add_argument('--split', default=None, help='split name (default: from the list name)')
     add_common_args(parser, image_dir=False)
     return parser.parse_args(argv)
 
 
-def line_record(args: argparse.Namespace, line: str, lineno: int, split: str,
-                skipped: Counter) -> dict | None:
+def line_record(
+    args: argparse.Namespace, line: str, lineno: int, split: str, skipped: Counter
+) -> dict | None:
     """The record of one list line, or None (the reason is counted)."""
     parts = line.split()
     if len(parts) < 2:
@@ -73,16 +86,26 @@ def line_record(args: argparse.Namespace, line: str, lineno: int, split: str,
             pass
     stem = osp.splitext(rgb_rel)[0].replace('/', '_')
     return {
-        'id': f'nyu-{split}-{stem}', 'task': 'depth',
-        'image': {'path': relative_path(args.rgb_root, rgb_rel, args.data_root), 'width': width,
-                  'height': height},
-        'instances': [], 'visual_prompts': [],
-        'depth': {'path': relative_path(args.depth_root or args.rgb_root, depth_rel,
-                                        args.data_root),
-                  'scale': args.depth_scale, 'format': 'png16'},
-        'conversation': [template_turn('depth'), {
-            'role': 'assistant', 'answer': [phrase_group('depth map', ['depth'], [None])]}],
-        'meta': meta}
+        'id': f'nyu-{split}-{stem}',
+        'task': 'depth',
+        'image': {
+            'path': relative_path(args.rgb_root, rgb_rel, args.data_root),
+            'width': width,
+            'height': height,
+        },
+        'instances': [],
+        'visual_prompts': [],
+        'depth': {
+            'path': relative_path(args.depth_root or args.rgb_root, depth_rel, args.data_root),
+            'scale': args.depth_scale,
+            'format': 'png16',
+        },
+        'conversation': [
+            template_turn('depth'),
+            {'role': 'assistant', 'answer': [phrase_group('depth map', ['depth'], [None])]},
+        ],
+        'meta': meta,
+    }
 
 
 def main(argv: list[str] | None = None) -> Counter:
@@ -95,8 +118,9 @@ def main(argv: list[str] | None = None) -> Counter:
     split = args.split or osp.splitext(osp.basename(args.file_list))[0]
     skipped: Counter = Counter()
     seen: set[str] = set()
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for lineno, line in progress(lines, 'nyu pairs'):
             record = line_record(args, line, lineno, split, skipped)
             if record is not None and record['id'] in seen:

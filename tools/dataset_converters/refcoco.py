@@ -10,6 +10,7 @@ Example::
 One record per sentence and task. The pickle is read with an unpickler that builds only plain
 containers and scalars: any pickled class or function (which is how a pickle runs code) is refused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,15 +22,33 @@ from collections import Counter
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from converter_utils import (CocoIndex, RecordWriter, add_common_args,  # noqa: E402
-                             coco_instance, image_entry, load_json, print_summary, progress)
+from converter_utils import (  # noqa: E402
+    CocoIndex,
+    RecordWriter,
+    add_common_args,
+    coco_instance,
+    image_entry,
+    load_json,
+    print_summary,
+    progress,
+)
 
 from mmrefvlm.datasets.records import phrase_group, template_turn  # noqa: E402
 
 #: The only globals a refs pickle may name (Python 2 pickles say ``__builtin__``).
-_SAFE_GLOBALS = {'dict': 'dict', 'list': 'list', 'tuple': 'tuple', 'set': 'set',
-                 'frozenset': 'frozenset', 'str': 'str', 'unicode': 'str', 'int': 'int',
-                 'long': 'int', 'float': 'float', 'bool': 'bool'}
+_SAFE_GLOBALS = {
+    'dict': 'dict',
+    'list': 'list',
+    'tuple': 'tuple',
+    'set': 'set',
+    'frozenset': 'frozenset',
+    'str': 'str',
+    'unicode': 'str',
+    'int': 'int',
+    'long': 'int',
+    'float': 'float',
+    'bool': 'bool',
+}
 
 
 class BuiltinsOnlyUnpickler(pickle.Unpickler):
@@ -41,7 +60,8 @@ class BuiltinsOnlyUnpickler(pickle.Unpickler):
             return getattr(builtins, _SAFE_GLOBALS[name])
         raise pickle.UnpicklingError(
             f'refusing to load {module}.{name} from the refs pickle: only plain data (dict, list, '
-            'str, int, float) is allowed')
+            'str, int, float) is allowed'
+        )
 
 
 def load_refs_pickle(path: str) -> list[dict]:
@@ -63,12 +83,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='RefCOCO/+/g -> rec/res records')
     parser.add_argument('refs', help='refs(unc).p / refs(umd).p / refs(google).p')
     parser.add_argument('instances', help='the instances.json next to it')
-    parser.add_argument('--split', default=None,
-                        help='keep refs of this split (train, val, testA, testB, test); '
-                             'default: all')
+    parser.add_argument(
+        '--split',
+        default=None,
+        help='keep refs of this split (train, val, testA, testB, test); default: all',
+    )
     parser.add_argument('--tasks', nargs='+', default=['rec', 'res'], choices=['rec', 'res'])
-    parser.add_argument('--dataset-name', default=None,
-                        help='source name for ids/meta (default: the refs folder name)')
+    parser.add_argument(
+        '--dataset-name',
+        default=None,
+        help='source name for ids/meta (default: the refs folder name)',
+    )
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -79,8 +104,9 @@ def sentence_text(sent: dict) -> str:
     return ' '.join(str(text).split())
 
 
-def ref_records(args: argparse.Namespace, ref: dict, index: CocoIndex, name: str,
-                skipped: Counter) -> list[dict]:
+def ref_records(
+    args: argparse.Namespace, ref: dict, index: CocoIndex, name: str, skipped: Counter
+) -> list[dict]:
     """``rec``/``res`` records of every sentence of one ref."""
     img, ann = index.images.get(ref.get('image_id')), index.anns.get(ref.get('ann_id'))
     if img is None or ann is None:
@@ -102,15 +128,28 @@ def ref_records(args: argparse.Namespace, ref: dict, index: CocoIndex, name: str
                 skipped['res: annotation without a usable mask'] += 1
                 continue
             target = {k: v for k, v in inst.items() if k != 'mask' or unit == 'mask'}
-            out.append({
-                'id': f'{name}-{split}-{ref["ref_id"]}-s{sent.get("sent_id")}-{task}',
-                'task': task, 'image': image, 'instances': [target], 'depth': None,
-                'visual_prompts': [],
-                'conversation': [template_turn(task, expr=text), {
-                    'role': 'assistant', 'answer': [phrase_group(text, [unit], [0]), '.']}],
-                'meta': {'source': name, 'split': split, 'ref_id': ref['ref_id'],
-                         'sent_id': sent.get('sent_id'), 'ann_id': ref['ann_id'],
-                         'image_id': ref['image_id']}})
+            out.append(
+                {
+                    'id': f'{name}-{split}-{ref["ref_id"]}-s{sent.get("sent_id")}-{task}',
+                    'task': task,
+                    'image': image,
+                    'instances': [target],
+                    'depth': None,
+                    'visual_prompts': [],
+                    'conversation': [
+                        template_turn(task, expr=text),
+                        {'role': 'assistant', 'answer': [phrase_group(text, [unit], [0]), '.']},
+                    ],
+                    'meta': {
+                        'source': name,
+                        'split': split,
+                        'ref_id': ref['ref_id'],
+                        'sent_id': sent.get('sent_id'),
+                        'ann_id': ref['ann_id'],
+                        'image_id': ref['image_id'],
+                    },
+                }
+            )
     return out
 
 
@@ -121,8 +160,9 @@ def main(argv: list[str] | None = None) -> Counter:
     index = CocoIndex(load_json(args.instances))
     name = args.dataset_name or osp.basename(osp.dirname(osp.abspath(args.refs))) or 'refcoco'
     skipped: Counter = Counter()
-    with RecordWriter(args.out, validate=not args.no_validate,
-                      template_dir=args.template_dir) as writer:
+    with RecordWriter(
+        args.out, validate=not args.no_validate, template_dir=args.template_dir
+    ) as writer:
         for ref in progress(refs, f'{name} refs'):
             if args.split is not None and ref.get('split') != args.split:
                 continue

@@ -3,64 +3,154 @@
 from mmengine.config import read_base
 from mmengine.dataset import ConcatDataset, DefaultSampler
 
-from mmrefvlm.datasets import (BuildUnitTargets, FormatConversation, LoadRecordDepth,
-                               LoadRecordImage, PackRefVLMInputs, PrepareImages,
-                               RasterizeVisualPrompts, RefVLMDataset, WeightedMultiDatasetSampler,
-                               refvlm_collate)
+from mmrefvlm.datasets import (
+    BuildUnitTargets,
+    FormatConversation,
+    LoadRecordDepth,
+    LoadRecordImage,
+    PackRefVLMInputs,
+    PrepareImages,
+    RasterizeVisualPrompts,
+    RefVLMDataset,
+    WeightedMultiDatasetSampler,
+    refvlm_collate,
+)
 from mmrefvlm.datasets.transforms import BoxTarget, DepthTarget, KeypointTarget, MaskTarget
 
 with read_base():  # tokenizer, image sizes and token counts must match the model
-    from ..models.refvlm_tiny import (depth_size, mask_size, num_image_tokens, num_keypoints,
-                                      num_prompt_tokens, pyramid_image_size, tokenizer,
-                                      vit_image_size)
+    from ..models.refvlm_tiny import (
+        depth_size,
+        mask_size,
+        num_image_tokens,
+        num_keypoints,
+        num_prompt_tokens,
+        pyramid_image_size,
+        tokenizer,
+        vit_image_size,
+    )
 
 # --- user-facing knobs ---
 data_root = 'data/demo'
 train_batch_size = 8
 val_batch_size = 16
 # task -> sampling ratio of the stage-2 demo mix
-train_task_ratios = dict(rec=4, res=4, gres=3, ig_box=1, ig_mask=1, ig_keypoint=1, keypoint=1,
-                         depth=1, gcg_box=1, gcg_mask=1, ovd=1, ovs=1, vqa=1, caption=0.5,
-                         reg=0.5)
-val_tasks = ['rec', 'res', 'gres', 'ig_box', 'ig_mask', 'ig_keypoint', 'keypoint', 'depth', 'vqa',
-             'caption']
+train_task_ratios = dict(
+    rec=4,
+    res=4,
+    gres=3,
+    ig_box=1,
+    ig_mask=1,
+    ig_keypoint=1,
+    keypoint=1,
+    depth=1,
+    gcg_box=1,
+    gcg_mask=1,
+    ovd=1,
+    ovs=1,
+    vqa=1,
+    caption=0.5,
+    reg=0.5,
+)
+val_tasks = [
+    'rec',
+    'res',
+    'gres',
+    'ig_box',
+    'ig_mask',
+    'ig_keypoint',
+    'keypoint',
+    'depth',
+    'vqa',
+    'caption',
+]
 use_cot = False
 chat_template = 'plain'
 max_length = 256
 point_radius = 3.0
 scribble_width = 2.0
-unit_targets = dict(box=dict(type=BoxTarget), mask=dict(type=MaskTarget, size=mask_size),
-                    keypoint=dict(type=KeypointTarget, num_keypoints=num_keypoints),
-                    depth=dict(type=DepthTarget, size=depth_size))
+unit_targets = dict(
+    box=dict(type=BoxTarget),
+    mask=dict(type=MaskTarget, size=mask_size),
+    keypoint=dict(type=KeypointTarget, num_keypoints=num_keypoints),
+    depth=dict(type=DepthTarget, size=depth_size),
+)
 
-_load = [dict(type=LoadRecordImage), dict(type=LoadRecordDepth),
-         dict(type=PrepareImages, sizes=dict(vit=vit_image_size, pyramid=pyramid_image_size)),
-         dict(type=RasterizeVisualPrompts, size=vit_image_size, point_radius=point_radius,
-              scribble_width=scribble_width)]
+_load = [
+    dict(type=LoadRecordImage),
+    dict(type=LoadRecordDepth),
+    dict(type=PrepareImages, sizes=dict(vit=vit_image_size, pyramid=pyramid_image_size)),
+    dict(
+        type=RasterizeVisualPrompts,
+        size=vit_image_size,
+        point_radius=point_radius,
+        scribble_width=scribble_width,
+    ),
+]
 train_pipeline = _load + [
-    dict(type=FormatConversation, tokenizer=tokenizer, chat_template=chat_template,
-         num_image_tokens=num_image_tokens, num_prompt_tokens=num_prompt_tokens, cot=use_cot,
-         max_length=max_length),
+    dict(
+        type=FormatConversation,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        num_image_tokens=num_image_tokens,
+        num_prompt_tokens=num_prompt_tokens,
+        cot=use_cot,
+        max_length=max_length,
+    ),
     dict(type=BuildUnitTargets, unit_targets=unit_targets, with_original=False),
-    dict(type=PackRefVLMInputs)]
+    dict(type=PackRefVLMInputs),
+]
 test_pipeline = _load + [
-    dict(type=FormatConversation, tokenizer=tokenizer, chat_template=chat_template,
-         num_image_tokens=num_image_tokens, num_prompt_tokens=num_prompt_tokens, cot=use_cot,
-         max_length=max_length, predict=True),
+    dict(
+        type=FormatConversation,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        num_image_tokens=num_image_tokens,
+        num_prompt_tokens=num_prompt_tokens,
+        cot=use_cot,
+        max_length=max_length,
+        predict=True,
+    ),
     dict(type=BuildUnitTargets, unit_targets=unit_targets, with_original=True),
-    dict(type=PackRefVLMInputs)]
+    dict(type=PackRefVLMInputs),
+]
 
 train_dataloader = dict(
-    batch_size=train_batch_size, num_workers=0, persistent_workers=False,
+    batch_size=train_batch_size,
+    num_workers=0,
+    persistent_workers=False,
     sampler=dict(type=WeightedMultiDatasetSampler, ratios=list(train_task_ratios.values())),
     collate_fn=dict(type=refvlm_collate),
-    dataset=dict(type=ConcatDataset, datasets=[
-        dict(type=RefVLMDataset, data_root=data_root, ann_file=f'annotations/train_{task}.jsonl',
-             pipeline=train_pipeline) for task in train_task_ratios]))
+    dataset=dict(
+        type=ConcatDataset,
+        datasets=[
+            dict(
+                type=RefVLMDataset,
+                data_root=data_root,
+                ann_file=f'annotations/train_{task}.jsonl',
+                pipeline=train_pipeline,
+            )
+            for task in train_task_ratios
+        ],
+    ),
+)
 val_dataloader = dict(
-    batch_size=val_batch_size, num_workers=0, persistent_workers=False,
-    sampler=dict(type=DefaultSampler, shuffle=False), collate_fn=dict(type=refvlm_collate),
-    dataset=dict(type=ConcatDataset, datasets=[
-        dict(type=RefVLMDataset, data_root=data_root, ann_file=f'annotations/val_{task}.jsonl',
-             pipeline=test_pipeline, test_mode=True) for task in val_tasks]))
+    batch_size=val_batch_size,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type=DefaultSampler, shuffle=False),
+    collate_fn=dict(type=refvlm_collate),
+    dataset=dict(
+        type=ConcatDataset,
+        datasets=[
+            dict(
+                type=RefVLMDataset,
+                data_root=data_root,
+                ann_file=f'annotations/val_{task}.jsonl',
+                pipeline=test_pipeline,
+                test_mode=True,
+            )
+            for task in val_tasks
+        ],
+    ),
+)
 test_dataloader = val_dataloader

@@ -2,8 +2,13 @@
 # REF-VLM at paper scale: Vicuna-7B v1.5, CLIP ViT-L/14-336 (576 image tokens), CLIP-ConvNeXt-L at
 # 512 (frozen pyramid for the decoders), box + mask meta decoders (App. C, Table 12/13).
 # Weights are read from local folders only; nothing downloads.
-from mmrefvlm.models import (CLIPViTEncoder, ConvNeXtPyramid, LatentEmbeddingRouter,
-                             MaskGuidedAggregation, RefVLM)
+from mmrefvlm.models import (
+    CLIPViTEncoder,
+    ConvNeXtPyramid,
+    LatentEmbeddingRouter,
+    MaskGuidedAggregation,
+    RefVLM,
+)
 from mmrefvlm.models.unit_decoders import BoxUnitDecoder, MaskUnitDecoder
 
 # --- user-facing knobs: local checkpoint folders ---
@@ -29,22 +34,56 @@ model = dict(
     # far below bf16 resolution and would mostly round away. Full fine-tuning of 7B in fp32 + AdamW
     # needs ZeRO sharding (stage2_deepspeed.py); one GPU: stage2_lora.py (see docs/benchmarks.md).
     llm=dict(name_or_path=llm_name_or_path, torch_dtype='float32', attn_implementation='sdpa'),
-    vision_encoder=dict(type=CLIPViTEncoder, name_or_path=clip_name_or_path, select_layer=-2,
-                        frozen=True, torch_dtype='bfloat16'),
-    pyramid_encoder=dict(type=ConvNeXtPyramid, name_or_path=convnext_name_or_path, frozen=True,
-                         torch_dtype='bfloat16'),
-    prompt_encoder=dict(type=MaskGuidedAggregation, k=3, temperature=10000., alpha=1.0),
+    vision_encoder=dict(
+        type=CLIPViTEncoder,
+        name_or_path=clip_name_or_path,
+        select_layer=-2,
+        frozen=True,
+        torch_dtype='bfloat16',
+    ),
+    pyramid_encoder=dict(
+        type=ConvNeXtPyramid,
+        name_or_path=convnext_name_or_path,
+        frozen=True,
+        torch_dtype='bfloat16',
+    ),
+    prompt_encoder=dict(type=MaskGuidedAggregation, k=3, temperature=10000.0, alpha=1.0),
     router=dict(type=LatentEmbeddingRouter, ref_position='ref'),
     unit_decoders=dict(
-        box=dict(type=BoxUnitDecoder, num_queries=100, d_model=256, num_layers=6, num_heads=8,
-                 ffn_dim=2048, dropout=0.1, pyramid_channels=pyramid_channels,
-                 clip_channels=clip_channels, memory_levels=(0, 1, 2), memory_use_clip=True,
-                 memory_size=128),
-        mask=dict(type=MaskUnitDecoder, num_queries=30, d_model=256, num_layers=6, num_heads=8,
-                  ffn_dim=2048, dropout=0.1, pyramid_channels=pyramid_channels,
-                  clip_channels=clip_channels, pixel_levels=(0, 1, 2), pixel_use_clip=True,
-                  fpn_dim=256, mask_dim=256, memory_levels=(), memory_use_clip=True,
-                  memory_size=None)),
+        box=dict(
+            type=BoxUnitDecoder,
+            num_queries=100,
+            d_model=256,
+            num_layers=6,
+            num_heads=8,
+            ffn_dim=2048,
+            dropout=0.1,
+            pyramid_channels=pyramid_channels,
+            clip_channels=clip_channels,
+            memory_levels=(0, 1, 2),
+            memory_use_clip=True,
+            memory_size=128,
+        ),
+        mask=dict(
+            type=MaskUnitDecoder,
+            num_queries=30,
+            d_model=256,
+            num_layers=6,
+            num_heads=8,
+            ffn_dim=2048,
+            dropout=0.1,
+            pyramid_channels=pyramid_channels,
+            clip_channels=clip_channels,
+            pixel_levels=(0, 1, 2),
+            pixel_use_clip=True,
+            fpn_dim=256,
+            mask_dim=256,
+            memory_levels=(),
+            memory_use_clip=True,
+            memory_size=None,
+        ),
+    ),
     loss_weights=dict(llm=1.0, box=0.5, mask=0.5),
     gradient_checkpointing=True,
-    max_new_tokens=512)
+    max_new_tokens=512,
+)

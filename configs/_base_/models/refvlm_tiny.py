@@ -3,9 +3,17 @@
 # ConvNeXt (trainable, since nothing is pretrained), small box/mask/keypoint/depth decoders.
 # Decoders get in_channels / clip_channels / pyramid_channels from RefVLM. The box and keypoint
 # decoders use the pointer box head: plain DETR regression does not converge in a CPU budget.
-from mmrefvlm.models import (BoxUnitDecoder, CLIPViTEncoder, ConvNeXtPyramid, DepthUnitDecoder,
-                             KeypointUnitDecoder, LatentEmbeddingRouter, MaskGuidedAggregation,
-                             MaskUnitDecoder, RefVLM)
+from mmrefvlm.models import (
+    BoxUnitDecoder,
+    CLIPViTEncoder,
+    ConvNeXtPyramid,
+    DepthUnitDecoder,
+    KeypointUnitDecoder,
+    LatentEmbeddingRouter,
+    MaskGuidedAggregation,
+    MaskUnitDecoder,
+    RefVLM,
+)
 
 # --- user-facing knobs ---
 tokenizer = dict(source='demo')
@@ -24,31 +32,86 @@ num_keypoints = 5
 model = dict(
     type=RefVLM,
     tokenizer=tokenizer,
-    llm=dict(config=dict(model_type='llama', vocab_size=2048, hidden_size=llm_hidden_size,
-                         intermediate_size=4 * llm_hidden_size, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=512, tie_word_embeddings=False)),
-    vision_encoder=dict(type=CLIPViTEncoder, frozen=False, select_layer=-2,
-                        config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                                    num_attention_heads=4, image_size=vit_image_size,
-                                    patch_size=vit_patch_size)),
-    pyramid_encoder=dict(type=ConvNeXtPyramid, frozen=False,
-                         config=dict(depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128],
-                                     image_size=pyramid_image_size)),
+    llm=dict(
+        config=dict(
+            model_type='llama',
+            vocab_size=2048,
+            hidden_size=llm_hidden_size,
+            intermediate_size=4 * llm_hidden_size,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=512,
+            tie_word_embeddings=False,
+        )
+    ),
+    vision_encoder=dict(
+        type=CLIPViTEncoder,
+        frozen=False,
+        select_layer=-2,
+        config=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            image_size=vit_image_size,
+            patch_size=vit_patch_size,
+        ),
+    ),
+    pyramid_encoder=dict(
+        type=ConvNeXtPyramid,
+        frozen=False,
+        config=dict(
+            depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], image_size=pyramid_image_size
+        ),
+    ),
     prompt_encoder=dict(type=MaskGuidedAggregation, k=prompt_grid),
     router=dict(type=LatentEmbeddingRouter, ref_position='ref'),
     unit_decoders=dict(
-        box=dict(type=BoxUnitDecoder, num_queries=8, d_model=decoder_dim, num_layers=2,
-                 num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, memory_size=16,
-                 box_head='pointer'),
-        mask=dict(type=MaskUnitDecoder, num_queries=8, d_model=decoder_dim, num_layers=2,
-                  num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, fpn_dim=decoder_dim,
-                  mask_dim=decoder_dim),
-        keypoint=dict(type=KeypointUnitDecoder, num_queries=8, num_keypoints=num_keypoints,
-                      sigmas=0.1, d_model=decoder_dim, num_layers=2, num_point_layers=1,
-                      num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0, memory_size=16,
-                      box_head='pointer'),
-        depth=dict(type=DepthUnitDecoder, num_queries=2, d_model=decoder_dim,
-                   fpn_dim=decoder_dim, pixel_dim=decoder_dim)),
+        box=dict(
+            type=BoxUnitDecoder,
+            num_queries=8,
+            d_model=decoder_dim,
+            num_layers=2,
+            num_heads=4,
+            ffn_dim=2 * decoder_dim,
+            dropout=0.0,
+            memory_size=16,
+            box_head='pointer',
+        ),
+        mask=dict(
+            type=MaskUnitDecoder,
+            num_queries=8,
+            d_model=decoder_dim,
+            num_layers=2,
+            num_heads=4,
+            ffn_dim=2 * decoder_dim,
+            dropout=0.0,
+            fpn_dim=decoder_dim,
+            mask_dim=decoder_dim,
+        ),
+        keypoint=dict(
+            type=KeypointUnitDecoder,
+            num_queries=8,
+            num_keypoints=num_keypoints,
+            sigmas=0.1,
+            d_model=decoder_dim,
+            num_layers=2,
+            num_point_layers=1,
+            num_heads=4,
+            ffn_dim=2 * decoder_dim,
+            dropout=0.0,
+            memory_size=16,
+            box_head='pointer',
+        ),
+        depth=dict(
+            type=DepthUnitDecoder,
+            num_queries=2,
+            d_model=decoder_dim,
+            fpn_dim=decoder_dim,
+            pixel_dim=decoder_dim,
+        ),
+    ),
     loss_weights=dict(llm=1.0, box=1.0, mask=1.0, keypoint=1.0, depth=1.0),
-    max_new_tokens=48)
+    max_new_tokens=48,
+)

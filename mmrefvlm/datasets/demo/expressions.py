@@ -4,6 +4,7 @@
 Every expression is checked against the scene so that it means what the answer says: a singular
 expression matches exactly one object, a plural one exactly the listed objects (possibly none).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ def left_to_right(objects: list[DemoObject], inds: list[int]) -> list[int]:
 def _extreme(objects: list[DemoObject], target: int, axis: int, sign: float) -> bool:
     """True if ``target`` is the unique extreme object along ``axis`` by SPATIAL_MARGIN."""
     key = sign * objects[target].centre[axis]
-    return len(objects) >= 2 and all(sign * o.centre[axis] - key >= SPATIAL_MARGIN
-                                     for i, o in enumerate(objects) if i != target)
+    return len(objects) >= 2 and all(
+        sign * o.centre[axis] - key >= SPATIAL_MARGIN for i, o in enumerate(objects) if i != target
+    )
 
 
 def unique_expressions(objects: list[DemoObject], target: int) -> list[str]:
@@ -54,8 +56,12 @@ def unique_expressions(objects: list[DemoObject], target: int) -> list[str]:
             exprs.append(f'the {obj.shape} on the {"left" if dx < 0 else "right"}')
         if abs(dy) >= SPATIAL_MARGIN:
             exprs.append(f'the {obj.shape} at the {"top" if dy < 0 else "bottom"}')
-    for axis, sign, word in ((0, 1.0, 'leftmost'), (0, -1.0, 'rightmost'),
-                             (1, 1.0, 'topmost'), (1, -1.0, 'bottommost')):
+    for axis, sign, word in (
+        (0, 1.0, 'leftmost'),
+        (0, -1.0, 'rightmost'),
+        (1, 1.0, 'topmost'),
+        (1, -1.0, 'bottommost'),
+    ):
         if _extreme(objects, target, axis, sign):
             exprs.append(f'the {word} object')
     if len(others) == 1:

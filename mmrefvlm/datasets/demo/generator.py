@@ -13,6 +13,7 @@ its sample of task ``t`` from ``default_rng([seed, split_id, idx, 100 + t])`` (`
 :data:`DEMO_TASKS`), so outputs are byte-identical for equal arguments, and image ``i`` and its
 samples do not change when the number of images or the task subset changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,17 @@ from mmengine.logging import print_log
 from PIL import Image
 
 from .samples import DEMO_TASKS, SAMPLE_BUILDERS
-from .scene import (BACKGROUND_DEPTH_MM, COLOURS, DEPTH_SCALE, KEYPOINT_NAMES, OBJECT_DEPTH_MM,
-                    SHAPES, SIZES, DemoScene, sample_scene)
+from .scene import (
+    BACKGROUND_DEPTH_MM,
+    COLOURS,
+    DEPTH_SCALE,
+    KEYPOINT_NAMES,
+    OBJECT_DEPTH_MM,
+    SHAPES,
+    SIZES,
+    DemoScene,
+    sample_scene,
+)
 
 GENERATOR_VERSION = '1.0'
 SPLIT_IDS: dict[str, int] = {'train': 0, 'val': 1}
@@ -37,12 +47,17 @@ DEFAULT_IMAGE_SIZES: tuple[tuple[int, int], ...] = ((64, 64), (64, 48), (48, 64)
 def encode_rle(mask: np.ndarray) -> dict:
     """COCO compressed RLE ``{'size': [h, w], 'counts': str}`` of a (H, W) bool mask."""
     from pycocotools import mask as mask_utils
+
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {'size': [int(v) for v in rle['size']], 'counts': rle['counts'].decode('ascii')}
 
 
-def _check_args(seed: int, num_images: dict[str, int], tasks: Sequence[str],
-                image_sizes: Sequence[Sequence[int]]) -> None:
+def _check_args(
+    seed: int,
+    num_images: dict[str, int],
+    tasks: Sequence[str],
+    image_sizes: Sequence[Sequence[int]],
+) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f'seed must be a non-negative int, got {seed!r}')
     for split, num in num_images.items():
@@ -60,8 +75,10 @@ def _check_args(seed: int, num_images: dict[str, int], tasks: Sequence[str],
 
 def _instances(scene: DemoScene) -> tuple[list[dict], list[dict]]:
     rles = [encode_rle(o.mask) for o in scene.objects]
-    instances = [{'bbox': list(o.bbox), 'mask': rle, 'category': o.shape,
-                  'keypoints': list(o.keypoints)} for o, rle in zip(scene.objects, rles)]
+    instances = [
+        {'bbox': list(o.bbox), 'mask': rle, 'category': o.shape, 'keypoints': list(o.keypoints)}
+        for o, rle in zip(scene.objects, rles, strict=True)
+    ]
     return instances, rles
 
 
@@ -69,16 +86,29 @@ def _save_png(array: np.ndarray, path: str) -> None:
     Image.fromarray(array).save(path, format='PNG', compress_level=6)
 
 
-def _write_split(out_dir: str, split: str, num_images: int, seed: int, tasks: Sequence[str],
-                 image_sizes: Sequence[Sequence[int]]) -> dict:
+def _write_split(
+    out_dir: str,
+    split: str,
+    num_images: int,
+    seed: int,
+    tasks: Sequence[str],
+    image_sizes: Sequence[Sequence[int]],
+) -> dict:
     """Write one split; return its statistics for ``metainfo.json``."""
     split_id = SPLIT_IDS[split]
     os.makedirs(osp.join(out_dir, 'images', split), exist_ok=True)
     if 'depth' in tasks:
         os.makedirs(osp.join(out_dir, 'depth', split), exist_ok=True)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-    files = {t: open(osp.join(out_dir, 'annotations', f'{split}_{t}.jsonl'), 'w',
-                     encoding='utf-8', newline='\n') for t in tasks}
+    files = {
+        t: open(
+            osp.join(out_dir, 'annotations', f'{split}_{t}.jsonl'),
+            'w',
+            encoding='utf-8',
+            newline='\n',
+        )
+        for t in tasks
+    }
     num_instances = 0
     try:
         for idx in range(num_images):
@@ -92,31 +122,52 @@ def _write_split(out_dir: str, split: str, num_images: int, seed: int, tasks: Se
             if 'depth' in tasks:
                 _save_png(scene.depth_mm, osp.join(out_dir, depth_rel))
             instances, rles = _instances(scene)
-            meta = {'source': 'demo', 'split': split, 'image_idx': idx,
-                    'attributes': [[o.colour, o.shape, o.size] for o in scene.objects]}
+            meta = {
+                'source': 'demo',
+                'split': split,
+                'image_idx': idx,
+                'attributes': [[o.colour, o.shape, o.size] for o in scene.objects],
+            }
             for task in tasks:
                 task_id = 100 + DEMO_TASKS.index(task)
                 task_rng = np.random.default_rng([seed, split_id, idx, task_id])
                 conversation, prompts = SAMPLE_BUILDERS[task](
-                    scene.objects, rles, (width, height), task_rng)
+                    scene.objects, rles, (width, height), task_rng
+                )
                 record = {
-                    'id': f'demo-{split}-{idx:06d}-{task}', 'task': task,
+                    'id': f'demo-{split}-{idx:06d}-{task}',
+                    'task': task,
                     'image': {'path': img_rel, 'width': width, 'height': height},
                     'instances': instances,
-                    'depth': ({'path': depth_rel, 'scale': DEPTH_SCALE, 'format': 'png16'}
-                              if task == 'depth' else None),
-                    'visual_prompts': prompts, 'conversation': conversation, 'meta': meta}
+                    'depth': (
+                        {'path': depth_rel, 'scale': DEPTH_SCALE, 'format': 'png16'}
+                        if task == 'depth'
+                        else None
+                    ),
+                    'visual_prompts': prompts,
+                    'conversation': conversation,
+                    'meta': meta,
+                }
                 files[task].write(json.dumps(record, separators=(',', ':')) + '\n')
     finally:
         for f in files.values():
             f.close()
-    return {'num_images': num_images, 'num_instances': num_instances,
-            'num_samples': {t: num_images for t in tasks}}
+    return {
+        'num_images': num_images,
+        'num_instances': num_instances,
+        'num_samples': {t: num_images for t in tasks},
+    }
 
 
-def generate_demo_dataset(out_dir: str, *, seed: int = 0, num_train_images: int = 1500,
-                          num_val_images: int = 200, tasks: Sequence[str] = DEMO_TASKS,
-                          image_sizes: Sequence[Sequence[int]] = DEFAULT_IMAGE_SIZES) -> dict:
+def generate_demo_dataset(
+    out_dir: str,
+    *,
+    seed: int = 0,
+    num_train_images: int = 1500,
+    num_val_images: int = 200,
+    tasks: Sequence[str] = DEMO_TASKS,
+    image_sizes: Sequence[Sequence[int]] = DEFAULT_IMAGE_SIZES,
+) -> dict:
     """Generate the demo dataset deterministically under ``out_dir``.
 
     Args:
@@ -137,30 +188,47 @@ def generate_demo_dataset(out_dir: str, *, seed: int = 0, num_train_images: int 
     tasks = [t for t in DEMO_TASKS if t in tasks]  # canonical order
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
-    splits = {split: _write_split(out_dir, split, num, seed, tasks, image_sizes)
-              for split, num in num_images.items()}
+    splits = {
+        split: _write_split(out_dir, split, num, seed, tasks, image_sizes)
+        for split, num in num_images.items()
+    }
     metainfo = expected_metainfo(seed, num_images, tasks, image_sizes)
     metainfo['splits'] = splits
     with open(osp.join(out_dir, 'metainfo.json'), 'w', encoding='utf-8', newline='\n') as f:
         json.dump(metainfo, f, indent=2)
         f.write('\n')
-    print_log(f'demo dataset: {sum(num_images.values())} images x {len(tasks)} tasks written to '
-              f'{out_dir} in {time.perf_counter() - start:.1f}s', logger='current')
+    print_log(
+        f'demo dataset: {sum(num_images.values())} images x {len(tasks)} tasks written to '
+        f'{out_dir} in {time.perf_counter() - start:.1f}s',
+        logger='current',
+    )
     return metainfo
 
 
-def expected_metainfo(seed: int, num_images: dict[str, int], tasks: Sequence[str],
-                      image_sizes: Sequence[Sequence[int]]) -> dict:
+def expected_metainfo(
+    seed: int,
+    num_images: dict[str, int],
+    tasks: Sequence[str],
+    image_sizes: Sequence[Sequence[int]],
+) -> dict:
     """The argument-dependent part of ``metainfo.json`` (without the per-split statistics)."""
     return {
-        'generator': 'mmrefvlm.datasets.demo', 'version': GENERATOR_VERSION, 'seed': seed,
-        'classes': list(SHAPES), 'colours': {k: list(v) for k, v in COLOURS.items()},
-        'sizes': {k: list(v) for k, v in SIZES.items()}, 'keypoint_names': list(KEYPOINT_NAMES),
+        'generator': 'mmrefvlm.datasets.demo',
+        'version': GENERATOR_VERSION,
+        'seed': seed,
+        'classes': list(SHAPES),
+        'colours': {k: list(v) for k, v in COLOURS.items()},
+        'sizes': {k: list(v) for k, v in SIZES.items()},
+        'keypoint_names': list(KEYPOINT_NAMES),
         'depth_scale': DEPTH_SCALE,
-        'depth_ranges_mm': {'background_top_bottom': list(BACKGROUND_DEPTH_MM),
-                            **{k: list(v) for k, v in OBJECT_DEPTH_MM.items()}},
-        'image_sizes': [[int(w), int(h)] for w, h in image_sizes], 'tasks': list(tasks),
-        'num_images': dict(num_images)}
+        'depth_ranges_mm': {
+            'background_top_bottom': list(BACKGROUND_DEPTH_MM),
+            **{k: list(v) for k, v in OBJECT_DEPTH_MM.items()},
+        },
+        'image_sizes': [[int(w), int(h)] for w, h in image_sizes],
+        'tasks': list(tasks),
+        'num_images': dict(num_images),
+    }
 
 
 def ensure_demo_dataset(out_dir: str, **kwargs) -> dict:
@@ -174,8 +242,10 @@ def ensure_demo_dataset(out_dir: str, **kwargs) -> dict:
         dict: The dataset's ``metainfo.json`` content.
     """
     seed = kwargs.get('seed', 0)
-    num_images = {'train': kwargs.get('num_train_images', 1500),
-                  'val': kwargs.get('num_val_images', 200)}
+    num_images = {
+        'train': kwargs.get('num_train_images', 1500),
+        'val': kwargs.get('num_val_images', 200),
+    }
     tasks = kwargs.get('tasks', DEMO_TASKS)
     image_sizes = kwargs.get('image_sizes', DEFAULT_IMAGE_SIZES)
     _check_args(seed, num_images, tasks, image_sizes)

@@ -5,6 +5,7 @@ Each builder takes the scene's objects, their COCO RLEs and a generator, and ret
 ``(conversation, visual_prompts)``. User turns are template references; assistant answers are
 plain strings or structured answers whose targets index the record's ``instances``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,14 +13,34 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from .expressions import (caption_text, empty_expression, group_expressions, left_to_right,
-                          unique_expressions, vqa_pair)
+from .expressions import (
+    caption_text,
+    empty_expression,
+    group_expressions,
+    left_to_right,
+    unique_expressions,
+    vqa_pair,
+)
 from .scene import SHAPES, DemoObject
 
 #: Every task the demo dataset writes, in a fixed order (also the per-task RNG stream id).
 DEMO_TASKS: tuple[str, ...] = (
-    'caption', 'vqa', 'rec', 'res', 'reg', 'gres', 'ig_box', 'ig_mask', 'ig_keypoint',
-    'gcg_box', 'gcg_mask', 'ovd', 'ovs', 'keypoint', 'depth')
+    'caption',
+    'vqa',
+    'rec',
+    'res',
+    'reg',
+    'gres',
+    'ig_box',
+    'ig_mask',
+    'ig_keypoint',
+    'gcg_box',
+    'gcg_mask',
+    'ovd',
+    'ovs',
+    'keypoint',
+    'depth',
+)
 PROMPT_TYPES: tuple[str, ...] = ('point', 'box', 'scribble', 'mask')
 #: Probabilities of the three GRES sample kinds: empty target, several targets, one target.
 GRES_KIND_PROBS: tuple[float, float, float] = (0.4, 0.3, 0.3)
@@ -37,8 +58,10 @@ def _assistant(answer: str | list) -> dict:
 
 
 def _group(phrase: str | list, unit: str, targets: list[int | None]) -> dict:
-    return {'phrase': phrase, 'groups': [{'units': [unit], 'n': len(targets),
-                                          'targets': list(targets)}]}
+    return {
+        'phrase': phrase,
+        'groups': [{'units': [unit], 'n': len(targets), 'targets': list(targets)}],
+    }
 
 
 def _pixel_centres(mask: np.ndarray) -> np.ndarray:
@@ -47,8 +70,15 @@ def _pixel_centres(mask: np.ndarray) -> np.ndarray:
     return np.stack([xs + 0.5, ys + 0.5], axis=1)
 
 
-def visual_prompt(kind: str, obj: DemoObject, rle: dict, index: int, width: int, height: int,
-                  rng: np.random.Generator) -> dict:
+def visual_prompt(
+    kind: str,
+    obj: DemoObject,
+    rle: dict,
+    index: int,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+) -> dict:
     """One visual prompt of ``kind`` on ``obj`` (``instance`` = ``index``).
 
     * point: the centre of a random pixel of the mask;
@@ -67,8 +97,11 @@ def visual_prompt(kind: str, obj: DemoObject, rle: dict, index: int, width: int,
         nx1, ny1 = min(max(x1 + d[0], 0.0), width - 1.0), min(max(y1 + d[1], 0.0), height - 1.0)
         nx2 = min(max(x2 + d[2], nx1 + 1.0), float(width))
         ny2 = min(max(y2 + d[3], ny1 + 1.0), float(height))
-        return {'type': 'box', 'box': [round(float(v), 1) for v in (nx1, ny1, nx2, ny2)],
-                'instance': index}
+        return {
+            'type': 'box',
+            'box': [round(float(v), 1) for v in (nx1, ny1, nx2, ny2)],
+            'instance': index,
+        }
     if kind == 'scribble':
         eroded = ndimage.binary_erosion(obj.mask, iterations=2)
         pts = _pixel_centres(eroded if eroded.sum() >= 5 else obj.mask)
@@ -76,8 +109,11 @@ def visual_prompt(kind: str, obj: DemoObject, rle: dict, index: int, width: int,
         chosen = pts[rng.choice(len(pts), size=num, replace=False)]
         ang = rng.uniform(0, np.pi)
         order = np.argsort(chosen @ np.array([np.cos(ang), np.sin(ang)]), kind='stable')
-        return {'type': 'scribble', 'scribble': [[float(x), float(y)] for x, y in chosen[order]],
-                'instance': index}
+        return {
+            'type': 'scribble',
+            'scribble': [[float(x), float(y)] for x, y in chosen[order]],
+            'instance': index,
+        }
     if kind == 'mask':
         return {'type': 'mask', 'mask': dict(rle), 'instance': index}
     raise ValueError(f'unknown visual prompt type {kind!r}; expected one of {PROMPT_TYPES}')
@@ -98,6 +134,7 @@ def _referring(unit: str, task: str) -> Callable:
         exprs = unique_expressions(objs, target)
         expr = exprs[int(rng.integers(len(exprs)))]
         return [_user(task, expr=expr), _assistant([_group(expr, unit, [target]), '.'])], []
+
     return build
 
 
@@ -132,6 +169,7 @@ def _interactive(unit: str, task: str) -> Callable:
         obj = objs[target]
         answer = [_group(f'the {obj.colour} {obj.shape}', unit, [target]), '.']
         return [_user(task), _assistant(answer)], [vp]
+
     return build
 
 
@@ -162,6 +200,7 @@ def _gcg(unit: str, task: str) -> Callable:
                 answer.append(phrase(i, k == 0))
             answer.append(', from left to right.')
         return [_user(task), _assistant(answer)], []
+
     return build
 
 
@@ -176,6 +215,7 @@ def _per_class(unit: str, task: str) -> Callable:
                 answer.append(_group(shape, unit, left_to_right(objs, inds)))
         answer.append('.')
         return [_user(task), _assistant(answer)], []
+
     return build
 
 
@@ -185,12 +225,19 @@ def _depth(objs, rles, size, rng) -> tuple[Conversation, VisualPrompts]:
 
 #: task -> builder(objects, rles, (width, height), rng) -> (conversation, visual_prompts)
 SAMPLE_BUILDERS: dict[str, Callable] = {
-    'caption': _caption, 'vqa': _vqa,
-    'rec': _referring('box', 'rec'), 'res': _referring('mask', 'res'),
-    'reg': _reg, 'gres': _gres,
-    'ig_box': _interactive('box', 'ig_box'), 'ig_mask': _interactive('mask', 'ig_mask'),
+    'caption': _caption,
+    'vqa': _vqa,
+    'rec': _referring('box', 'rec'),
+    'res': _referring('mask', 'res'),
+    'reg': _reg,
+    'gres': _gres,
+    'ig_box': _interactive('box', 'ig_box'),
+    'ig_mask': _interactive('mask', 'ig_mask'),
     'ig_keypoint': _interactive('keypoint', 'ig_keypoint'),
-    'gcg_box': _gcg('box', 'gcg_box'), 'gcg_mask': _gcg('mask', 'gcg_mask'),
-    'ovd': _per_class('box', 'ovd'), 'ovs': _per_class('mask', 'ovs'),
-    'keypoint': _per_class('keypoint', 'keypoint'), 'depth': _depth,
+    'gcg_box': _gcg('box', 'gcg_box'),
+    'gcg_mask': _gcg('mask', 'gcg_mask'),
+    'ovd': _per_class('box', 'ovd'),
+    'ovs': _per_class('mask', 'ovs'),
+    'keypoint': _per_class('keypoint', 'keypoint'),
+    'depth': _depth,
 }

@@ -8,6 +8,7 @@ Geometry conventions (the ones of ``docs/data_format.md``): pixel ``(row y, col 
 ``[x, x + 1) x [y, y + 1)``; a box is ``[x1, y1, x2, y2]`` with ``x2 = last column + 1``; a point
 on a pixel is its centre ``(x + 0.5, y + 0.5)``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,12 +18,22 @@ from PIL import Image, ImageDraw
 
 #: Colour name -> nominal RGB. Six hues far apart, all saturated (the background is grey-ish).
 COLOURS: dict[str, tuple[int, int, int]] = {
-    'red': (220, 30, 30), 'green': (30, 170, 40), 'blue': (35, 70, 225),
-    'yellow': (235, 215, 25), 'magenta': (205, 40, 205), 'cyan': (25, 205, 215)}
+    'red': (220, 30, 30),
+    'green': (30, 170, 40),
+    'blue': (35, 70, 225),
+    'yellow': (235, 215, 25),
+    'magenta': (205, 40, 205),
+    'cyan': (25, 205, 215),
+}
 #: Shape names; also the instance categories (``instances[i].category``).
 SHAPES: tuple[str, ...] = ('circle', 'square', 'triangle', 'diamond', 'cross')
-PLURALS: dict[str, str] = {'circle': 'circles', 'square': 'squares', 'triangle': 'triangles',
-                           'diamond': 'diamonds', 'cross': 'crosses'}
+PLURALS: dict[str, str] = {
+    'circle': 'circles',
+    'square': 'squares',
+    'triangle': 'triangles',
+    'diamond': 'diamonds',
+    'cross': 'crosses',
+}
 #: Size name -> inclusive range of the object's extent in pixels (bbox width and height).
 SIZES: dict[str, tuple[int, int]] = {'small': (11, 14), 'large': (20, 25)}
 #: Depth range in millimetres per size: large objects are nearer (a monocular size cue).
@@ -178,8 +189,14 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return img
 
 
-def _place(rng: np.random.Generator, height: int, width: int, extent: int,
-           boxes: list[tuple[int, int, int, int]], tries: int = 50) -> tuple[int, int] | None:
+def _place(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    extent: int,
+    boxes: list[tuple[int, int, int, int]],
+    tries: int = 50,
+) -> tuple[int, int] | None:
     """Random top-left corner for an ``extent`` square clear of ``boxes``; None if none found."""
     hi_x, hi_y = width - _GAP - extent, height - _GAP - extent
     if hi_x < _GAP or hi_y < _GAP:
@@ -187,14 +204,20 @@ def _place(rng: np.random.Generator, height: int, width: int, extent: int,
     for _ in range(tries):
         x0 = int(rng.integers(_GAP, hi_x + 1))
         y0 = int(rng.integers(_GAP, hi_y + 1))
-        if all(x0 >= bx2 + _GAP or x0 + extent + _GAP <= bx1 or y0 >= by2 + _GAP
-               or y0 + extent + _GAP <= by1 for bx1, by1, bx2, by2 in boxes):
+        if all(
+            x0 >= bx2 + _GAP
+            or x0 + extent + _GAP <= bx1
+            or y0 >= by2 + _GAP
+            or y0 + extent + _GAP <= by1
+            for bx1, by1, bx2, by2 in boxes
+        ):
             return x0, y0
     return None
 
 
-def sample_scene(rng: np.random.Generator, width: int, height: int,
-                 max_objects: int = 4) -> DemoScene:
+def sample_scene(
+    rng: np.random.Generator, width: int, height: int, max_objects: int = 4
+) -> DemoScene:
     """Draw one random scene.
 
     Steps: 1. background; 2. pick 1..max_objects distinct (colour, shape) pairs and a size each;
@@ -235,7 +258,8 @@ def sample_scene(rng: np.random.Generator, width: int, height: int,
         bbox, kpts = mask_geometry(mask)
         boxes.append((pos[0], pos[1], pos[0] + extent, pos[1] + extent))
         rgb = np.asarray(COLOURS[colour], np.float32) + rng.integers(
-            -_COLOUR_JITTER, _COLOUR_JITTER + 1, size=3)
+            -_COLOUR_JITTER, _COLOUR_JITTER + 1, size=3
+        )
         img[mask] = rgb
         depth_mm = int(rng.integers(OBJECT_DEPTH_MM[size][0], OBJECT_DEPTH_MM[size][1] + 1))
         depth[mask] = depth_mm

@@ -1,16 +1,29 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Data pipeline transforms (registered in ``TRANSFORMS``; target builders in ``TASK_UTILS``)."""
+
 from .conversation import FormatConversation, RefTarget, iter_ref_targets
 from .formatting import BuildUnitTargets, PackRefVLMInputs
 from .images import PrepareImages, pad_to_square
 from .loading import LoadRecordDepth, LoadRecordImage, SampleLoadError
-from .targets import (BaseUnitTarget, BoxTarget, DepthTarget, KeypointTarget, MaskTarget,
-                      TargetError)
+from .targets import BaseUnitTarget, BoxTarget, DepthTarget, KeypointTarget, MaskTarget, TargetError
 from .visual_prompts import RasterizeVisualPrompts
 
 __all__ = [
-    'LoadRecordImage', 'LoadRecordDepth', 'SampleLoadError', 'PrepareImages', 'pad_to_square',
-    'RasterizeVisualPrompts', 'FormatConversation', 'RefTarget', 'iter_ref_targets',
-    'BuildUnitTargets', 'PackRefVLMInputs', 'BaseUnitTarget', 'BoxTarget', 'MaskTarget',
-    'KeypointTarget', 'DepthTarget', 'TargetError'
+    'LoadRecordImage',
+    'LoadRecordDepth',
+    'SampleLoadError',
+    'PrepareImages',
+    'pad_to_square',
+    'RasterizeVisualPrompts',
+    'FormatConversation',
+    'RefTarget',
+    'iter_ref_targets',
+    'BuildUnitTargets',
+    'PackRefVLMInputs',
+    'BaseUnitTarget',
+    'BoxTarget',
+    'MaskTarget',
+    'KeypointTarget',
+    'DepthTarget',
+    'TargetError',
 ]

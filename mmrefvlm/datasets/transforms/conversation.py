@@ -1,5 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""Render a record's conversation with templates + TRP and tokenize it, prompt masked from labels."""
+"""Render a record's conversation with templates + TRP and tokenize it, prompt masked from
+labels."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,7 +17,7 @@ from mmrefvlm.datasets.chat_templates import get_chat_template
 from mmrefvlm.datasets.records import TASKS
 from mmrefvlm.datasets.template_bank import TemplateBank
 from mmrefvlm.registry import TRANSFORMS
-from mmrefvlm.tokenization import IMAGE_TOKEN, VPT_TOKEN, RefTokenizer, build_tokenizer
+from mmrefvlm.tokenization import IMAGE_TOKEN, RefTokenizer, build_tokenizer
 from mmrefvlm.trp import build_answer, iter_groups, phrase_text
 
 from .loading import SampleLoadError
@@ -51,7 +53,8 @@ def iter_ref_targets(answer: Any, start_group: int = 0) -> Iterator[RefTarget]:
 
 
 def resolve_package_path(path: str) -> str:
-    """``'pkg.mod:rel/dir'`` -> ``<folder of pkg.mod>/rel/dir``; other strings are returned as is."""
+    """``'pkg.mod:rel/dir'`` -> ``<folder of pkg.mod>/rel/dir``; other strings are returned as
+    is."""
     if ':' not in path or os.path.isabs(path):
         return path
     package, rel = path.split(':', 1)
@@ -87,10 +90,20 @@ class FormatConversation(BaseTransform):
         seed (int): Template sampling seed (with the sample index).
     """
 
-    def __init__(self, tokenizer: dict | RefTokenizer, *, chat_template: str | dict = 'vicuna',
-                 num_image_tokens: int, num_prompt_tokens: int = 9, cot: bool = True,
-                 max_length: int = 2048, predict: bool = False, template_dir: str | None = None,
-                 extra_template_dirs: Sequence[str] = (), seed: int = 0) -> None:
+    def __init__(
+        self,
+        tokenizer: dict | RefTokenizer,
+        *,
+        chat_template: str | dict = 'vicuna',
+        num_image_tokens: int,
+        num_prompt_tokens: int = 9,
+        cot: bool = True,
+        max_length: int = 2048,
+        predict: bool = False,
+        template_dir: str | None = None,
+        extra_template_dirs: Sequence[str] = (),
+        seed: int = 0,
+    ) -> None:
         if isinstance(tokenizer, Mapping):
             cfg = dict(tokenizer)
             cfg.pop('type', None)
@@ -105,7 +118,8 @@ class FormatConversation(BaseTransform):
         self.max_length = max_length
         self.predict = predict
         self.templates = TemplateBank(
-            template_dir, extra_dirs=[resolve_package_path(d) for d in extra_template_dirs])
+            template_dir, extra_dirs=[resolve_package_path(d) for d in extra_template_dirs]
+        )
         self.seed = seed
 
     # -- rendering ---------------------------------------------------------------------------
@@ -125,8 +139,10 @@ class FormatConversation(BaseTransform):
         task = results['task']
         roles = [t.get('role') for t in conv if t.get('role') != 'system']
         if 'user' not in roles or 'assistant' not in roles:
-            raise ValueError(f'record {results.get("id")}: the conversation needs a user turn and '
-                             f'an assistant turn, got roles {roles}')
+            raise ValueError(
+                f'record {results.get("id")}: the conversation needs a user turn and '
+                f'an assistant turn, got roles {roles}'
+            )
         system = self.templates.system(task) if task in self.templates else ''
         if conv and conv[0].get('role') == 'system':
             system = conv.pop(0)['content']
@@ -134,7 +150,8 @@ class FormatConversation(BaseTransform):
         if system:
             pieces.append((self.chat.system.format(system=system), False))
         needs_image = results.get('img') is not None and not any(
-            IMAGE_TOKEN in t.get('content', '') for t in conv if t.get('role') == 'user')
+            IMAGE_TOKEN in t.get('content', '') for t in conv if t.get('role') == 'user'
+        )
         answers, last_answer = [], None
         idx = results.get('sample_idx', 0)
         for i, turn in enumerate(conv):
@@ -172,8 +189,10 @@ class FormatConversation(BaseTransform):
     def _check_task(self, results: dict) -> None:
         task = results.get('task')
         if task not in TASKS and task not in self.templates:
-            raise ValueError(f'record {results.get("id")}: unknown task {task!r}; known tasks: '
-                             f'{sorted(set(TASKS) | set(self.templates.names))}')
+            raise ValueError(
+                f'record {results.get("id")}: unknown task {task!r}; known tasks: '
+                f'{sorted(set(TASKS) | set(self.templates.names))}'
+            )
 
     def transform(self, results: dict) -> dict:  # noqa: D102
         self._check_task(results)
@@ -184,25 +203,37 @@ class FormatConversation(BaseTransform):
             try:
                 text.encode('utf-8')
             except UnicodeEncodeError as err:  # e.g. a lone surrogate "\ud800" from JSON
-                raise SampleLoadError(f'record {results.get("id")}: text is not valid Unicode '
-                                      f'({err.reason} at {err.start}): {text[:60]!r}') from err
-            piece = [self.tokenizer.ids.eos] if text == '<EOS>' else self._expand(
-                self.tokenizer.encode(text))
+                raise SampleLoadError(
+                    f'record {results.get("id")}: text is not valid Unicode '
+                    f'({err.reason} at {err.start}): {text[:60]!r}'
+                ) from err
+            piece = (
+                [self.tokenizer.ids.eos]
+                if text == '<EOS>'
+                else self._expand(self.tokenizer.encode(text))
+            )
             ids.extend(piece)
             labels.extend(piece if supervised else [IGNORE_INDEX] * len(piece))
         rid = results.get('id')
         if len(ids) > self.max_length:
-            raise SampleLoadError(f'record {rid}: {len(ids)} tokens exceed max_length='
-                                  f'{self.max_length}; raise max_length or shorten the sample')
+            raise SampleLoadError(
+                f'record {rid}: {len(ids)} tokens exceed max_length='
+                f'{self.max_length}; raise max_length or shorten the sample'
+            )
         n_vpt = ids.count(self.tokenizer.ids.vpt) // self.num_prompt_tokens
         if n_vpt != len(results.get('visual_prompts') or ()):
-            raise ValueError(f'record {rid}: {n_vpt} [VPT] placeholders but '
-                             f'{len(results.get("visual_prompts") or ())} visual prompts')
+            raise ValueError(
+                f'record {rid}: {n_vpt} [VPT] placeholders but '
+                f'{len(results.get("visual_prompts") or ())} visual prompts'
+            )
         n_img = ids.count(self.tokenizer.ids.image) // self.num_image_tokens
         if n_img > 1 or (n_img == 1) != (results.get('img') is not None):
-            raise ValueError(f'record {rid}: needs exactly one <image> when it has an image and none '
-                             f'otherwise, found {n_img}')
-        # Training: targets of every supervised answer. Predict: the final (unseen) answer's targets,
+            raise ValueError(
+                f'record {rid}: needs exactly one <image> when it has an image and none '
+                f'otherwise, found {n_img}'
+            )
+        # Training: targets of every supervised answer. Predict: the final (unseen) answer's
+        # targets,
         # kept as ground truth for the metrics.
         target_answers = [last_answer] if self.predict and last_answer is not None else answers
         refs, gid = [], 0
@@ -215,7 +246,9 @@ class FormatConversation(BaseTransform):
         results.update(
             input_ids=torch.tensor(ids, dtype=torch.long),
             labels=torch.tensor(labels, dtype=torch.long),
-            ref_targets=refs, gt_answer=last_answer,
+            ref_targets=refs,
+            gt_answer=last_answer,
             gt_text=None if last_answer is None else build_answer(last_answer, cot=self.cot),
-            prompt_types=[p['type'] for p in results.get('visual_prompts') or ()])
+            prompt_types=[p['type'] for p in results.get('visual_prompts') or ()],
+        )
         return results

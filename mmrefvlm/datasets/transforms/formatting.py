@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Assemble per-unit targets and pack a sample into ``inputs`` + ``RefVLMDataSample``."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -26,11 +27,13 @@ class BuildUnitTargets(BaseTransform):
         with_original (bool): Also build ``gt_instances`` in original pixels (val/test).
     """
 
-    def __init__(self, unit_targets: Mapping[str, dict | BaseUnitTarget],
-                 with_original: bool = True) -> None:
+    def __init__(
+        self, unit_targets: Mapping[str, dict | BaseUnitTarget], with_original: bool = True
+    ) -> None:
         self.builders: dict[str, BaseUnitTarget] = {
             unit: cfg if isinstance(cfg, BaseUnitTarget) else TASK_UTILS.build(cfg)
-            for unit, cfg in unit_targets.items()}
+            for unit, cfg in unit_targets.items()
+        }
         self.with_original = with_original
 
     def transform(self, results: dict) -> dict:  # noqa: D102
@@ -41,11 +44,15 @@ class BuildUnitTargets(BaseTransform):
         for ref in refs:
             for unit in ref.units:
                 if unit not in self.builders:
-                    raise TargetError(f'record {rid}: unknown unit {unit!r}; configured units: '
-                                      f'{sorted(self.builders)}')
+                    raise TargetError(
+                        f'record {rid}: unknown unit {unit!r}; configured units: '
+                        f'{sorted(self.builders)}'
+                    )
                 if ref.target is not None and not 0 <= ref.target < len(instances):
-                    raise TargetError(f'record {rid}: target index {ref.target} out of range '
-                                      f'({len(instances)} instances)')
+                    raise TargetError(
+                        f'record {rid}: target index {ref.target} out of range '
+                        f'({len(instances)} instances)'
+                    )
                 per_unit.setdefault(unit, []).append(ref)
         gt_units = BaseDataElement()
         originals = []
@@ -54,10 +61,13 @@ class BuildUnitTargets(BaseTransform):
             fields = self.builders[unit].build(insts, results)
             fields['group_ids'] = torch.tensor([r.group_id for r in unit_refs], dtype=torch.long)
             fields['instance_ids'] = torch.tensor(
-                [-1 if r.target is None else r.target for r in unit_refs], dtype=torch.long)
+                [-1 if r.target is None else r.target for r in unit_refs], dtype=torch.long
+            )
             gt_units.set_field(InstanceData(**fields), unit)
             if self.with_original:
-                originals.append((unit, unit_refs, self.builders[unit].build_original(insts, results)))
+                originals.append(
+                    (unit, unit_refs, self.builders[unit].build_original(insts, results))
+                )
         results['gt_units'] = gt_units
         if self.with_original:
             results['gt_instances'] = _merge_original(originals)
@@ -87,11 +97,14 @@ def _merge_original(originals: list) -> InstanceData:
     out.group_ids = torch.tensor(gids, dtype=torch.long)
     for key, parts in geo.items():
         proto = parts[0][1]
-        fill = torch.zeros if proto.dtype == torch.bool else (
-            lambda *s, dtype: torch.full(s, float('nan'), dtype=dtype))
+        fill = (
+            torch.zeros
+            if proto.dtype == torch.bool
+            else (lambda *s, dtype: torch.full(s, float('nan'), dtype=dtype))
+        )
         full = fill(n_total, *proto.shape[1:], dtype=proto.dtype)
         for start, val in parts:
-            full[start:start + len(val)] = val
+            full[start : start + len(val)] = val
         out.set_field(full, key)
     return out
 
@@ -107,9 +120,12 @@ class PackRefVLMInputs(BaseTransform):
     META_KEYS = ('id', 'task', 'img_path', 'ori_shape', 'square_size', 'sample_idx', 'prompt_types')
 
     def transform(self, results: dict) -> dict:  # noqa: D102
-        inputs = dict(input_ids=results['input_ids'], labels=results['labels'],
-                      images=results.get('images') or {},
-                      prompt_masks=results.get('prompt_masks', torch.zeros(0, 1, 1, dtype=torch.bool)))
+        inputs = dict(
+            input_ids=results['input_ids'],
+            labels=results['labels'],
+            images=results.get('images') or {},
+            prompt_masks=results.get('prompt_masks', torch.zeros(0, 1, 1, dtype=torch.bool)),
+        )
         meta = {k: results.get(k) for k in self.META_KEYS}
         meta['record_id'] = meta.pop('id')
         meta['has_image'] = bool(results.get('images'))

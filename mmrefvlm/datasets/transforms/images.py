@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Pad the image to a square (right/bottom) and resize it once per vision encoder."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -23,8 +24,9 @@ def pad_to_square(img: np.ndarray, fill: Sequence[int]) -> np.ndarray:
     """
     h, w = img.shape[:2]
     s = max(h, w)
-    return cv2.copyMakeBorder(img, 0, s - h, 0, s - w, cv2.BORDER_CONSTANT,
-                              value=tuple(int(v) for v in fill))
+    return cv2.copyMakeBorder(
+        img, 0, s - h, 0, s - w, cv2.BORDER_CONSTANT, value=tuple(int(v) for v in fill)
+    )
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:
@@ -39,7 +41,8 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
 class PrepareImages(BaseTransform):
     """Square-pad ``results['img']`` and resize it for each encoder.
 
-    Adds ``images``: ``{encoder name: (3, size, size) uint8 tensor}`` and ``square_size`` (S). Text-only
+    Adds ``images``: ``{encoder name: (3, size, size) uint8 tensor}`` and ``square_size`` (S).
+    Text-only
     records (``img`` None) get ``images = {}`` (the data preprocessor fills zeros and marks them).
 
     Args:

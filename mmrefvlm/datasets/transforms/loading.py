@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Load the image and depth map of a record, failing loudly on missing or corrupt files."""
+
 from __future__ import annotations
 
 import os.path as osp
@@ -14,7 +15,8 @@ from mmrefvlm.registry import TRANSFORMS
 class SampleLoadError(RuntimeError):
     """A sample's file (image, depth) is missing, corrupt or unusable.
 
-    ``RefVLMDataset`` raises it by default, or, with ``skip_bad_samples=True``, counts and logs it and
+    ``RefVLMDataset`` raises it by default, or, with ``skip_bad_samples=True``, counts and logs it
+    and
     moves on to the next sample. A missing image never becomes a black image.
     """
 
@@ -58,17 +60,20 @@ class LoadRecordImage(BaseTransform):
                 if w * h > self.max_pixels:
                     raise SampleLoadError(
                         f'record {rid}: image {path!r} is {w}x{h} = {w * h} pixels, more than '
-                        f'max_pixels={self.max_pixels}; resize it offline or raise max_pixels')
+                        f'max_pixels={self.max_pixels}; resize it offline or raise max_pixels'
+                    )
                 arr = np.asarray(im.convert('RGB'))
         except SampleLoadError:
             raise
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-            raise SampleLoadError(f'record {rid}: image {path!r} cannot be decoded '
-                                  f'({err.__class__.__name__}: {err})') from err
+            raise SampleLoadError(
+                f'record {rid}: image {path!r} cannot be decoded ({err.__class__.__name__}: {err})'
+            ) from err
         if self.check_size and (image.get('width'), image.get('height')) != (w, h):
             raise SampleLoadError(
                 f'record {rid}: image {path!r} is {w}x{h} but the record says '
-                f'{image.get("width")}x{image.get("height")}')
+                f'{image.get("width")}x{image.get("height")}'
+            )
         results.update(img=arr, img_path=path, ori_shape=(h, w))
         return results
 
@@ -101,7 +106,9 @@ class LoadRecordDepth(BaseTransform):
         out = raw.astype(np.float32) * float(depth.get('scale', 1.0))
         out[~np.isfinite(out)] = 0
         if results.get('ori_shape') is not None and out.shape[:2] != tuple(results['ori_shape']):
-            raise SampleLoadError(f'record {rid}: depth {path!r} has shape {out.shape[:2]}, image '
-                                  f'has {tuple(results["ori_shape"])}')
+            raise SampleLoadError(
+                f'record {rid}: depth {path!r} has shape {out.shape[:2]}, image '
+                f'has {tuple(results["ori_shape"])}'
+            )
         results['gt_depth'] = out
         return results

@@ -5,6 +5,7 @@ A builder is registered in ``TASK_UTILS`` and named in the pipeline config by un
 (``BuildUnitTargets(unit_targets=dict(box=dict(type='BoxTarget'), ...))``), so a plugin unit brings
 its own builder; nothing here enumerates units.
 """
+
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
@@ -59,11 +60,12 @@ def check_bbox(bbox: Sequence[float], h: int, w: int, rid: str) -> np.ndarray:
     return np.clip(b, 0, [w, h, w, h]).astype(np.float32)
 
 
-def square_resize(arr: np.ndarray, square: int, size: int, interp: int,
-                  fill: float = 0) -> np.ndarray:
+def square_resize(
+    arr: np.ndarray, square: int, size: int, interp: int, fill: float = 0
+) -> np.ndarray:
     """Pad (H, W) right/bottom to (square, square) with ``fill`` and resize to (size, size)."""
     out = np.full((square, square), fill, dtype=arr.dtype)
-    out[:arr.shape[0], :arr.shape[1]] = arr
+    out[: arr.shape[0], : arr.shape[1]] = arr
     if square == size:
         return out
     return cv2.resize(out, (size, size), interpolation=interp)
@@ -76,8 +78,10 @@ class BoxTarget(BaseUnitTarget):
     def build(self, instances, results):  # noqa: D102
         h, w = results['ori_shape']
         s = results['square_size']
-        boxes = [check_bbox(inst.get('bbox') if inst else None, h, w, _rid(results)) / s
-                 for inst in instances]
+        boxes = [
+            check_bbox(inst.get('bbox') if inst else None, h, w, _rid(results)) / s
+            for inst in instances
+        ]
         return dict(bboxes=torch.from_numpy(np.stack(boxes)) if boxes else torch.zeros(0, 4))
 
     def build_original(self, instances, results):  # noqa: D102
@@ -106,8 +110,11 @@ class MaskTarget(BaseUnitTarget):
 
     def build(self, instances, results):  # noqa: D102
         s = results['square_size']
-        out = [square_resize(self._decode(i, results).astype(np.float32), s, self.size,
-                             cv2.INTER_AREA) > 0.5 for i in instances]
+        out = [
+            square_resize(self._decode(i, results).astype(np.float32), s, self.size, cv2.INTER_AREA)
+            > 0.5
+            for i in instances
+        ]
         if not out:
             return dict(masks=torch.zeros(0, self.size, self.size, dtype=torch.bool))
         return dict(masks=torch.from_numpy(np.stack(out)))
@@ -115,8 +122,9 @@ class MaskTarget(BaseUnitTarget):
     def build_original(self, instances, results):  # noqa: D102
         h, w = results['ori_shape']
         out = [self._decode(i, results) for i in instances]
-        return dict(masks=torch.from_numpy(np.stack(out)) if out else
-                    torch.zeros(0, h, w, dtype=torch.bool))
+        return dict(
+            masks=torch.from_numpy(np.stack(out)) if out else torch.zeros(0, h, w, dtype=torch.bool)
+        )
 
 
 @TASK_UTILS.register_module()
@@ -134,8 +142,10 @@ class KeypointTarget(BaseUnitTarget):
     def _kpts(self, inst: dict | None, results: dict) -> np.ndarray:
         kp = None if not inst else inst.get('keypoints')
         if kp is None or len(kp) != 3 * self.num_keypoints:
-            raise TargetError(f'record {_rid(results)}: keypoint target needs '
-                              f'{3 * self.num_keypoints} numbers, got {None if kp is None else len(kp)}')
+            raise TargetError(
+                f'record {_rid(results)}: keypoint target needs '
+                f'{3 * self.num_keypoints} numbers, got {None if kp is None else len(kp)}'
+            )
         k = np.asarray(kp, dtype=np.float32).reshape(self.num_keypoints, 3)
         if not np.isfinite(k[k[:, 2] > 0]).all():
             raise TargetError(f'record {_rid(results)}: a labelled keypoint is not finite')
@@ -156,8 +166,9 @@ class KeypointTarget(BaseUnitTarget):
     def build_original(self, instances, results):  # noqa: D102
         kps = [self._kpts(i, results) for i in instances]
         out = BoxTarget().build_original(instances, results)
-        out['keypoints'] = (torch.from_numpy(np.stack(kps)) if kps
-                            else torch.zeros(0, self.num_keypoints, 3))
+        out['keypoints'] = (
+            torch.from_numpy(np.stack(kps)) if kps else torch.zeros(0, self.num_keypoints, 3)
+        )
         return out
 
 
@@ -177,7 +188,9 @@ class DepthTarget(BaseUnitTarget):
     def build(self, instances, results):  # noqa: D102
         depth = results.get('gt_depth')
         if depth is None and instances:
-            raise TargetError(f'record {_rid(results)}: depth unit used but the record has no depth')
+            raise TargetError(
+                f'record {_rid(results)}: depth unit used but the record has no depth'
+            )
         s = results['square_size']
         maps, valids = [], []
         for inst in instances:
@@ -185,12 +198,23 @@ class DepthTarget(BaseUnitTarget):
             v = d > 0
             if inst is not None and inst.get('mask') is not None:
                 h, w = results['ori_shape']
-                m = square_resize(decode_mask(inst['mask'], h, w).astype(np.uint8), s, self.size,
-                                  cv2.INTER_NEAREST) > 0
+                m = (
+                    square_resize(
+                        decode_mask(inst['mask'], h, w).astype(np.uint8),
+                        s,
+                        self.size,
+                        cv2.INTER_NEAREST,
+                    )
+                    > 0
+                )
                 v &= m
             maps.append(d)
             valids.append(v)
         if not maps:
-            return dict(depth=torch.zeros(0, self.size, self.size),
-                        valid=torch.zeros(0, self.size, self.size, dtype=torch.bool))
-        return dict(depth=torch.from_numpy(np.stack(maps)), valid=torch.from_numpy(np.stack(valids)))
+            return dict(
+                depth=torch.zeros(0, self.size, self.size),
+                valid=torch.zeros(0, self.size, self.size, dtype=torch.bool),
+            )
+        return dict(
+            depth=torch.from_numpy(np.stack(maps)), valid=torch.from_numpy(np.stack(valids))
+        )

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Rasterise visual prompts (point / box / scribble / mask) to masks in the square frame."""
+
 from __future__ import annotations
 
 import cv2
@@ -44,7 +45,7 @@ class RasterizeVisualPrompts(BaseTransform):
         scribble_width (float): Polyline width in original pixels. Default 5.
     """
 
-    def __init__(self, size: int, point_radius: float = 10., scribble_width: float = 5.) -> None:
+    def __init__(self, size: int, point_radius: float = 10.0, scribble_width: float = 5.0) -> None:
         if size <= 0 or point_radius <= 0 or scribble_width <= 0:
             raise ValueError('size, point_radius and scribble_width must be positive')
         self.size = size
@@ -57,8 +58,15 @@ class RasterizeVisualPrompts(BaseTransform):
         if kind == 'point':
             x, y = prompt['point']
             r = max(self.point_radius * scale, 1.0)
-            cv2.circle(canvas, (_fx(x * scale), _fx(y * scale)), int(round(r * _ONE)), 1, -1,
-                       cv2.LINE_8, _SHIFT)
+            cv2.circle(
+                canvas,
+                (_fx(x * scale), _fx(y * scale)),
+                int(round(r * _ONE)),
+                1,
+                -1,
+                cv2.LINE_8,
+                _SHIFT,
+            )
         elif kind == 'box':
             x1, y1, x2, y2 = prompt['box']
             if x2 <= x1 or y2 <= y1:
@@ -72,18 +80,20 @@ class RasterizeVisualPrompts(BaseTransform):
             if pts.ndim != 2 or len(pts) < 2:
                 raise ValueError(f'record {rid}: scribble prompt needs >= 2 points')
             t = max(int(round(self.scribble_width * scale)), 1)
-            cv2.polylines(canvas, [_fx_pts(pts)], False, 1, t,
-                          cv2.LINE_8, _SHIFT)
+            cv2.polylines(canvas, [_fx_pts(pts)], False, 1, t, cv2.LINE_8, _SHIFT)
         elif kind == 'mask':
             m = decode_mask(prompt['mask'], h, w).astype(np.float32)
             s = max(h, w)
             full = np.zeros((s, s), np.float32)
             full[:h, :w] = m
-            canvas = (cv2.resize(full, (self.size, self.size), interpolation=cv2.INTER_AREA)
-                      > 0).astype(np.uint8)
+            canvas = (
+                cv2.resize(full, (self.size, self.size), interpolation=cv2.INTER_AREA) > 0
+            ).astype(np.uint8)
         else:
-            raise ValueError(f'record {rid}: unknown visual prompt type {kind!r} '
-                             "(expected 'point', 'box', 'scribble' or 'mask')")
+            raise ValueError(
+                f'record {rid}: unknown visual prompt type {kind!r} '
+                "(expected 'point', 'box', 'scribble' or 'mask')"
+            )
         if not canvas.any():
             raise ValueError(f'record {rid}: {kind} prompt rasterises to an empty mask')
         return canvas.astype(bool)

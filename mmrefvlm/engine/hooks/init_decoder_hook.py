@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Initialise a new unit decoder from another decoder of an earlier-stage checkpoint (stage 3:
 "the keypoint decoder was initialized with the weights of the box decoder", REF-VLM App. D)."""
+
 from __future__ import annotations
 
 from mmengine.hooks import Hook
@@ -32,20 +33,26 @@ class InitUnitDecoderHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if self.dst not in model.unit_decoders:
-            raise ValueError(f'the model has no {self.dst!r} decoder; decoders: '
-                             f'{sorted(model.unit_decoders)}')
+            raise ValueError(
+                f'the model has no {self.dst!r} decoder; decoders: {sorted(model.unit_decoders)}'
+            )
         decoder = model.unit_decoders[self.dst]
         init = getattr(decoder, f'init_from_{self.src}_decoder', None)
         if init is None:
-            raise TypeError(f'{type(decoder).__name__} cannot be initialised from a {self.src} '
-                            f'decoder (no init_from_{self.src}_decoder method)')
+            raise TypeError(
+                f'{type(decoder).__name__} cannot be initialised from a {self.src} '
+                f'decoder (no init_from_{self.src}_decoder method)'
+            )
         state = load_state_file(self.checkpoint)
         state = state.get('state_dict', state)
         prefix = f'unit_decoders.{self.src}.'
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not sub:
             raise ValueError(f'{self.checkpoint!r} holds no {prefix}* weights')
         report = init(sub)
-        print_log(f'initialised the {self.dst} decoder from the {self.src} decoder of '
-                  f'{self.checkpoint}: {len(report.get("loaded", []))} tensors copied, '
-                  f'{len(report.get("missing", []))} left as initialised', logger='current')
+        print_log(
+            f'initialised the {self.dst} decoder from the {self.src} decoder of '
+            f'{self.checkpoint}: {len(report.get("loaded", []))} tensors copied, '
+            f'{len(report.get("missing", []))} left as initialised',
+            logger='current',
+        )

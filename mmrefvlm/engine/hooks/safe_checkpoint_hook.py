@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Write checkpoints that load with ``torch.load(weights_only=True)`` and resume exactly."""
+
 from __future__ import annotations
 
 from mmengine.hooks import Hook
@@ -14,7 +15,8 @@ _ENCODED_KEYS = ('meta', 'message_hub', 'param_schedulers')
 class SafeCheckpointHook(Hook):
     """Encode MMEngine's pickled objects on save and decode them on load.
 
-    MMEngine stores ``HistoryBuffer`` objects and numpy values in ``message_hub`` and ``meta``; torch
+    MMEngine stores ``HistoryBuffer`` objects and numpy values in ``message_hub`` and ``meta``;
+    torch
     refuses those under ``weights_only=True``. This hook rewrites them as tensors and plain
     containers just before saving (lowest priority, so after every other hook has added its
     fields) and restores them right after loading (highest priority), so ``runner.resume`` sees

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """CIDEr-D (Vedantam et al., 2015), the variant every COCO-caption evaluation reports."""
+
 from __future__ import annotations
 
 import math
@@ -11,21 +12,29 @@ import numpy as np
 
 def _ngram_counts(tokens: list[str], max_n: int) -> list[Counter]:
     """Counts of the 1..max_n-grams of a token list, one Counter per order."""
-    return [Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
-            for n in range(1, max_n + 1)]
+    return [
+        Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        for n in range(1, max_n + 1)
+    ]
 
 
-def _tfidf(counts: list[Counter], df: Counter, log_num_docs: float
-           ) -> tuple[list[dict], np.ndarray]:
+def _tfidf(
+    counts: list[Counter], df: Counter, log_num_docs: float
+) -> tuple[list[dict], np.ndarray]:
     """TF-IDF vectors (one dict per n-gram order) and their L2 norms (max_n,)."""
-    vecs = [{g: tf * (log_num_docs - math.log(max(1.0, df[g]))) for g, tf in c.items()}
-            for c in counts]
+    vecs = [
+        {g: tf * (log_num_docs - math.log(max(1.0, df[g]))) for g, tf in c.items()} for c in counts
+    ]
     norms = np.array([math.sqrt(sum(v * v for v in vec.values())) for vec in vecs])
     return vecs, norms
 
 
-def cider_d(candidates: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4,
-            sigma: float = 6.0) -> tuple[float, np.ndarray]:
+def cider_d(
+    candidates: Sequence[str],
+    references: Sequence[Sequence[str]],
+    max_n: int = 4,
+    sigma: float = 6.0,
+) -> tuple[float, np.ndarray]:
     """CIDEr-D of tokenised captions over a corpus.
 
     Definition (all sums over the corpus given here, which is what defines the IDF):
@@ -70,11 +79,11 @@ def cider_d(candidates: Sequence[str], references: Sequence[Sequence[str]], max_
         c_tokens = cand.split()
         c_vecs, c_norms = _tfidf(_ngram_counts(c_tokens, max_n), df, log_num_docs)
         total = 0.0
-        for counts, r_len in zip(ref_counts[i], ref_lens[i]):
+        for counts, r_len in zip(ref_counts[i], ref_lens[i], strict=True):
             r_vecs, r_norms = _tfidf(counts, df, log_num_docs)
-            penalty = math.exp(-((len(c_tokens) - r_len) ** 2) / (2 * sigma ** 2))
+            penalty = math.exp(-((len(c_tokens) - r_len) ** 2) / (2 * sigma**2))
             per_n = []
-            for cv, rv, cn, rn in zip(c_vecs, r_vecs, c_norms, r_norms):
+            for cv, rv, cn, rn in zip(c_vecs, r_vecs, c_norms, r_norms, strict=True):
                 dot = sum(min(w, rv[g]) * rv[g] for g, w in cv.items() if g in rv)
                 per_n.append(dot / (cn * rn) * penalty if cn > 0 and rn > 0 else 0.0)
             total += float(np.mean(per_n))

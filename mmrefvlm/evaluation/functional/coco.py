@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Build in-memory COCO ground truth / detections and run pycocotools ``COCOeval`` quietly."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,11 +13,45 @@ import numpy as np
 from .geometry import to_numpy
 
 # COCOeval.stats layout for bbox / segm (12 numbers) and keypoints (10 numbers).
-DET_STAT_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l',
-                  'AR_1', 'AR_10', 'AR_100', 'AR_s', 'AR_m', 'AR_l')
+DET_STAT_NAMES = (
+    'mAP',
+    'mAP_50',
+    'mAP_75',
+    'mAP_s',
+    'mAP_m',
+    'mAP_l',
+    'AR_1',
+    'AR_10',
+    'AR_100',
+    'AR_s',
+    'AR_m',
+    'AR_l',
+)
 KPT_STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
-COCO_KEYPOINT_SIGMAS = np.array([
-    .26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+COCO_KEYPOINT_SIGMAS = (
+    np.array(
+        [
+            0.26,
+            0.25,
+            0.25,
+            0.35,
+            0.35,
+            0.79,
+            0.79,
+            0.72,
+            0.72,
+            0.62,
+            0.62,
+            1.07,
+            1.07,
+            0.87,
+            0.87,
+            0.89,
+            0.89,
+        ]
+    )
+    / 10.0
+)
 
 
 def encode_mask(mask: Any) -> dict:
@@ -39,8 +74,9 @@ def xyxy_to_xywh(box: Any) -> list[float]:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-def build_coco_gt(images: Sequence[dict], annotations: Sequence[dict],
-                  categories: Sequence[dict]) -> Any:
+def build_coco_gt(
+    images: Sequence[dict], annotations: Sequence[dict], categories: Sequence[dict]
+) -> Any:
     """An in-memory ``pycocotools.coco.COCO`` ground truth.
 
     Args:
@@ -63,9 +99,13 @@ def build_coco_gt(images: Sequence[dict], annotations: Sequence[dict],
     return coco
 
 
-def run_coco_eval(coco_gt: Any, detections: Sequence[dict], iou_type: str,
-                  kpt_sigmas: np.ndarray | None = None,
-                  use_cats: bool = True) -> tuple[np.ndarray, str]:
+def run_coco_eval(
+    coco_gt: Any,
+    detections: Sequence[dict],
+    iou_type: str,
+    kpt_sigmas: np.ndarray | None = None,
+    use_cats: bool = True,
+) -> tuple[np.ndarray, str]:
     """Run ``COCOeval`` over every image of ``coco_gt`` and return its stats.
 
     Args:

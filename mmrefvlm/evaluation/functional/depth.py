@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Monocular depth errors over valid ground-truth pixels."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,9 @@ import numpy as np
 from .geometry import to_numpy
 
 
-def depth_errors(pred: Any, gt: Any, min_depth: float = 1e-3,
-                 max_depth: float | None = None) -> dict[str, float] | None:
+def depth_errors(
+    pred: Any, gt: Any, min_depth: float = 1e-3, max_depth: float | None = None
+) -> dict[str, float] | None:
     """AbsRel, RMSE and delta < 1.25 of one depth map.
 
     Valid pixels: ``gt > 0``, finite, and ``gt <= max_depth`` when given. The prediction is clamped
@@ -48,6 +50,9 @@ def depth_errors(pred: Any, gt: Any, min_depth: float = 1e-3,
     p = np.clip(p, min_depth, max_depth)
     g = g[valid]
     ratio = np.maximum(p / g, g / p)
-    return dict(abs_rel=float(np.mean(np.abs(p - g) / g)),
-                rmse=float(np.sqrt(np.mean((p - g) ** 2))),
-                delta1=float(np.mean(ratio < 1.25)), num_valid=int(valid.sum()))
+    return dict(
+        abs_rel=float(np.mean(np.abs(p - g) / g)),
+        rmse=float(np.sqrt(np.mean((p - g) ** 2))),
+        delta1=float(np.mean(ratio < 1.25)),
+        num_valid=int(valid.sum()),
+    )

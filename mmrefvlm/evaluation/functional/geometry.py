@@ -5,6 +5,7 @@ All boxes are xyxy in pixels of the original image; all masks are boolean ``(H, 
 ``(N, H, W)`` arrays. Areas are continuous (``(x2 - x1) * (y2 - y1)``, no ``+1``), the mmdet 3.x
 convention.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """One-to-one pairing of predictions with ground truth from a score (IoU) matrix."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,9 @@ from scipy.optimize import linear_sum_assignment
 MATCHERS = ('hungarian', 'greedy')
 
 
-def match_one_to_one(iou: np.ndarray, thr: float = 0.5,
-                     method: str = 'hungarian') -> list[tuple[int, int]]:
+def match_one_to_one(
+    iou: np.ndarray, thr: float = 0.5, method: str = 'hungarian'
+) -> list[tuple[int, int]]:
     """Pair predictions (rows) with targets (columns) one-to-one, keeping pairs with IoU >= thr.
 
     * ``'hungarian'``: maximise first the number of pairs with IoU >= ``thr`` and then, among
@@ -39,12 +41,13 @@ def match_one_to_one(iou: np.ndarray, thr: float = 0.5,
         big = float(min(iou.shape) + 1)
         weight = np.where(eligible, big + iou, 0.0)
         rows, cols = linear_sum_assignment(weight, maximize=True)
-        pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if eligible[r, c]]
+        pairs = [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if eligible[r, c]]
     else:
         pairs = []
         used_r, used_c = set(), set()
-        order = np.lexsort((np.arange(iou.size) % iou.shape[1], np.arange(iou.size) // iou.shape[1],
-                            -iou.ravel()))
+        order = np.lexsort(
+            (np.arange(iou.size) % iou.shape[1], np.arange(iou.size) // iou.shape[1], -iou.ravel())
+        )
         for flat in order:
             r, c = divmod(int(flat), iou.shape[1])
             if not eligible[r, c]:

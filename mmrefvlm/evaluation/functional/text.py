@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Text normalisation for text metrics: TRP stripping, caption tokens, VQAv2 answers, POPE."""
+
 from __future__ import annotations
 
 import re
@@ -69,22 +70,81 @@ def caption_tokenize(text: str) -> str:
 
 
 # --- VQAv2 answers -----------------------------------------------------------------------------
-_NUMBER_WORDS = {'none': '0', 'zero': '0', 'one': '1', 'two': '2', 'three': '3', 'four': '4',
-                 'five': '5', 'six': '6', 'seven': '7', 'eight': '8', 'nine': '9', 'ten': '10'}
+_NUMBER_WORDS = {
+    'none': '0',
+    'zero': '0',
+    'one': '1',
+    'two': '2',
+    'three': '3',
+    'four': '4',
+    'five': '5',
+    'six': '6',
+    'seven': '7',
+    'eight': '8',
+    'nine': '9',
+    'ten': '10',
+}
 _ARTICLES = frozenset({'a', 'an', 'the'})
 # Apostrophe-less spellings restored to the form annotators mostly used (a subset of the official
 # table: the common negations and pronoun contractions).
 _CONTRACTIONS = {
-    'arent': "aren't", 'cant': "can't", 'couldnt': "couldn't", 'didnt': "didn't",
-    'doesnt': "doesn't", 'dont': "don't", 'hadnt': "hadn't", 'hasnt': "hasn't",
-    'havent': "haven't", 'hes': "he's", 'im': "i'm", 'isnt': "isn't", 'itd': "it'd",
-    'itll': "it'll", "let's": "let's", 'lets': "let's", 'shouldnt': "shouldn't",
-    'thats': "that's", 'theres': "there's", 'theyre': "they're", 'theyve': "they've",
-    'wasnt': "wasn't", 'werent': "weren't", 'whats': "what's", 'wheres': "where's",
-    'whos': "who's", 'wont': "won't", 'wouldnt': "wouldn't", 'youre': "you're",
-    'youve': "you've", 'ive': "i've", 'shes': "she's", 'weve': "we've"}
-_VQA_PUNCT = (';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\', '_', '-', '>', '<',
-              '@', '`', ',', '?', '!')
+    'arent': "aren't",
+    'cant': "can't",
+    'couldnt': "couldn't",
+    'didnt': "didn't",
+    'doesnt': "doesn't",
+    'dont': "don't",
+    'hadnt': "hadn't",
+    'hasnt': "hasn't",
+    'havent': "haven't",
+    'hes': "he's",
+    'im': "i'm",
+    'isnt': "isn't",
+    'itd': "it'd",
+    'itll': "it'll",
+    "let's": "let's",
+    'lets': "let's",
+    'shouldnt': "shouldn't",
+    'thats': "that's",
+    'theres': "there's",
+    'theyre': "they're",
+    'theyve': "they've",
+    'wasnt': "wasn't",
+    'werent': "weren't",
+    'whats': "what's",
+    'wheres': "where's",
+    'whos': "who's",
+    'wont': "won't",
+    'wouldnt': "wouldn't",
+    'youre': "you're",
+    'youve': "you've",
+    'ive': "i've",
+    'shes': "she's",
+    'weve': "we've",
+}
+_VQA_PUNCT = (
+    ';',
+    '/',
+    '[',
+    ']',
+    '"',
+    '{',
+    '}',
+    '(',
+    ')',
+    '=',
+    '+',
+    '\\',
+    '_',
+    '-',
+    '>',
+    '<',
+    '@',
+    '`',
+    ',',
+    '?',
+    '!',
+)
 _DIGIT_COMMA_DIGIT = re.compile(r'(\d)(,)(\d)')
 _PERIOD_NOT_DECIMAL = re.compile(r'\.(?!\d)')  # as the official script: keep '.' before a digit
 
@@ -186,8 +246,9 @@ def count_answer_refs(answer: Any) -> Counter:
         if isinstance(seg, str):
             continue
         if not isinstance(seg, dict):
-            raise TypeError(f'answer segment must be str or dict, got {type(seg).__name__}: '
-                            f'{seg!r}')
+            raise TypeError(
+                f'answer segment must be str or dict, got {type(seg).__name__}: {seg!r}'
+            )
         counts.update(count_answer_refs(seg.get('phrase')))
         for group in seg.get('groups', ()):
             n = int(group.get('n', 0))

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """MMEngine metrics of mmrefvlm, all registered in ``mmrefvlm.registry.METRICS``."""
+
 from .base import RefVLMBaseMetric, as_sample_dict, select_unit
 from .caption_metric import CaptionMetric, meteor_score, score_captions, tokenize_captions
 from .depth_metric import DepthMetric
@@ -14,8 +15,22 @@ from .trp_metric import TRPParseMetric
 from .vqa_metric import POPEMetric, VQAMetric
 
 __all__ = [
-    'RefVLMBaseMetric', 'as_sample_dict', 'select_unit', 'RECMetric', 'RESMetric', 'GRESMetric',
-    'OpenVocabMetric', 'KeypointMetric', 'DepthMetric', 'CaptionMetric', 'VQAMetric',
-    'POPEMetric', 'GCGMetric', 'InteractiveGroundingMetric', 'TRPParseMetric', 'score_captions',
-    'tokenize_captions', 'meteor_score'
+    'RefVLMBaseMetric',
+    'as_sample_dict',
+    'select_unit',
+    'RECMetric',
+    'RESMetric',
+    'GRESMetric',
+    'OpenVocabMetric',
+    'KeypointMetric',
+    'DepthMetric',
+    'CaptionMetric',
+    'VQAMetric',
+    'POPEMetric',
+    'GCGMetric',
+    'InteractiveGroundingMetric',
+    'TRPParseMetric',
+    'score_captions',
+    'tokenize_captions',
+    'meteor_score',
 ]

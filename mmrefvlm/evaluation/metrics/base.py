@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Common base of mmrefvlm metrics: task filtering, one result per sample, field access."""
+
 from __future__ import annotations
 
 import logging
@@ -64,7 +65,7 @@ def select_unit(instances: Any, unit: str) -> dict[str, Any]:
         if key == 'units':
             continue
         if isinstance(value, (list, tuple)) and len(value) == len(keep):
-            out[key] = [v for v, k in zip(value, keep) if k]
+            out[key] = [v for v, k in zip(value, keep, strict=True) if k]
         elif hasattr(value, 'shape') and len(value.shape) and value.shape[0] == len(keep):
             out[key] = to_numpy(value)[keep]
     return out
@@ -101,8 +102,14 @@ class RefVLMBaseMetric(BaseMetric):
 
     default_tasks: ClassVar[tuple[str, ...] | None] = None
 
-    def __init__(self, tasks: TaskSpec = None, *, prefix: str | None = None,
-                 collect_device: str = 'cpu', collect_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        prefix: str | None = None,
+        collect_device: str = 'cpu',
+        collect_dir: str | None = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         tasks = self.default_tasks if tasks is None else tasks
         if isinstance(tasks, str):
@@ -131,8 +138,12 @@ class RefVLMBaseMetric(BaseMetric):
         """Drop other tasks' placeholders and compute the metrics of the remaining samples."""
         kept = [r for r in results if not (isinstance(r, str) and r == OTHER_TASK)]
         if not kept:
-            print_log(f'{type(self).__name__}: no sample of tasks {sorted(self.tasks or [])} '
-                      'was evaluated; metrics are NaN', logger='current', level=logging.WARNING)
+            print_log(
+                f'{type(self).__name__}: no sample of tasks {sorted(self.tasks or [])} '
+                'was evaluated; metrics are NaN',
+                logger='current',
+                level=logging.WARNING,
+            )
         return self.compute_from(kept)
 
     @abstractmethod

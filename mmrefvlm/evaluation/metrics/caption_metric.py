@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Caption metrics: CIDEr-D (own implementation) and optional METEOR (pycocoevalcap, Java)."""
+
 from __future__ import annotations
 
 import logging
@@ -48,12 +49,17 @@ def meteor_score(candidates: Sequence[str], references: Sequence[Sequence[str]])
         from pycocoevalcap.meteor.meteor import Meteor
 
         scorer = Meteor()
-        score, _ = scorer.compute_score({i: list(r) for i, r in enumerate(references)},
-                                        {i: [c] for i, c in enumerate(candidates)})
+        score, _ = scorer.compute_score(
+            {i: list(r) for i, r in enumerate(references)},
+            {i: [c] for i, c in enumerate(candidates)},
+        )
     except (ImportError, OSError) as err:  # OSError: no java executable
-        print_log(f'METEOR is unavailable and not reported ({type(err).__name__}: {err}); it '
-                  'needs `pip install pycocoevalcap` and a Java runtime', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'METEOR is unavailable and not reported ({type(err).__name__}: {err}); it '
+            'needs `pip install pycocoevalcap` and a Java runtime',
+            logger='current',
+            level=logging.WARNING,
+        )
         return None
     return float(score)
 
@@ -68,19 +74,24 @@ def caption_references(sample: dict) -> list[str]:
     if not refs and sample.get('gt_text'):
         refs = [strip_trp(sample['gt_text'])]
     if not refs:
-        raise ValueError(f'sample {sample.get("record_id")!r} (task {sample.get("task")!r}) has '
-                         'no reference caption (gt_captions / gt_text)')
+        raise ValueError(
+            f'sample {sample.get("record_id")!r} (task {sample.get("task")!r}) has '
+            'no reference caption (gt_captions / gt_text)'
+        )
     return refs
 
 
-def score_captions(candidates: Sequence[str], references: Sequence[Sequence[str]],
-                   tokenizer: str = 'simple', meteor: bool = False) -> dict[str, float]:
+def score_captions(
+    candidates: Sequence[str],
+    references: Sequence[Sequence[str]],
+    tokenizer: str = 'simple',
+    meteor: bool = False,
+) -> dict[str, float]:
     """``CIDEr`` (x100) and, when requested and available, ``METEOR`` (x100) of raw captions."""
-    flat = tokenize_captions(list(candidates) + [r for refs in references for r in refs],
-                             tokenizer)
-    cands, pos, refs = flat[:len(candidates)], len(candidates), []
+    flat = tokenize_captions(list(candidates) + [r for refs in references for r in refs], tokenizer)
+    cands, pos, refs = flat[: len(candidates)], len(candidates), []
     for group in references:
-        refs.append(flat[pos:pos + len(group)])
+        refs.append(flat[pos : pos + len(group)])
         pos += len(group)
     out = {'CIDEr': cider_d(cands, refs)[0] * 100}
     if meteor:
@@ -110,8 +121,9 @@ class CaptionMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'caption'
     default_tasks: ClassVar[tuple[str, ...]] = ('caption',)
 
-    def __init__(self, tasks: TaskSpec = None, *, tokenizer: str = 'simple', meteor: bool = False,
-                 **kwargs) -> None:
+    def __init__(
+        self, tasks: TaskSpec = None, *, tokenizer: str = 'simple', meteor: bool = False, **kwargs
+    ) -> None:
         super().__init__(tasks, **kwargs)
         if tokenizer not in TOKENIZERS:
             raise ValueError(f'tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}')
@@ -124,5 +136,6 @@ class CaptionMetric(RefVLMBaseMetric):
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102
         if not results:
             return {'CIDEr': float('nan')}
-        return score_captions([r[0] for r in results], [r[1] for r in results], self.tokenizer,
-                              self.meteor)
+        return score_captions(
+            [r[0] for r in results], [r[1] for r in results], self.tokenizer, self.meteor
+        )

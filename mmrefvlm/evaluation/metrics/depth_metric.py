@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Monocular depth: AbsRel, RMSE, delta < 1.25."""
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,15 @@ class DepthMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'depth'
     default_tasks: ClassVar[tuple[str, ...]] = ('depth',)
 
-    def __init__(self, tasks: TaskSpec = None, *, unit: str = 'depth', min_depth: float = 1e-3,
-                 max_depth: float | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        unit: str = 'depth',
+        min_depth: float = 1e-3,
+        max_depth: float | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(tasks, **kwargs)
         if min_depth <= 0 or (max_depth is not None and max_depth <= min_depth):
             raise ValueError(f'need 0 < min_depth < max_depth, got {min_depth}, {max_depth}')
@@ -63,17 +71,26 @@ class DepthMetric(RefVLMBaseMetric):
         gt = to_numpy(gt, np.float64)
         pred = self._prediction(sample)
         pred = np.zeros_like(gt) if pred is None else pred
-        errors = depth_errors(pred.reshape(gt.shape) if pred.size == gt.size else pred, gt,
-                              self.min_depth, self.max_depth)
+        errors = depth_errors(
+            pred.reshape(gt.shape) if pred.size == gt.size else pred,
+            gt,
+            self.min_depth,
+            self.max_depth,
+        )
         return dict(errors=errors, record_id=sample.get('record_id'))
 
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102
         valid = [r['errors'] for r in results if r['errors'] is not None]
         undefined = [r['record_id'] for r in results if r['errors'] is None]
         if undefined:
-            print_log(f'{type(self).__name__}: {len(undefined)} of {len(results)} depth samples '
-                      f'have no valid GT pixel and no defined error (e.g. {undefined[:3]})',
-                      logger='current', level=logging.WARNING)
-        return {'AbsRel': mean_or_nan(e['abs_rel'] for e in valid),
-                'RMSE': mean_or_nan(e['rmse'] for e in valid),
-                'delta1': mean_or_nan(e['delta1'] for e in valid) * 100}
+            print_log(
+                f'{type(self).__name__}: {len(undefined)} of {len(results)} depth samples '
+                f'have no valid GT pixel and no defined error (e.g. {undefined[:3]})',
+                logger='current',
+                level=logging.WARNING,
+            )
+        return {
+            'AbsRel': mean_or_nan(e['abs_rel'] for e in valid),
+            'RMSE': mean_or_nan(e['rmse'] for e in valid),
+            'delta1': mean_or_nan(e['delta1'] for e in valid) * 100,
+        }

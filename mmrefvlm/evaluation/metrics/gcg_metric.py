@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Grounded conversation generation (GLaMM protocol): AP50, mIoU, recall, caption CIDEr."""
+
 from __future__ import annotations
 
 import logging
@@ -10,11 +11,17 @@ from mmengine.logging import print_log
 
 from mmrefvlm.registry import METRICS
 
-from ..functional import (box_iou, build_coco_gt, greedy_paired_ious, mask_iou, run_coco_eval,
-                          strip_trp, to_numpy)
+from ..functional import (
+    box_iou,
+    build_coco_gt,
+    greedy_paired_ious,
+    mask_iou,
+    run_coco_eval,
+    strip_trp,
+    to_numpy,
+)
 from ..text_encoders import build_text_encoder, text_similarity
-from .base import (RefVLMBaseMetric, TaskSpec, image_shape, mean_or_nan, ratio_or_nan,
-                   select_unit)
+from .base import RefVLMBaseMetric, TaskSpec, image_shape, mean_or_nan, ratio_or_nan, select_unit
 from .caption_metric import TOKENIZERS, caption_references, score_captions
 from .open_vocab_metric import coco_area, instance_geometry
 
@@ -56,9 +63,18 @@ class GCGMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'gcg'
     default_tasks: ClassVar[tuple[str, ...]] = ('gcg_box', 'gcg_mask')
 
-    def __init__(self, tasks: TaskSpec = None, *, unit: str = 'mask',
-                 text_encoder: dict | Any = None, iou_thr: float = 0.5, text_thr: float = 0.5,
-                 tokenizer: str = 'simple', meteor: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        unit: str = 'mask',
+        text_encoder: dict | Any = None,
+        iou_thr: float = 0.5,
+        text_thr: float = 0.5,
+        tokenizer: str = 'simple',
+        meteor: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(tasks, **kwargs)
         if unit not in UNIT_IOU:
             raise ValueError(f'GCGMetric evaluates units {sorted(UNIT_IOU)}, got {unit!r}')
@@ -66,7 +82,8 @@ class GCGMetric(RefVLMBaseMetric):
             raise ValueError(f'tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}')
         self.unit = unit
         self.text_encoder = build_text_encoder(
-            dict(type='MiniLMTextEncoder') if text_encoder is None else text_encoder)
+            dict(type='MiniLMTextEncoder') if text_encoder is None else text_encoder
+        )
         self.iou_thr, self.text_thr = iou_thr, text_thr
         self.tokenizer, self.meteor = tokenizer, meteor
 
@@ -78,14 +95,20 @@ class GCGMetric(RefVLMBaseMetric):
             iou = iou_fn(pred[field], gt[field])
         else:
             iou = np.zeros((pred['num'], gt['num']))
-        scores = np.nan_to_num(to_numpy(pred.get('scores', np.ones(pred['num'])), np.float64)
-                               .reshape(-1), nan=1.0)  # NaN: a unit without scores
-        return dict(shape=image_shape(sample), iou=iou.astype(np.float32),
-                    gt_labels=list(gt.get('labels', [''] * gt['num'])),
-                    pred_labels=list(pred.get('labels', [''] * pred['num'])),
-                    gt_geom=instance_geometry(gt, iou_type),
-                    pred_geom=instance_geometry(pred, iou_type), scores=scores.tolist(),
-                    caption=strip_trp(sample.get('pred_text')), refs=caption_references(sample))
+        scores = np.nan_to_num(
+            to_numpy(pred.get('scores', np.ones(pred['num'])), np.float64).reshape(-1), nan=1.0
+        )  # NaN: a unit without scores
+        return dict(
+            shape=image_shape(sample),
+            iou=iou.astype(np.float32),
+            gt_labels=list(gt.get('labels', [''] * gt['num'])),
+            pred_labels=list(pred.get('labels', [''] * pred['num'])),
+            gt_geom=instance_geometry(gt, iou_type),
+            pred_geom=instance_geometry(pred, iou_type),
+            scores=scores.tolist(),
+            caption=strip_trp(sample.get('pred_text')),
+            refs=caption_references(sample),
+        )
 
     def _ap50(self, results: list) -> float:
         iou_type = UNIT_IOU[self.unit][2]
@@ -93,14 +116,21 @@ class GCGMetric(RefVLMBaseMetric):
         images, anns, dets = [], [], []
         for img_id, r in enumerate(results, start=1):
             images.append(dict(id=img_id, height=r['shape'][0], width=r['shape'][1]))
-            anns += [{'image_id': img_id, 'category_id': 1, key: g,
-                      'area': coco_area(g, iou_type)} for g in r['gt_geom']]
-            dets += [{'image_id': img_id, 'category_id': 1, key: g, 'score': s}
-                     for g, s in zip(r['pred_geom'], r['scores'])]
+            anns += [
+                {'image_id': img_id, 'category_id': 1, key: g, 'area': coco_area(g, iou_type)}
+                for g in r['gt_geom']
+            ]
+            dets += [
+                {'image_id': img_id, 'category_id': 1, key: g, 'score': s}
+                for g, s in zip(r['pred_geom'], r['scores'], strict=True)
+            ]
         coco_gt = build_coco_gt(images, anns, [dict(id=1, name='object')])
         stats, summary = run_coco_eval(coco_gt, dets, iou_type)
-        print_log(f'{type(self).__name__} AP ({iou_type}):\n{summary}', logger='current',
-                  level=logging.INFO)
+        print_log(
+            f'{type(self).__name__} AP ({iou_type}):\n{summary}',
+            logger='current',
+            level=logging.INFO,
+        )
         return float(stats[1]) * 100 if stats[1] >= 0 else float('nan')
 
     def _recall(self, results: list) -> tuple[float, float]:
@@ -114,8 +144,9 @@ class GCGMetric(RefVLMBaseMetric):
             iou = np.asarray(r['iou'], dtype=np.float64)
             if iou.size == 0:
                 continue
-            text = sim[np.ix_([p_idx[p] for p in r['pred_labels']],
-                              [g_idx[g] for g in r['gt_labels']])]
+            text = sim[
+                np.ix_([p_idx[p] for p in r['pred_labels']], [g_idx[g] for g in r['gt_labels']])
+            ]
             ok = (iou > self.iou_thr) & (text > self.text_thr)
             used_p, used_g = set(), set()
             for flat in np.argsort(-np.where(ok, iou, -1.0), axis=None, kind='stable'):
@@ -134,8 +165,17 @@ class GCGMetric(RefVLMBaseMetric):
         with_gt = [r for r in results if len(r['gt_labels'])]
         miou = mean_or_nan(_image_miou(r['iou']) for r in with_gt)
         hits, num_gt = self._recall(results)
-        out = {'AP50': self._ap50(results), 'mIoU': miou * 100,
-               'recall': ratio_or_nan(hits, num_gt) * 100}
-        out.update(score_captions([r['caption'] for r in results], [r['refs'] for r in results],
-                                  self.tokenizer, self.meteor))
+        out = {
+            'AP50': self._ap50(results),
+            'mIoU': miou * 100,
+            'recall': ratio_or_nan(hits, num_gt) * 100,
+        }
+        out.update(
+            score_captions(
+                [r['caption'] for r in results],
+                [r['refs'] for r in results],
+                self.tokenizer,
+                self.meteor,
+            )
+        )
         return out

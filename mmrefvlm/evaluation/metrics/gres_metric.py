@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """GRES: gIoU, cIoU, N-acc and T-acc with the ReLA / GSVA empty-target conventions."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -48,8 +49,15 @@ class GRESMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'gres'
     default_tasks: ClassVar[tuple[str, ...]] = ('gres',)
 
-    def __init__(self, tasks: TaskSpec = None, *, unit: str = 'mask', empty_rule: str = 'ref',
-                 empty_pixels: int = 50, **kwargs) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        unit: str = 'mask',
+        empty_rule: str = 'ref',
+        empty_pixels: int = 50,
+        **kwargs,
+    ) -> None:
         super().__init__(tasks, **kwargs)
         if empty_rule not in EMPTY_RULES:
             raise ValueError(f'empty_rule must be one of {EMPTY_RULES}, got {empty_rule!r}')
@@ -84,7 +92,9 @@ class GRESMetric(RefVLMBaseMetric):
         correct_empty = gt_empty & pred_empty
         iou[correct_empty] = 1.0  # wrong empties: I = 0, U = predicted area > 0 -> IoU 0
         # cIoU: correct empties have I = U = 0, so they drop out of both sums on their own.
-        return {'gIoU': float(iou.mean()) * 100,
-                'cIoU': ratio_or_nan(inter.sum(), union.sum()) * 100,
-                'N-acc': ratio_or_nan(correct_empty.sum(), gt_empty.sum()) * 100,
-                'T-acc': ratio_or_nan((~gt_empty & ~pred_empty).sum(), (~gt_empty).sum()) * 100}
+        return {
+            'gIoU': float(iou.mean()) * 100,
+            'cIoU': ratio_or_nan(inter.sum(), union.sum()) * 100,
+            'N-acc': ratio_or_nan(correct_empty.sum(), gt_empty.sum()) * 100,
+            'T-acc': ratio_or_nan((~gt_empty & ~pred_empty).sum(), (~gt_empty).sum()) * 100,
+        }

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Interactive grounding: mIoU / cIoU per visual-prompt type, for box and mask units."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,11 +29,11 @@ def _box_terms(pred: dict, gt: dict) -> tuple[float, float, float]:
     """Sum of I, sum of U and mean IoU of GT box i against predicted box i (REF order); a GT
     without a prediction adds I = 0 and U = its area; extra predictions are ignored."""
     g = np.asarray(gt['bboxes'], dtype=np.float64).reshape(-1, 4)
-    p = np.asarray(pred.get('bboxes', np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)[:len(g)]
+    p = np.asarray(pred.get('bboxes', np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)[: len(g)]
     inter, union = np.zeros(len(g)), (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
     if len(p):
-        i, u = box_inter_union(p, g[:len(p)])
-        inter[:len(p)], union[:len(p)] = np.diag(i), np.diag(u)
+        i, u = box_inter_union(p, g[: len(p)])
+        inter[: len(p)], union[: len(p)] = np.diag(i), np.diag(u)
     ious = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     return float(inter.sum()), float(union.sum()), float(ious.mean())
 
@@ -58,8 +59,9 @@ class InteractiveGroundingMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'ig'
     default_tasks: ClassVar[tuple[str, ...]] = ('ig_box', 'ig_mask')
 
-    def __init__(self, tasks: TaskSpec = None, *, units: Sequence[str] = SUPPORTED_UNITS,
-                 **kwargs) -> None:
+    def __init__(
+        self, tasks: TaskSpec = None, *, units: Sequence[str] = SUPPORTED_UNITS, **kwargs
+    ) -> None:
         super().__init__(tasks, **kwargs)
         bad = [u for u in units if u not in SUPPORTED_UNITS]
         if bad or not units:
@@ -77,8 +79,9 @@ class InteractiveGroundingMetric(RefVLMBaseMetric):
                 out['terms'][unit] = _box_terms(pred, gt)
             else:
                 shape = image_shape(sample)
-                inter, union = pair_inter_union(union_mask(pred.get('masks'), shape),
-                                                union_mask(gt['masks'], shape))
+                inter, union = pair_inter_union(
+                    union_mask(pred.get('masks'), shape), union_mask(gt['masks'], shape)
+                )
                 out['terms'][unit] = (inter, union, inter / union if union else 0.0)
         return out
 
@@ -92,7 +95,8 @@ class InteractiveGroundingMetric(RefVLMBaseMetric):
             for suffix, group in groups.items():
                 inter = sum(row[1] for row in group)
                 union = sum(row[2] for row in group)
-                metrics[f'{unit}{suffix}_mIoU'] = ratio_or_nan(
-                    sum(row[3] for row in group), len(group)) * 100
+                metrics[f'{unit}{suffix}_mIoU'] = (
+                    ratio_or_nan(sum(row[3] for row in group), len(group)) * 100
+                )
                 metrics[f'{unit}{suffix}_cIoU'] = ratio_or_nan(inter, union) * 100
         return metrics

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Keypoint OKS-AP through pycocotools ``COCOeval(iouType='keypoints')``."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,13 @@ from mmengine.logging import print_log
 
 from mmrefvlm.registry import METRICS
 
-from ..functional import (COCO_KEYPOINT_SIGMAS, KPT_STAT_NAMES, build_coco_gt, run_coco_eval,
-                          to_numpy)
+from ..functional import (
+    COCO_KEYPOINT_SIGMAS,
+    KPT_STAT_NAMES,
+    build_coco_gt,
+    run_coco_eval,
+    to_numpy,
+)
 from .base import RefVLMBaseMetric, TaskSpec, image_shape, select_unit
 
 
@@ -43,7 +49,8 @@ class KeypointMetric(RefVLMBaseMetric):
 
     Keys (percent): ``AP`` (OKS .50:.95), ``AP50``, ``AP75``, ``APm``, ``APl``, ``AR``, and
     ``PCK@a`` for each ``a`` of ``pck_thrs``: predicted instances are matched one-to-one to GT
-    instances (Hungarian on the mean keypoint distance), and a labelled GT keypoint counts as correct
+    instances (Hungarian on the mean keypoint distance), and a labelled GT keypoint counts as
+    correct
     when its matched prediction lies within ``a * max(box w, box h)``; GT instances without a match
     count as misses. PCK shows progress where OKS-AP, strict on small objects, is still ~0.
 
@@ -60,9 +67,16 @@ class KeypointMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'keypoint'
     default_tasks: ClassVar[tuple[str, ...]] = ('keypoint',)
 
-    def __init__(self, tasks: TaskSpec = None, *, unit: str = 'keypoint',
-                 sigmas: float | Sequence[float] | None = None, area_scale: float = 0.53,
-                 pck_thrs: Sequence[float] = (0.1, 0.2), **kwargs) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        unit: str = 'keypoint',
+        sigmas: float | Sequence[float] | None = None,
+        area_scale: float = 0.53,
+        pck_thrs: Sequence[float] = (0.1, 0.2),
+        **kwargs,
+    ) -> None:
         super().__init__(tasks, **kwargs)
         self.pck_thrs = tuple(float(t) for t in pck_thrs)
         if area_scale <= 0:
@@ -81,8 +95,10 @@ class KeypointMetric(RefVLMBaseMetric):
         """
         if self.sigmas is None:
             if num_keypoints != 17:
-                raise ValueError(f'{num_keypoints} keypoints: the COCO sigmas need 17; set '
-                                 '`sigmas` (a float for uniform sigmas or one per keypoint)')
+                raise ValueError(
+                    f'{num_keypoints} keypoints: the COCO sigmas need 17; set '
+                    '`sigmas` (a float for uniform sigmas or one per keypoint)'
+                )
             return COCO_KEYPOINT_SIGMAS
         sig = np.asarray(self.sigmas, dtype=np.float64)
         if sig.ndim == 0:
@@ -102,13 +118,21 @@ class KeypointMetric(RefVLMBaseMetric):
         gts = []
         for i, kpts in enumerate(gt_kpts):
             box = _gt_box(kpts, None if boxes is None else to_numpy(boxes[i], np.float64))
-            gts.append(dict(keypoints=kpts.reshape(-1).tolist(), bbox=box,
-                            num_keypoints=int((kpts[:, 2] > 0).sum()),
-                            area=self.area_scale * box[2] * box[3]))
-        scores = np.nan_to_num(to_numpy(pred.get('scores', np.ones(len(pred_kpts))), np.float64)
-                               .reshape(-1), nan=1.0)  # NaN: a unit without scores
-        preds = [dict(keypoints=k.reshape(-1).tolist(), score=float(s))
-                 for k, s in zip(pred_kpts, scores)]
+            gts.append(
+                dict(
+                    keypoints=kpts.reshape(-1).tolist(),
+                    bbox=box,
+                    num_keypoints=int((kpts[:, 2] > 0).sum()),
+                    area=self.area_scale * box[2] * box[3],
+                )
+            )
+        scores = np.nan_to_num(
+            to_numpy(pred.get('scores', np.ones(len(pred_kpts))), np.float64).reshape(-1), nan=1.0
+        )  # NaN: a unit without scores
+        preds = [
+            dict(keypoints=k.reshape(-1).tolist(), score=float(s))
+            for k, s in zip(pred_kpts, scores, strict=False)
+        ]
         pck = pck_counts(gt_kpts, [g['bbox'] for g in gts], pred_kpts, self.pck_thrs)
         return dict(shape=image_shape(sample), gts=gts, preds=preds, pck=pck)
 
@@ -121,7 +145,7 @@ class KeypointMetric(RefVLMBaseMetric):
         for i, thr in enumerate(self.pck_thrs):
             hits = sum(r['pck'][i][0] for r in results)
             total = sum(r['pck'][i][1] for r in results)
-            pck[f'PCK@{thr:g}'] = 100. * hits / total if total else float('nan')
+            pck[f'PCK@{thr:g}'] = 100.0 * hits / total if total else float('nan')
         if not lengths:
             return {**dict.fromkeys(names, float('nan')), **pck}
         num_kpts = lengths.pop()
@@ -130,19 +154,28 @@ class KeypointMetric(RefVLMBaseMetric):
             images.append(dict(id=img_id, height=r['shape'][0], width=r['shape'][1]))
             anns += [dict(g, image_id=img_id, category_id=1) for g in r['gts']]
             dets += [dict(d, image_id=img_id, category_id=1) for d in r['preds']]
-        category = dict(id=1, name='object', keypoints=[str(i) for i in range(num_kpts)],
-                        skeleton=[])
-        stats, summary = run_coco_eval(build_coco_gt(images, anns, [category]), dets, 'keypoints',
-                                       kpt_sigmas=self.sigmas_for(num_kpts))
-        print_log(f'{type(self).__name__}: {len(anns)} GT, {len(dets)} detections\n{summary}',
-                  logger='current', level=logging.INFO)
-        by_name = dict(zip(KPT_STAT_NAMES, stats))
+        category = dict(
+            id=1, name='object', keypoints=[str(i) for i in range(num_kpts)], skeleton=[]
+        )
+        stats, summary = run_coco_eval(
+            build_coco_gt(images, anns, [category]),
+            dets,
+            'keypoints',
+            kpt_sigmas=self.sigmas_for(num_kpts),
+        )
+        print_log(
+            f'{type(self).__name__}: {len(anns)} GT, {len(dets)} detections\n{summary}',
+            logger='current',
+            level=logging.INFO,
+        )
+        by_name = dict(zip(KPT_STAT_NAMES, stats, strict=False))
         out = {n: (float(by_name[n]) * 100 if by_name[n] >= 0 else float('nan')) for n in names}
         return {**out, **pck}
 
 
-def pck_counts(gt: np.ndarray, gt_boxes: list, pred: np.ndarray,
-               thrs: Sequence[float]) -> list[tuple[int, int]]:
+def pck_counts(
+    gt: np.ndarray, gt_boxes: list, pred: np.ndarray, thrs: Sequence[float]
+) -> list[tuple[int, int]]:
     """(correct, labelled) GT keypoint counts per threshold for one sample (see ``KeypointMetric``).
 
     Args:
@@ -157,13 +190,13 @@ def pck_counts(gt: np.ndarray, gt_boxes: list, pred: np.ndarray,
     totals = [int(labelled.sum())] * len(thrs)
     if not len(gt) or not len(pred):
         return [(0, t) for t in totals]
-    dist = np.linalg.norm(gt[:, None, :, :2] - pred[None, :, :, :2], axis=-1)     # (N, M, K)
+    dist = np.linalg.norm(gt[:, None, :, :2] - pred[None, :, :, :2], axis=-1)  # (N, M, K)
     weights = labelled[:, None].astype(np.float64)
     cost = (np.nan_to_num(dist, nan=1e9) * weights).sum(-1) / np.maximum(weights.sum(-1), 1)
     rows, cols = linear_sum_assignment(cost)
     scale = np.array([max(b[2], b[3], 1e-6) for b in gt_boxes])
     out = []
     for thr in thrs:
-        ok = dist[rows, cols] <= thr * scale[rows, None]                              # (P, K)
+        ok = dist[rows, cols] <= thr * scale[rows, None]  # (P, K)
         out.append((int((ok & labelled[rows]).sum()), totals[0]))
     return out

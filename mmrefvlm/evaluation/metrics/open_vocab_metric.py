@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Freeform open-vocabulary detection / segmentation: "mAP similarity" (REF-VLM App. E)."""
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,7 @@ from mmengine.logging import print_log
 
 from mmrefvlm.registry import METRICS
 
-from ..functional import (DET_STAT_NAMES, build_coco_gt, encode_mask, run_coco_eval,
-                          xyxy_to_xywh)
+from ..functional import DET_STAT_NAMES, build_coco_gt, encode_mask, run_coco_eval, xyxy_to_xywh
 from ..text_encoders import build_text_encoder, text_similarity
 from .base import RefVLMBaseMetric, TaskSpec, image_shape, select_unit
 
@@ -30,6 +30,7 @@ def coco_area(geom: Any, iou_type: str) -> float:
     if iou_type == 'bbox':
         return float(geom[2] * geom[3])
     from pycocotools import mask as mask_utils
+
     return float(mask_utils.area(geom))
 
 
@@ -65,9 +66,18 @@ class OpenVocabMetric(RefVLMBaseMetric):
 
     default_prefix: ClassVar[str] = 'ovd'
 
-    def __init__(self, tasks: TaskSpec = None, *, iou_type: str = 'bbox', unit: str | None = None,
-                 text_encoder: dict | Any = None, class_names: Sequence[str] | None = None,
-                 min_similarity: float = 0.0, prefix: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        iou_type: str = 'bbox',
+        unit: str | None = None,
+        text_encoder: dict | Any = None,
+        class_names: Sequence[str] | None = None,
+        min_similarity: float = 0.0,
+        prefix: str | None = None,
+        **kwargs,
+    ) -> None:
         if iou_type not in IOU_TYPES:
             raise ValueError(f'iou_type must be one of {sorted(IOU_TYPES)}, got {iou_type!r}')
         default_unit, family = IOU_TYPES[iou_type]
@@ -75,17 +85,21 @@ class OpenVocabMetric(RefVLMBaseMetric):
         self.iou_type = iou_type
         self.unit = unit or default_unit
         self.text_encoder = build_text_encoder(
-            dict(type='MiniLMTextEncoder') if text_encoder is None else text_encoder)
+            dict(type='MiniLMTextEncoder') if text_encoder is None else text_encoder
+        )
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.min_similarity = min_similarity
 
     def process_sample(self, sample: dict) -> dict:  # noqa: D102
         gt = select_unit(sample.get('gt_instances'), self.unit)
         pred = select_unit(sample.get('pred_instances'), self.unit)
-        return dict(shape=image_shape(sample), gt_labels=list(gt.get('labels', [])),
-                    gt_geom=instance_geometry(gt, self.iou_type),
-                    pred_labels=list(pred.get('labels', [''] * pred['num'])),
-                    pred_geom=instance_geometry(pred, self.iou_type))
+        return dict(
+            shape=image_shape(sample),
+            gt_labels=list(gt.get('labels', [])),
+            gt_geom=instance_geometry(gt, self.iou_type),
+            pred_labels=list(pred.get('labels', [''] * pred['num'])),
+            pred_geom=instance_geometry(pred, self.iou_type),
+        )
 
     def _vocabulary(self, results: list) -> list[str]:
         if self.class_names is not None:
@@ -114,13 +128,20 @@ class OpenVocabMetric(RefVLMBaseMetric):
         key = 'bbox' if self.iou_type == 'bbox' else 'segmentation'
         for img_id, r in enumerate(results, start=1):
             images.append(dict(id=img_id, height=r['shape'][0], width=r['shape'][1]))
-            for label, geom in zip(r['gt_labels'], r['gt_geom']):
+            for label, geom in zip(r['gt_labels'], r['gt_geom'], strict=True):
                 if label not in cat_of:
-                    raise ValueError(f'GT label {label!r} is not in the class vocabulary '
-                                     f'({len(classes)} names)')
-                anns.append({'image_id': img_id, 'category_id': cat_of[label], key: geom,
-                             'area': coco_area(geom, self.iou_type)})
-            for phrase, geom in zip(r['pred_labels'], r['pred_geom']):
+                    raise ValueError(
+                        f'GT label {label!r} is not in the class vocabulary ({len(classes)} names)'
+                    )
+                anns.append(
+                    {
+                        'image_id': img_id,
+                        'category_id': cat_of[label],
+                        key: geom,
+                        'area': coco_area(geom, self.iou_type),
+                    }
+                )
+            for phrase, geom in zip(r['pred_labels'], r['pred_geom'], strict=True):
                 if assigned[phrase] is None:
                     dropped += 1
                     continue
@@ -128,9 +149,13 @@ class OpenVocabMetric(RefVLMBaseMetric):
                 dets.append({'image_id': img_id, 'category_id': cat, key: geom, 'score': score})
         categories = [dict(id=i, name=n) for n, i in cat_of.items()]
         stats, summary = run_coco_eval(build_coco_gt(images, anns, categories), dets, self.iou_type)
-        print_log(f'{type(self).__name__} ({self.iou_type}, {len(images)} images, {len(anns)} GT, '
-                  f'{len(dets)} detections, {dropped} unassigned):\n{summary}', logger='current',
-                  level=logging.INFO)
-        return {name: (float(v) * 100 if v >= 0 else float('nan'))
-                for name, v in zip(DET_STAT_NAMES[:6], stats[:6])}
-
+        print_log(
+            f'{type(self).__name__} ({self.iou_type}, {len(images)} images, {len(anns)} GT, '
+            f'{len(dets)} detections, {dropped} unassigned):\n{summary}',
+            logger='current',
+            level=logging.INFO,
+        )
+        return {
+            name: (float(v) * 100 if v >= 0 else float('nan'))
+            for name, v in zip(DET_STAT_NAMES[:6], stats[:6], strict=True)
+        }

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """REC: Acc@0.5, mean IoU and multi-box precision / recall / F1."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -37,8 +38,15 @@ class RECMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'rec'
     default_tasks: ClassVar[tuple[str, ...]] = ('rec',)
 
-    def __init__(self, tasks: TaskSpec = None, *, unit: str = 'box', iou_thr: float = 0.5,
-                 matcher: str = 'hungarian', **kwargs) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        unit: str = 'box',
+        iou_thr: float = 0.5,
+        matcher: str = 'hungarian',
+        **kwargs,
+    ) -> None:
         super().__init__(tasks, **kwargs)
         if not 0.0 < iou_thr <= 1.0:
             raise ValueError(f'iou_thr must be in (0, 1], got {iou_thr}')
@@ -66,8 +74,16 @@ class RECMetric(RefVLMBaseMetric):
         num_gt, num_pred, tp, sum_iou = arr.sum(0)
         precision = ratio_or_nan(tp, num_pred)
         recall = ratio_or_nan(tp, num_gt)
-        f1 = (2 * precision * recall / (precision + recall)
-              if precision + recall > 0 else (0.0 if num_gt + num_pred else float('nan')))
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if precision + recall > 0
+            else (0.0 if num_gt + num_pred else float('nan'))
+        )
         acc = ratio_or_nan(sum(r[4] for r in results), len(results))
-        return {f'Acc@{self.iou_thr:g}': acc * 100, 'mIoU': ratio_or_nan(sum_iou, num_gt) * 100,
-                'precision': precision * 100, 'recall': recall * 100, 'F1': f1 * 100}
+        return {
+            f'Acc@{self.iou_thr:g}': acc * 100,
+            'mIoU': ratio_or_nan(sum_iou, num_gt) * 100,
+            'precision': precision * 100,
+            'recall': recall * 100,
+            'F1': f1 * 100,
+        }

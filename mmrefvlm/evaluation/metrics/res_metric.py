@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """RES: cumulative IoU and mean IoU, with mmdet ``RefSegMetric`` semantics."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -46,5 +47,7 @@ class RESMetric(RefVLMBaseMetric):
         arr = np.array(results, dtype=np.float64).reshape(-1, 2)
         inter, union = arr[:, 0], arr[:, 1]
         ious = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        return {'cIoU': ratio_or_nan(inter.sum(), union.sum()) * 100,
-                'mIoU': (float(ious.mean()) if len(ious) else float('nan')) * 100}
+        return {
+            'cIoU': ratio_or_nan(inter.sum(), union.sum()) * 100,
+            'mIoU': (float(ious.mean()) if len(ious) else float('nan')) * 100,
+        }

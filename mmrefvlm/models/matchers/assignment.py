@@ -8,6 +8,7 @@ the batch and their targets, both in ``<REF>`` order)::
     pred_inds, tgt_inds = match_in_groups(box_group_costs, pred_boxes, gt_boxes, keys)
     loss_l1 = (pred_boxes[pred_inds] - gt_boxes[tgt_inds]).abs().sum(-1).mean()
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,8 +34,9 @@ def _solve_groups(costs: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.n
             continue
         block = costs[g, :n, :n]
         if not np.isfinite(block).all():
-            raise ValueError(f'grouped_assignment: group {g} (size {n}) has non-finite costs '
-                             f'{block.tolist()}')
+            raise ValueError(
+                f'grouped_assignment: group {g} (size {n}) has non-finite costs {block.tolist()}'
+            )
         r, c = linear_sum_assignment(block)
         rows.append(r.astype(np.int64))
         cols.append(c.astype(np.int64))
@@ -81,10 +83,10 @@ def grouped_assignment(costs: Tensor, sizes: Tensor) -> list[tuple[Tensor, Tenso
         [(tensor([0]), tensor([0])), (tensor([0, 1]), tensor([1, 0]))]
     """
     size_list = _check_costs(costs, sizes)
-    host = costs.detach().to('cpu', torch.float64).numpy()   # one transfer for all groups
+    host = costs.detach().to('cpu', torch.float64).numpy()  # one transfer for all groups
     rows, cols = _solve_groups(host, size_list)
     both = torch.from_numpy(np.stack([rows, cols])).to(costs.device)  # one transfer back
-    return list(zip(both[0].split(size_list), both[1].split(size_list)))
+    return list(zip(both[0].split(size_list), both[1].split(size_list), strict=True))
 
 
 def assign_in_groups(costs: Tensor, sizes: Tensor, slot_inds: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,8 +119,13 @@ def assign_in_groups(costs: Tensor, sizes: Tensor, slot_inds: Tensor) -> tuple[T
     return torch.arange(num_items, device=costs.device), tgt_inds
 
 
-def match_in_groups(cost_fn: Callable[..., GroupedCosts], preds: Tensor, targets: Tensor,
-                    group_key: Tensor, **cost_kwargs: Any) -> tuple[Tensor, Tensor]:
+def match_in_groups(
+    cost_fn: Callable[..., GroupedCosts],
+    preds: Tensor,
+    targets: Tensor,
+    group_key: Tensor,
+    **cost_kwargs: Any,
+) -> tuple[Tensor, Tensor]:
     """Build the group costs with ``cost_fn`` and assign inside every group.
 
     Args:

@@ -8,6 +8,7 @@ key, pads both into ``(G, N, ...)`` with :func:`pad_by_group` and evaluates the 
 block are set to 0 and are ignored by :func:`grouped_assignment`. Builders run under
 ``torch.no_grad()``: the costs only choose the assignment, the losses carry the gradients.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,13 @@ import torch
 from torch import Tensor
 
 from .group_layout import GroupSlots, group_slots, scatter_rows, scatter_to_slots
-from .pairwise_costs import (mask_costs_from_rows, mask_pred_terms, mask_target_rows,
-                             pairwise_box_costs, pairwise_point_costs)
+from .pairwise_costs import (
+    mask_costs_from_rows,
+    mask_pred_terms,
+    mask_target_rows,
+    pairwise_box_costs,
+    pairwise_point_costs,
+)
 
 
 @dataclass(frozen=True)
@@ -41,29 +47,39 @@ class GroupedCosts:
         if not isinstance(other, GroupedCosts):
             return NotImplemented
         if self.costs.shape != other.costs.shape or self.slot_inds.shape != other.slot_inds.shape:
-            raise ValueError('GroupedCosts built on different layouts: costs '
-                             f'{tuple(self.costs.shape)} vs {tuple(other.costs.shape)}')
+            raise ValueError(
+                'GroupedCosts built on different layouts: costs '
+                f'{tuple(self.costs.shape)} vs {tuple(other.costs.shape)}'
+            )
         return GroupedCosts(self.costs + other.costs, self.sizes, self.slot_inds)
 
 
 def _check_aligned(preds: Tensor, targets: Tensor, group_index: Tensor, what: str) -> None:
     if preds.shape[0] != targets.shape[0] or group_index.shape != (preds.shape[0],):
-        raise ValueError(f'{what}: predictions, targets and group_index must have the same length '
-                         f'M, got {tuple(preds.shape)}, {tuple(targets.shape)}, '
-                         f'{tuple(group_index.shape)}')
+        raise ValueError(
+            f'{what}: predictions, targets and group_index must have the same length '
+            f'M, got {tuple(preds.shape)}, {tuple(targets.shape)}, '
+            f'{tuple(group_index.shape)}'
+        )
 
 
 def _finish(costs: Tensor, slots: GroupSlots) -> GroupedCosts:
     """Zero the entries outside every group's valid block."""
     positions = torch.arange(costs.shape[-1], device=costs.device)
-    real = positions[None, :] < slots.sizes[:, None]                  # (G, N)
-    costs = costs.masked_fill(~(real[:, :, None] & real[:, None, :]), 0.)
+    real = positions[None, :] < slots.sizes[:, None]  # (G, N)
+    costs = costs.masked_fill(~(real[:, :, None] & real[:, None, :]), 0.0)
     return GroupedCosts(costs, slots.sizes, slots.slot_inds)
 
 
 @torch.no_grad()
-def box_group_costs(pred_boxes: Tensor, tgt_boxes: Tensor, group_index: Tensor, *,
-                    l1_weight: float = 5., giou_weight: float = 2.) -> GroupedCosts:
+def box_group_costs(
+    pred_boxes: Tensor,
+    tgt_boxes: Tensor,
+    group_index: Tensor,
+    *,
+    l1_weight: float = 5.0,
+    giou_weight: float = 2.0,
+) -> GroupedCosts:
     """Box costs of every group: ``l1_weight * L1(cxcywh) - giou_weight * GIoU(xyxy)``.
 
     Args:
@@ -78,17 +94,28 @@ def box_group_costs(pred_boxes: Tensor, tgt_boxes: Tensor, group_index: Tensor, 
     """
     _check_aligned(pred_boxes, tgt_boxes, group_index, 'box_group_costs')
     slots = group_slots(group_index.to(pred_boxes.device))
-    costs = pairwise_box_costs(scatter_to_slots(pred_boxes, slots),
-                               scatter_to_slots(tgt_boxes, slots),
-                               l1_weight=l1_weight, giou_weight=giou_weight)
+    costs = pairwise_box_costs(
+        scatter_to_slots(pred_boxes, slots),
+        scatter_to_slots(tgt_boxes, slots),
+        l1_weight=l1_weight,
+        giou_weight=giou_weight,
+    )
     return _finish(costs, slots)
 
 
 @torch.no_grad()
-def mask_group_costs(pred_logits: Tensor, tgt_masks: Tensor, group_index: Tensor, *,
-                     focal_weight: float = 20., dice_weight: float = 1.,
-                     valid: Tensor | None = None, alpha: float = 0.25, gamma: float = 2.,
-                     dice_eps: float = 1.) -> GroupedCosts:
+def mask_group_costs(
+    pred_logits: Tensor,
+    tgt_masks: Tensor,
+    group_index: Tensor,
+    *,
+    focal_weight: float = 20.0,
+    dice_weight: float = 1.0,
+    valid: Tensor | None = None,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    dice_eps: float = 1.0,
+) -> GroupedCosts:
     """Mask costs of every group: ``focal_weight * focal + dice_weight * dice``.
 
     Predictions and targets must share one resolution (resize the logits or the targets first;
@@ -112,27 +139,44 @@ def mask_group_costs(pred_logits: Tensor, tgt_masks: Tensor, group_index: Tensor
     """
     _check_aligned(pred_logits, tgt_masks, group_index, 'mask_group_costs')
     if pred_logits.shape[1:].numel() != tgt_masks.shape[1:].numel():
-        raise ValueError(f'mask_group_costs: predictions {tuple(pred_logits.shape)} and targets '
-                         f'{tuple(tgt_masks.shape)} must have the same number of pixels')
+        raise ValueError(
+            f'mask_group_costs: predictions {tuple(pred_logits.shape)} and targets '
+            f'{tuple(tgt_masks.shape)} must have the same number of pixels'
+        )
     num = pred_logits.shape[0]
-    if valid is not None and (valid.shape[0] != num or
-                              valid.shape[1:].numel() != tgt_masks.shape[1:].numel()):
-        raise ValueError(f'mask_group_costs: valid must be (M, pixels) like the targets, got '
-                         f'{tuple(valid.shape)}')
+    if valid is not None and (
+        valid.shape[0] != num or valid.shape[1:].numel() != tgt_masks.shape[1:].numel()
+    ):
+        raise ValueError(
+            f'mask_group_costs: valid must be (M, pixels) like the targets, got '
+            f'{tuple(valid.shape)}'
+        )
     slots = group_slots(group_index.to(pred_logits.device))
     # Elementwise passes on the M real items; padding only enters at the matmul.
-    pred_rows = scatter_rows(mask_pred_terms(pred_logits.reshape(num, -1), alpha=alpha,
-                                             gamma=gamma), slots)                  # (G, 3, N, P)
-    tgt_rows = scatter_rows(mask_target_rows(
-        tgt_masks.reshape(num, -1), None if valid is None else valid.reshape(num, -1)), slots)
-    costs = mask_costs_from_rows(pred_rows, tgt_rows, focal_weight=focal_weight,
-                                 dice_weight=dice_weight, dice_eps=dice_eps)
+    pred_rows = scatter_rows(
+        mask_pred_terms(pred_logits.reshape(num, -1), alpha=alpha, gamma=gamma), slots
+    )  # (G, 3, N, P)
+    tgt_rows = scatter_rows(
+        mask_target_rows(
+            tgt_masks.reshape(num, -1), None if valid is None else valid.reshape(num, -1)
+        ),
+        slots,
+    )
+    costs = mask_costs_from_rows(
+        pred_rows, tgt_rows, focal_weight=focal_weight, dice_weight=dice_weight, dice_eps=dice_eps
+    )
     return _finish(costs, slots)
 
 
 @torch.no_grad()
-def point_group_costs(pred_points: Tensor, tgt_points: Tensor, group_index: Tensor, *,
-                      tgt_visible: Tensor | None = None, weight: float = 1.) -> GroupedCosts:
+def point_group_costs(
+    pred_points: Tensor,
+    tgt_points: Tensor,
+    group_index: Tensor,
+    *,
+    tgt_visible: Tensor | None = None,
+    weight: float = 1.0,
+) -> GroupedCosts:
     """Keypoint costs of every group: mean L1 over each target's visible keypoints.
 
     Args:
@@ -151,9 +195,15 @@ def point_group_costs(pred_points: Tensor, tgt_points: Tensor, group_index: Tens
     visible = None
     if tgt_visible is not None:
         if tgt_visible.shape != tgt_points.shape[:2]:
-            raise ValueError(f'point_group_costs: tgt_visible must be {tuple(tgt_points.shape[:2])}'
-                             f', got {tuple(tgt_visible.shape)}')
+            raise ValueError(
+                f'point_group_costs: tgt_visible must be {tuple(tgt_points.shape[:2])}'
+                f', got {tuple(tgt_visible.shape)}'
+            )
         visible = scatter_to_slots(tgt_visible, slots)
-    costs = pairwise_point_costs(scatter_to_slots(pred_points, slots),
-                                 scatter_to_slots(tgt_points, slots), visible, weight=weight)
+    costs = pairwise_point_costs(
+        scatter_to_slots(pred_points, slots),
+        scatter_to_slots(tgt_points, slots),
+        visible,
+        weight=weight,
+    )
     return _finish(costs, slots)

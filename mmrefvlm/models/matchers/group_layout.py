@@ -5,6 +5,7 @@ Every ``<REF>`` query of a batch belongs to exactly one phrase group (triplet). 
 the items of each group side by side so that all group cost matrices come out of one batched op;
 this module computes that layout without a Python loop over groups.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,14 +35,15 @@ class GroupPadding(NamedTuple):
 class GroupSlots(NamedTuple):
     """Layout of items in a padded ``(G, N, ...)`` tensor (see :func:`group_slots`)."""
 
-    sizes: Tensor      # (G,) long, items per group
+    sizes: Tensor  # (G,) long, items per group
     slot_inds: Tensor  # (M,) long, flat slot g * N + rank of each item
-    num_slots: int     # N = max size (0 when there is no item)
-    keys: Tensor       # (G,) long, group key of each row (arange(G) with num_groups)
+    num_slots: int  # N = max size (0 when there is no item)
+    keys: Tensor  # (G,) long, group key of each row (arange(G) with num_groups)
 
 
-def pad_by_group(x: Tensor, group_index: Tensor, num_groups: int | None = None, *,
-                 pad_value: float = 0.) -> GroupPadding:
+def pad_by_group(
+    x: Tensor, group_index: Tensor, num_groups: int | None = None, *, pad_value: float = 0.0
+) -> GroupPadding:
     """Scatter items into a padded per-group layout (one batched op, no per-group loop).
 
     Args:
@@ -67,11 +69,13 @@ def pad_by_group(x: Tensor, group_index: Tensor, num_groups: int | None = None, 
         (tensor([1, 3]), tensor([3, 0, 4, 5]))
     """
     if group_index.dim() != 1 or group_index.shape[0] != x.shape[0]:
-        raise ValueError(f'group_index must have shape ({x.shape[0]},), got '
-                         f'{tuple(group_index.shape)}')
+        raise ValueError(
+            f'group_index must have shape ({x.shape[0]},), got {tuple(group_index.shape)}'
+        )
     slots = group_slots(group_index.to(x.device), num_groups)
-    return GroupPadding(scatter_to_slots(x, slots, pad_value=pad_value), slots.sizes,
-                        slots.slot_inds)
+    return GroupPadding(
+        scatter_to_slots(x, slots, pad_value=pad_value), slots.sizes, slots.slot_inds
+    )
 
 
 def group_slots(group_index: Tensor, num_groups: int | None = None) -> GroupSlots:
@@ -94,8 +98,9 @@ def group_slots(group_index: Tensor, num_groups: int | None = None) -> GroupSlot
         raise TypeError(f'group_index must be an integer tensor, got {group_index.dtype}')
     group_index = group_index.long()
     if num_groups is None:
-        keys, group_ids, sizes = torch.unique(group_index, sorted=True, return_inverse=True,
-                                              return_counts=True)
+        keys, group_ids, sizes = torch.unique(
+            group_index, sorted=True, return_inverse=True, return_counts=True
+        )
     else:
         if num_groups < 0:
             raise ValueError(f'num_groups must be >= 0, got {num_groups}')
@@ -103,8 +108,9 @@ def group_slots(group_index: Tensor, num_groups: int | None = None) -> GroupSlot
         keys = torch.arange(num_groups, device=group_index.device)
         sizes = torch.bincount(group_ids, minlength=num_groups)
         if sizes.numel() > num_groups:
-            raise ValueError(f'group ids must be < num_groups={num_groups}, got '
-                             f'{int(group_ids.max())}')
+            raise ValueError(
+                f'group ids must be < num_groups={num_groups}, got {int(group_ids.max())}'
+            )
     num_slots = int(sizes.max()) if sizes.numel() else 0
     # Rank of every item inside its group: stable sort by group, minus the group's start offset.
     order = torch.argsort(group_ids, stable=True)
@@ -115,7 +121,7 @@ def group_slots(group_index: Tensor, num_groups: int | None = None) -> GroupSlot
     return GroupSlots(sizes, group_ids * num_slots + rank, num_slots, keys)
 
 
-def scatter_to_slots(x: Tensor, slots: GroupSlots, *, pad_value: float = 0.) -> Tensor:
+def scatter_to_slots(x: Tensor, slots: GroupSlots, *, pad_value: float = 0.0) -> Tensor:
     """Place items at their slots of a padded ``(G, N, ...)`` tensor.
 
     Args:
@@ -135,7 +141,7 @@ def scatter_to_slots(x: Tensor, slots: GroupSlots, *, pad_value: float = 0.) -> 
     return padded.view(num_groups, num_slots, *x.shape[1:])
 
 
-def scatter_rows(parts: Sequence[Tensor], slots: GroupSlots, *, pad_value: float = 0.) -> Tensor:
+def scatter_rows(parts: Sequence[Tensor], slots: GroupSlots, *, pad_value: float = 0.0) -> Tensor:
     """Scatter T aligned item tensors into one padded (G, T, N, ...) tensor.
 
     Equivalent to ``torch.stack([scatter_to_slots(p, slots) for p in parts], dim=1)`` without the
@@ -151,8 +157,9 @@ def scatter_rows(parts: Sequence[Tensor], slots: GroupSlots, *, pad_value: float
     """
     first, num_parts = parts[0], len(parts)
     if first.shape[0] != slots.slot_inds.shape[0]:
-        raise ValueError(f'parts have {first.shape[0]} items but the layout has '
-                         f'{slots.slot_inds.shape[0]}')
+        raise ValueError(
+            f'parts have {first.shape[0]} items but the layout has {slots.slot_inds.shape[0]}'
+        )
     num_groups, num_slots = slots.sizes.numel(), slots.num_slots
     out = first.new_full((num_groups * num_parts * num_slots, *first.shape[1:]), pad_value)
     slot_inds = slots.slot_inds.to(first.device)
@@ -177,8 +184,10 @@ def flat_group_keys(group_ids: Tensor, mask: Tensor) -> Tensor:
         queries share a key iff they share sample and group.
     """
     if group_ids.shape != mask.shape or group_ids.dim() != 2:
-        raise ValueError(f'group_ids and mask must both be (B, Q), got {tuple(group_ids.shape)} '
-                         f'and {tuple(mask.shape)}')
+        raise ValueError(
+            f'group_ids and mask must both be (B, Q), got {tuple(group_ids.shape)} '
+            f'and {tuple(mask.shape)}'
+        )
     mask = mask.bool()
     stride = group_ids.max().clamp(min=0) + 1 if group_ids.numel() else 1
     sample_idx = torch.arange(group_ids.shape[0], device=group_ids.device)[:, None]

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """A config-buildable wrapper around :func:`match_in_groups`."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,11 +9,13 @@ from typing import Any
 from torch import Tensor
 
 from mmrefvlm.registry import TASK_UTILS
+
 from .assignment import match_in_groups
 from .group_costs import GroupedCosts, box_group_costs, mask_group_costs, point_group_costs
 
 _BUILTIN_COSTS: dict[str, Callable[..., GroupedCosts]] = dict(
-    box=box_group_costs, mask=mask_group_costs, point=point_group_costs)
+    box=box_group_costs, mask=mask_group_costs, point=point_group_costs
+)
 
 
 @TASK_UTILS.register_module()
@@ -35,16 +38,18 @@ class GroupedHungarianMatcher:
     def __init__(self, cost: str | Callable[..., GroupedCosts] = 'box', **cost_cfg: Any) -> None:
         if isinstance(cost, str):
             if cost not in _BUILTIN_COSTS:
-                raise ValueError(f'unknown cost {cost!r}; expected one of {sorted(_BUILTIN_COSTS)} '
-                                 'or a callable')
+                raise ValueError(
+                    f'unknown cost {cost!r}; expected one of {sorted(_BUILTIN_COSTS)} or a callable'
+                )
             cost = _BUILTIN_COSTS[cost]
         elif not callable(cost):
             raise TypeError(f'cost must be a name or a callable, got {type(cost).__name__}')
         self.cost_fn = cost
         self.cost_cfg = cost_cfg
 
-    def __call__(self, preds: Tensor, targets: Tensor, group_key: Tensor,
-                 **extra: Any) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, preds: Tensor, targets: Tensor, group_key: Tensor, **extra: Any
+    ) -> tuple[Tensor, Tensor]:
         """Match batch-flattened predictions and targets inside their groups.
 
         Args:
@@ -56,8 +61,9 @@ class GroupedHungarianMatcher:
         Returns:
             tuple[Tensor, Tensor]: ``(pred_inds, tgt_inds)``, (M,) long each.
         """
-        return match_in_groups(self.cost_fn, preds, targets, group_key,
-                               **{**self.cost_cfg, **extra})
+        return match_in_groups(
+            self.cost_fn, preds, targets, group_key, **{**self.cost_cfg, **extra}
+        )
 
     def __repr__(self) -> str:
         name = getattr(self.cost_fn, '__name__', repr(self.cost_fn))

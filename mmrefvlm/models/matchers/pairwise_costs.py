@@ -15,6 +15,7 @@ Costs are computed in float32 whatever the input dtype. Conventions (App. C.1, E
   default to 1 as the Mask2Former / REF-VLM matchers do.
 * point: mean L1 distance over the target's visible keypoints.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,18 +42,21 @@ def pairwise_giou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
     b1, b2 = boxes1[..., :, None, :], boxes2[..., None, :, :]
     area1 = (b1[..., 2] - b1[..., 0]).clamp(min=0) * (b1[..., 3] - b1[..., 1]).clamp(min=0)
     area2 = (b2[..., 2] - b2[..., 0]).clamp(min=0) * (b2[..., 3] - b2[..., 1]).clamp(min=0)
-    inter_wh = (torch.minimum(b1[..., 2:], b2[..., 2:]) -
-                torch.maximum(b1[..., :2], b2[..., :2])).clamp(min=0)
+    inter_wh = (
+        torch.minimum(b1[..., 2:], b2[..., 2:]) - torch.maximum(b1[..., :2], b2[..., :2])
+    ).clamp(min=0)
     inter = inter_wh[..., 0] * inter_wh[..., 1]
     union = (area1 + area2 - inter).clamp(min=eps)
-    hull_wh = (torch.maximum(b1[..., 2:], b2[..., 2:]) -
-               torch.minimum(b1[..., :2], b2[..., :2])).clamp(min=0)
+    hull_wh = (
+        torch.maximum(b1[..., 2:], b2[..., 2:]) - torch.minimum(b1[..., :2], b2[..., :2])
+    ).clamp(min=0)
     hull = (hull_wh[..., 0] * hull_wh[..., 1]).clamp(min=eps)
     return inter / union - (hull - union) / hull
 
 
-def pairwise_box_costs(pred_boxes: Tensor, tgt_boxes: Tensor, *, l1_weight: float = 5.,
-                       giou_weight: float = 2.) -> Tensor:
+def pairwise_box_costs(
+    pred_boxes: Tensor, tgt_boxes: Tensor, *, l1_weight: float = 5.0, giou_weight: float = 2.0
+) -> Tensor:
     """DETR box cost: weighted L1 on cxcywh plus weighted negative GIoU on xyxy.
 
     Args:
@@ -70,8 +74,9 @@ def pairwise_box_costs(pred_boxes: Tensor, tgt_boxes: Tensor, *, l1_weight: floa
     return l1_weight * l1 - giou_weight * giou
 
 
-def mask_pred_terms(pred_logits: Tensor, *, alpha: float = 0.25,
-                    gamma: float = 2.) -> tuple[Tensor, Tensor, Tensor]:
+def mask_pred_terms(
+    pred_logits: Tensor, *, alpha: float = 0.25, gamma: float = 2.0
+) -> tuple[Tensor, Tensor, Tensor]:
     """Per-pixel terms of the mask cost that depend on the prediction only.
 
     For logits ``x`` and ``p = sigmoid(x)``, the sigmoid focal loss of a pixel is ``pos`` against
@@ -90,7 +95,7 @@ def mask_pred_terms(pred_logits: Tensor, *, alpha: float = 0.25,
         tuple[Tensor, Tensor, Tensor]: ``(pos - neg, p, neg)``, each (..., N, P) float32.
     """
     logits = pred_logits.float()
-    neg_log_p = torch.nn.functional.softplus(-logits)            # -log p, stable
+    neg_log_p = torch.nn.functional.softplus(-logits)  # -log p, stable
     prob = torch.exp(-neg_log_p)
     pos = (1 - prob).pow_(gamma).mul_(neg_log_p).mul_(alpha)
     neg = prob.pow(gamma).mul_(neg_log_p.add_(logits)).mul_(1 - alpha)
@@ -113,8 +118,14 @@ def mask_target_rows(tgt_masks: Tensor, valid: Tensor | None = None) -> list[Ten
     return [tgt_masks.to(torch.float32, copy=True).mul_(valid), valid]
 
 
-def mask_costs_from_rows(pred_rows: Tensor, tgt_rows: Tensor, *, focal_weight: float = 20.,
-                         dice_weight: float = 1., dice_eps: float = 1.) -> Tensor:
+def mask_costs_from_rows(
+    pred_rows: Tensor,
+    tgt_rows: Tensor,
+    *,
+    focal_weight: float = 20.0,
+    dice_weight: float = 1.0,
+    dice_eps: float = 1.0,
+) -> Tensor:
     """Pairwise mask costs from stacked per-pixel rows; one matmul gives every pixel sum.
 
     Args:
@@ -134,13 +145,13 @@ def mask_costs_from_rows(pred_rows: Tensor, tgt_rows: Tensor, *, focal_weight: f
     # (..., 3N, P) @ (..., P, RK): every sum_p pred_row * tgt_row in one (batched) matmul.
     sums = pred_rows.flatten(-3, -2) @ tgt_rows.flatten(-3, -2).transpose(-1, -2)
     sums = sums.unflatten(-1, (num_rows, num_tgts)).unflatten(-3, (3, num_preds))  # .,3,N,R,K
-    tgt_sum = tgt_rows[..., 0, :, :].sum(-1).unsqueeze(-2)                          # (..., 1, K)
-    inter = sums[..., 1, :, 0, :]                                                    # sum p t v
-    if num_rows == 1:   # every pixel valid: sum (pos - neg) t + sum neg, over P pixels
+    tgt_sum = tgt_rows[..., 0, :, :].sum(-1).unsqueeze(-2)  # (..., 1, K)
+    inter = sums[..., 1, :, 0, :]  # sum p t v
+    if num_rows == 1:  # every pixel valid: sum (pos - neg) t + sum neg, over P pixels
         neg_sum = pred_rows[..., 2, :, :].sum(-1, keepdim=True)
         focal = (sums[..., 0, :, 0, :] + neg_sum) / max(num_pixels, 1)
         prob_sum = pred_rows[..., 1, :, :].sum(-1, keepdim=True)
-    else:               # sum (pos - neg) t v + sum neg v, over the target's valid pixels
+    else:  # sum (pos - neg) t v + sum neg v, over the target's valid pixels
         num_valid = tgt_rows[..., 1, :, :].sum(-1).clamp(min=1).unsqueeze(-2)
         focal = (sums[..., 0, :, 0, :] + sums[..., 2, :, 1, :]) / num_valid
         prob_sum = sums[..., 1, :, 1, :]
@@ -148,9 +159,17 @@ def mask_costs_from_rows(pred_rows: Tensor, tgt_rows: Tensor, *, focal_weight: f
     return focal_weight * focal + dice_weight * dice
 
 
-def pairwise_mask_costs(pred_logits: Tensor, tgt_masks: Tensor, *, focal_weight: float = 20.,
-                        dice_weight: float = 1., valid: Tensor | None = None, alpha: float = 0.25,
-                        gamma: float = 2., dice_eps: float = 1.) -> Tensor:
+def pairwise_mask_costs(
+    pred_logits: Tensor,
+    tgt_masks: Tensor,
+    *,
+    focal_weight: float = 20.0,
+    dice_weight: float = 1.0,
+    valid: Tensor | None = None,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    dice_eps: float = 1.0,
+) -> Tensor:
     """Mask cost: weighted pairwise sigmoid focal loss plus weighted pairwise dice loss.
 
     With ``valid``, the pair ``(i, j)`` is scored on target ``j``'s valid pixels only: the focal
@@ -173,12 +192,18 @@ def pairwise_mask_costs(pred_logits: Tensor, tgt_masks: Tensor, *, focal_weight:
     """
     pred_rows = torch.stack(mask_pred_terms(pred_logits, alpha=alpha, gamma=gamma), dim=-3)
     tgt_rows = torch.stack(mask_target_rows(tgt_masks, valid), dim=-3)
-    return mask_costs_from_rows(pred_rows, tgt_rows, focal_weight=focal_weight,
-                                dice_weight=dice_weight, dice_eps=dice_eps)
+    return mask_costs_from_rows(
+        pred_rows, tgt_rows, focal_weight=focal_weight, dice_weight=dice_weight, dice_eps=dice_eps
+    )
 
 
-def pairwise_point_costs(pred_points: Tensor, tgt_points: Tensor, tgt_visible: Tensor | None = None,
-                         *, weight: float = 1.) -> Tensor:
+def pairwise_point_costs(
+    pred_points: Tensor,
+    tgt_points: Tensor,
+    tgt_visible: Tensor | None = None,
+    *,
+    weight: float = 1.0,
+) -> Tensor:
     """Keypoint cost: mean L1 distance over the target's visible keypoints.
 
     Args:
@@ -196,5 +221,5 @@ def pairwise_point_costs(pred_points: Tensor, tgt_points: Tensor, tgt_visible: T
     dist = (pred[..., :, None, :, :] - tgt[..., None, :, :, :]).abs().sum(-1)  # (..., N, K, J)
     if tgt_visible is None:
         return weight * dist.mean(-1)
-    vis = (tgt_visible > 0).float().unsqueeze(-3)                               # (..., 1, K, J)
+    vis = (tgt_visible > 0).float().unsqueeze(-3)  # (..., 1, K, J)
     return weight * (dist * vis).sum(-1) / vis.sum(-1).clamp(min=1)

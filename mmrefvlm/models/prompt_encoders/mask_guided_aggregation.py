@@ -18,6 +18,7 @@ This fixes the authors' implementation, whose "3x3 patches" were raster-order ba
 grid (``reshape(b, c, 9, 8, 8)`` of a 24 x 24 map), and drops their learned mask token and learned
 slot embedding (Table 21: best without).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,7 @@ from mmrefvlm.models.matchers.group_layout import group_slots, scatter_to_slots
 from mmrefvlm.registry import MODELS
 
 
-def grid_position_code(k: int, channels: int, temperature: float = 10000.) -> Tensor:
+def grid_position_code(k: int, channels: int, temperature: float = 10000.0) -> Tensor:
     """Fixed 2-D sinusoidal code of the k x k token slots.
 
     With ``D = channels / 2`` and frequencies ``w_i = temperature ** (-2 i / D)`` for
@@ -52,8 +53,8 @@ def grid_position_code(k: int, channels: int, temperature: float = 10000.) -> Te
         raise ValueError(f'channels must be a multiple of 4 for the 2-D sine code, got {channels}')
     half = channels // 2
     freqs = temperature ** (-torch.arange(0, half, 2, dtype=torch.float64) / half)  # (D/2,)
-    angles = torch.arange(k, dtype=torch.float64)[:, None] * freqs[None, :]          # (k, D/2)
-    code = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)              # (k, D)
+    angles = torch.arange(k, dtype=torch.float64)[:, None] * freqs[None, :]  # (k, D/2)
+    code = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (k, D)
     rows = code[:, None, :].expand(k, k, half)
     cols = code[None, :, :].expand(k, k, half)
     return torch.cat([rows, cols], dim=-1).reshape(k * k, channels).float()
@@ -98,8 +99,13 @@ class MaskGuidedAggregation(BaseModule):
         force a device sync every step; the data pipeline is where empty prompts are counted.
     """
 
-    def __init__(self, k: int = 3, temperature: float = 10000., alpha: float = 1.,
-                 init_cfg: dict | list[dict] | None = None) -> None:
+    def __init__(
+        self,
+        k: int = 3,
+        temperature: float = 10000.0,
+        alpha: float = 1.0,
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(k, int) or k < 1:
             raise ValueError(f'k must be a positive int, got {k!r}')
@@ -184,20 +190,22 @@ class MaskGuidedAggregation(BaseModule):
         batch, channels, height, width = feats.shape
         num_tokens = self.num_tokens
         pos_code = grid_position_code(self.k, channels, self.temperature).to(feats)
-        weights = self.normalised_masks(masks.to(feats.device), (height, width))   # (P, HW)
-        blocks = block_one_hot(height, width, self.k, feats.device)                # (n, HW)
-        per_block = (weights[:, None, :] * blocks).to(feats.dtype)                 # (P, n, HW)
+        weights = self.normalised_masks(masks.to(feats.device), (height, width))  # (P, HW)
+        blocks = block_one_hot(height, width, self.k, feats.device)  # (n, HW)
+        per_block = (weights[:, None, :] * blocks).to(feats.dtype)  # (P, n, HW)
         # Pad the prompts per image (only images that have prompts), so that one batched matmul
         # serves all of them without copying the features once per prompt:
         # (G, P_max * n, HW) @ (G, HW, C), G = number of distinct images in batch_idx.
         slots = group_slots(batch_idx.to(feats.device))
         images = slots.keys
         if images.numel() and (int(images[0]) < 0 or int(images[-1]) >= batch):
-            raise ValueError(f'batch_idx must be in [0, {batch}), got values in '
-                             f'[{int(images[0])}, {int(images[-1])}]')
+            raise ValueError(
+                f'batch_idx must be in [0, {batch}), got values in '
+                f'[{int(images[0])}, {int(images[-1])}]'
+            )
         if images.numel() < batch:
             feats = feats.index_select(0, images)
-        padded = scatter_to_slots(per_block, slots)                                 # (G, Pm, n, HW)
-        tokens = padded.flatten(1, 2) @ feats.flatten(2).transpose(1, 2)            # (G, Pm*n, C)
+        padded = scatter_to_slots(per_block, slots)  # (G, Pm, n, HW)
+        tokens = padded.flatten(1, 2) @ feats.flatten(2).transpose(1, 2)  # (G, Pm*n, C)
         tokens = tokens.flatten(0, 1).view(-1, num_tokens, channels)[slots.slot_inds]
         return tokens + self.alpha * pos_code

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The latent-embedding router: every ``<REF>`` hidden state goes to the decoder of the unit named
 in its own triplet (from label ids in training, from generated ids at inference)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -52,8 +53,13 @@ class RoutingResult:
     warnings: list[list[str]]
 
 
-def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[str],
-              span_mask: Tensor | None = None) -> tuple[list[tuple], list[str], list]:
+def find_refs(
+    token_ids: Tensor,
+    tokenizer: RefTokenizer,
+    *,
+    known_units: set[str],
+    span_mask: Tensor | None = None,
+) -> tuple[list[tuple], list[str], list]:
     """Parse one sample's answer tokens into ``(position, units, group_key, phrase)`` tuples.
 
     Args:
@@ -86,10 +92,20 @@ def find_refs(token_ids: Tensor, tokenizer: RefTokenizer, *, known_units: set[st
                 if not ref.units:
                     warnings.append(f'dropped <REF> at token {pos[start + ref.position]}: no unit')
                     continue
-                span = None if ref.phrase_span is None else (
-                    pos[start + ref.phrase_span[0]], pos[start + ref.phrase_span[1]])
-                out.append((pos[start + ref.position], ref.units, (answer, ref.triplet, ref.group),
-                            ref.phrase, span))
+                span = (
+                    None
+                    if ref.phrase_span is None
+                    else (pos[start + ref.phrase_span[0]], pos[start + ref.phrase_span[1]])
+                )
+                out.append(
+                    (
+                        pos[start + ref.position],
+                        ref.units,
+                        (answer, ref.triplet, ref.group),
+                        ref.phrase,
+                        span,
+                    )
+                )
             answer += 1
         start = end + 1
     return out, warnings, results
@@ -109,17 +125,22 @@ class LatentEmbeddingRouter(BaseModule):
             phrase directly. Default False (REF-VLM).
     """
 
-    def __init__(self, ref_position: str = 'ref', phrase_pooling: bool = False,
-                 init_cfg=None) -> None:
+    def __init__(
+        self, ref_position: str = 'ref', phrase_pooling: bool = False, init_cfg=None
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if ref_position not in ('ref', 'emitting'):
             raise ValueError(f"ref_position must be 'ref' or 'emitting', got {ref_position!r}")
         self.ref_position = ref_position
         self.phrase_pooling = phrase_pooling
 
-    def forward(self, hidden: Tensor, refs: Sequence[Sequence[tuple]],
-                capacities: Mapping[str, int],
-                warnings: Sequence[Sequence[str]] | None = None) -> RoutingResult:
+    def forward(
+        self,
+        hidden: Tensor,
+        refs: Sequence[Sequence[tuple]],
+        capacities: Mapping[str, int],
+        warnings: Sequence[Sequence[str]] | None = None,
+    ) -> RoutingResult:
         """Route parsed refs.
 
         Args:
@@ -147,11 +168,15 @@ class LatentEmbeddingRouter(BaseModule):
                 for unit in units:
                     slot = counts.get(unit, 0)
                     if slot >= capacities[unit]:
-                        warns[b].append(f'<REF> at token {position} dropped: more than '
-                                        f'{capacities[unit]} {unit} queries (decoder capacity)')
+                        warns[b].append(
+                            f'<REF> at token {position} dropped: more than '
+                            f'{capacities[unit]} {unit} queries (decoder capacity)'
+                        )
                         continue
                     counts[unit] = slot + 1
-                    routed[b].append(RoutedRef(b, max(position - shift, 0), unit, slot, gid, phrase))
+                    routed[b].append(
+                        RoutedRef(b, max(position - shift, 0), unit, slot, gid, phrase)
+                    )
         queries = {}
         for unit in sorted({r.unit for rs in routed for r in rs}):
             items = [r for rs in routed for r in rs if r.unit == unit]
@@ -175,8 +200,9 @@ class LatentEmbeddingRouter(BaseModule):
     def _phrase_means(hidden: Tensor, items: list[RoutedRef], spans: dict, shift: int) -> Tensor:
         """(M, D) mean state of each routed ref's phrase tokens (zeros without a phrase), from one
         cumulative sum over the sequence (no per-ref loop over tokens)."""
-        csum = torch.cat([hidden.new_zeros(hidden.shape[0], 1, hidden.shape[-1]),
-                          hidden.float().cumsum(1)], 1)
+        csum = torch.cat(
+            [hidden.new_zeros(hidden.shape[0], 1, hidden.shape[-1]), hidden.float().cumsum(1)], 1
+        )
         starts, ends, has = [], [], []
         for r in items:
             span = spans.get((r.sample, r.position + shift))

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The contract every visual-unit decoder (core or plugin) implements."""
+
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
@@ -15,24 +16,26 @@ from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
     """Decodes routed ``<REF>`` states into one kind of visual unit.
 
-    The unit name (class attribute ``unit``) is the only join key between the text (``<Unit>box</Unit>``),
-    the router, ``RefVLM(unit_decoders=dict(box=...))``, ``data_sample.gt_units.box``, the loss-key
-    prefix ``loss_box*`` and the metric prefix. Nothing in the core enumerates units.
+    The unit name (class attribute ``unit``) is the only join key between the text
+    (``<Unit>box</Unit>``), the router, ``RefVLM(unit_decoders=dict(box=...))``,
+    ``data_sample.gt_units.box``, the loss-key prefix ``loss_box*`` and the metric prefix.
+    Nothing in the core enumerates units.
 
     Contract:
       * ``forward`` is pure tensor compute on all B x Q slots (no targets, no data samples). Padded
-        slots (``queries.mask == False``) must not influence real slots (mask them out of attention).
+        slots (``queries.mask == False``) must not influence real slots (mask them out of
+        attention).
         The returned tensors must depend on every trainable parameter.
       * ``loss`` with **zero real queries** (``queries.mask`` all False) must not read targets and
         must return its usual keys with values ``0 * outputs``: ``RefVLM`` calls it on a one-slot
         fake input when a batch has no ``<REF>`` of this unit, which keeps every parameter in the
         graph on every rank (DDP-safe with ``find_unused_parameters=False``) and every loss key in
         every step's log.
-      * ``loss`` with real queries reads
-        ``data_sample.gt_units.<unit>`` (entries aligned with the sample's queries in order), matches
-        predictions to targets inside each phrase group (``queries.group_ids``) with
-        :func:`mmrefvlm.models.matchers.match_in_groups` (built on ``grouped_assignment``), and returns a dict whose keys all start
-        with ``f'loss_{unit}'`` (unweighted; ``RefVLM`` applies the unit weight).
+      * ``loss`` with real queries reads ``data_sample.gt_units.<unit>`` (entries aligned with the
+        sample's queries in order), matches predictions to targets inside each phrase group
+        (``queries.group_ids``) with :func:`mmrefvlm.models.matchers.match_in_groups` (built on
+        ``grouped_assignment``), and returns a dict whose keys all start with ``f'loss_{unit}'``
+        (unweighted; ``RefVLM`` applies the unit weight).
       * ``predict`` returns one ``InstanceData`` per sample, with as many entries as the sample has
         real queries, in query order; coordinates in original-image pixels when ``rescale=True``
         (from metainfo ``square_size``; the image sits at the top-left of the square frame), else
@@ -52,8 +55,9 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
         if not isinstance(getattr(type(self), 'unit', None), str) or not type(self).unit:
             raise TypeError(f'{type(self).__name__} must define a non-empty class attribute `unit`')
         if in_channels <= 0 or num_queries <= 0:
-            raise ValueError(f'in_channels and num_queries must be positive, got {in_channels}, '
-                             f'{num_queries}')
+            raise ValueError(
+                f'in_channels and num_queries must be positive, got {in_channels}, {num_queries}'
+            )
         self.in_channels = in_channels
         self.num_queries = num_queries
 
@@ -62,11 +66,17 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
         """Raw predictions for every slot, e.g. ``dict(boxes=(B, Q, 4))``."""
 
     @abstractmethod
-    def loss(self, queries: UnitQueries, visual: VisualContext,
-             batch_data_samples: SampleList) -> dict[str, Tensor]:
+    def loss(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> dict[str, Tensor]:
         """Losses (keys ``loss_<unit>*``) against ``gt_units.<unit>`` with grouped matching."""
 
     @abstractmethod
-    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(
+        self,
+        queries: UnitQueries,
+        visual: VisualContext,
+        batch_data_samples: SampleList,
+        rescale: bool = True,
+    ) -> list[InstanceData]:
         """Per-sample predictions (``InstanceData`` with ``scores`` and the unit's fields)."""

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Box unit: a DETR-style decoder over the fused pyramid, one box per ``<REF>`` (no class head)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,10 +11,15 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from mmrefvlm.models.matchers import (box_cxcywh_to_xyxy, box_group_costs, flat_group_keys,
-                                      match_in_groups)
+from mmrefvlm.models.matchers import (
+    box_cxcywh_to_xyxy,
+    box_group_costs,
+    flat_group_keys,
+    match_in_groups,
+)
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+
 from .base import BaseVisualUnitDecoder
 from .layers import MLP, FusedMemory, PyramidFusion, QueryDecoder, QueryProjection
 from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
@@ -27,18 +33,28 @@ BOX_MATCH_COSTS = dict(l1_weight=5.0, giou_weight=2.0)
 
 # REF-VLM stage-2 box decoder (Vicuna-7B hidden size 4096): stages 0-2 + CLIP at 128 x 128.
 PAPER_BOX_DECODER = dict(
-    type='BoxUnitDecoder', in_channels=4096, num_queries=100, d_model=256, num_layers=6,
-    num_heads=8, ffn_dim=2048, dropout=0.1, pyramid_channels=PAPER_PYRAMID_CHANNELS,
-    clip_channels=PAPER_CLIP_CHANNELS, memory_levels=(0, 1, 2), memory_use_clip=True,
-    memory_size=128)
+    type='BoxUnitDecoder',
+    in_channels=4096,
+    num_queries=100,
+    d_model=256,
+    num_layers=6,
+    num_heads=8,
+    ffn_dim=2048,
+    dropout=0.1,
+    pyramid_channels=PAPER_PYRAMID_CHANNELS,
+    clip_channels=PAPER_CLIP_CHANNELS,
+    memory_levels=(0, 1, 2),
+    memory_use_clip=True,
+    memory_size=128,
+)
 
 
 class BoxPrediction(NamedTuple):
     """Output of :class:`DetrBoxPredictor`."""
 
-    hidden: Tensor        # (B, Q, D) float, decoded queries (zeros on padding)
-    boxes: Tensor         # (B, Q, 4) float, sigmoid cxcywh in the square frame
-    memory: FusedMemory   # the memory the queries attended to
+    hidden: Tensor  # (B, Q, D) float, decoded queries (zeros on padding)
+    boxes: Tensor  # (B, Q, 4) float, sigmoid cxcywh in the square frame
+    memory: FusedMemory  # the memory the queries attended to
 
 
 class PointerBoxHead(BaseModule):
@@ -61,7 +77,7 @@ class PointerBoxHead(BaseModule):
         self.query = nn.Linear(d_model, d_model)
         self.key = nn.Linear(d_model, d_model)
         self.ltrb = MLP(d_model, d_model, 4, 2)
-        self.scale = d_model ** -0.5
+        self.scale = d_model**-0.5
 
     def forward(self, hidden: Tensor, memory: FusedMemory) -> Tensor:
         """(B, Q, D) decoded queries + memory -> (B, Q, 4) float cxcywh in [0, 1]."""
@@ -74,8 +90,8 @@ class PointerBoxHead(BaseModule):
         ys = (torch.arange(h, device=mem.device, dtype=torch.float32) + 0.5) / h
         xs = (torch.arange(w, device=mem.device, dtype=torch.float32) + 0.5) / w
         cy, cx = torch.meshgrid(ys, xs, indexing='ij')
-        centres = torch.stack([cx.flatten(), cy.flatten()], -1)              # (HW, 2)
-        dist = self.ltrb(mem).float().sigmoid()                              # (B, HW, 4)
+        centres = torch.stack([cx.flatten(), cy.flatten()], -1)  # (HW, 2)
+        dist = self.ltrb(mem).float().sigmoid()  # (B, HW, 4)
         cells = torch.cat([centres - dist[..., :2], centres + dist[..., 2:]], -1).clamp(0, 1)
         xyxy = torch.einsum('bqn,bnc->bqc', weights, cells)
         return xyxy_to_cxcywh(xyxy).clamp(1e-4, 1 - 1e-4).to(hidden.dtype)
@@ -89,20 +105,41 @@ class DetrBoxPredictor(BaseModule):
     arguments are those of :class:`BoxUnitDecoder`.
     """
 
-    def __init__(self, in_channels: int, num_queries: int, *, d_model: int, num_layers: int,
-                 num_heads: int, ffn_dim: int, dropout: float, pyramid_channels: Sequence[int],
-                 clip_channels: int, memory_levels: Sequence[int], memory_use_clip: bool,
-                 memory_size: int | None, mask_memory_padding: bool,
-                 box_head: str = 'mlp') -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_queries: int,
+        *,
+        d_model: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float,
+        pyramid_channels: Sequence[int],
+        clip_channels: int,
+        memory_levels: Sequence[int],
+        memory_use_clip: bool,
+        memory_size: int | None,
+        mask_memory_padding: bool,
+        box_head: str = 'mlp',
+    ) -> None:
         super().__init__()
         if box_head not in ('mlp', 'pointer'):
             raise ValueError(f"box_head must be 'mlp' or 'pointer', got {box_head!r}")
         self.query_proj = QueryProjection(in_channels, d_model, num_queries)
-        self.memory = PyramidFusion(pyramid_channels, clip_channels, d_model,
-                                    levels=memory_levels, use_clip=memory_use_clip,
-                                    size=memory_size, mask_padding=mask_memory_padding)
+        self.memory = PyramidFusion(
+            pyramid_channels,
+            clip_channels,
+            d_model,
+            levels=memory_levels,
+            use_clip=memory_use_clip,
+            size=memory_size,
+            mask_padding=mask_memory_padding,
+        )
         self.decoder = QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
-        self.box_head = MLP(d_model, d_model, 4, 3) if box_head == 'mlp' else PointerBoxHead(d_model)
+        self.box_head = (
+            MLP(d_model, d_model, 4, 3) if box_head == 'mlp' else PointerBoxHead(d_model)
+        )
 
     def forward(self, queries: UnitQueries, visual: VisualContext) -> BoxPrediction:
         """Decode every slot (see :class:`BoxPrediction`)."""
@@ -118,8 +155,9 @@ class DetrBoxPredictor(BaseModule):
         return BoxPrediction(hidden, boxes, memory)
 
 
-def matched_box_losses(loss_l1: torch.nn.Module, loss_giou: torch.nn.Module, pred: Tensor,
-                       tgt_xyxy: Tensor, num: int) -> tuple[Tensor, Tensor]:
+def matched_box_losses(
+    loss_l1: torch.nn.Module, loss_giou: torch.nn.Module, pred: Tensor, tgt_xyxy: Tensor, num: int
+) -> tuple[Tensor, Tensor]:
     """L1 on cxcywh and GIoU on xyxy of matched pairs, each summed and divided by ``num``.
 
     Args:
@@ -192,23 +230,45 @@ class BoxUnitDecoder(BaseVisualUnitDecoder):
 
     unit = 'box'
 
-    def __init__(self, in_channels: int, *, num_queries: int = 100, d_model: int = 256,
-                 num_layers: int = 6, num_heads: int = 8, ffn_dim: int = 2048,
-                 dropout: float = 0.1,
-                 pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
-                 clip_channels: int = PAPER_CLIP_CHANNELS,
-                 memory_levels: Sequence[int] = (0, 1, 2), memory_use_clip: bool = True,
-                 memory_size: int | None = 128, mask_memory_padding: bool = True,
-                 box_head: str = 'mlp', loss_l1: dict = BOX_L1_LOSS,
-                 loss_giou: dict = BOX_GIOU_LOSS, match_costs: dict = BOX_MATCH_COSTS,
-                 init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_queries: int = 100,
+        d_model: int = 256,
+        num_layers: int = 6,
+        num_heads: int = 8,
+        ffn_dim: int = 2048,
+        dropout: float = 0.1,
+        pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
+        clip_channels: int = PAPER_CLIP_CHANNELS,
+        memory_levels: Sequence[int] = (0, 1, 2),
+        memory_use_clip: bool = True,
+        memory_size: int | None = 128,
+        mask_memory_padding: bool = True,
+        box_head: str = 'mlp',
+        loss_l1: dict = BOX_L1_LOSS,
+        loss_giou: dict = BOX_GIOU_LOSS,
+        match_costs: dict = BOX_MATCH_COSTS,
+        init_cfg=None,
+    ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
         self.predictor = DetrBoxPredictor(
-            in_channels, num_queries, d_model=d_model, num_layers=num_layers,
-            num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
-            pyramid_channels=pyramid_channels, clip_channels=clip_channels,
-            memory_levels=memory_levels, memory_use_clip=memory_use_clip,
-            memory_size=memory_size, mask_memory_padding=mask_memory_padding, box_head=box_head)
+            in_channels,
+            num_queries,
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            dropout=dropout,
+            pyramid_channels=pyramid_channels,
+            clip_channels=clip_channels,
+            memory_levels=memory_levels,
+            memory_use_clip=memory_use_clip,
+            memory_size=memory_size,
+            mask_memory_padding=mask_memory_padding,
+            box_head=box_head,
+        )
         self.loss_l1 = MODELS.build(loss_l1)
         self.loss_giou = MODELS.build(loss_giou)
         self.match_costs = {**BOX_MATCH_COSTS, **match_costs}
@@ -217,32 +277,45 @@ class BoxUnitDecoder(BaseVisualUnitDecoder):
         """``dict(boxes=(B, Q, 4))`` float, sigmoid cxcywh in the square frame, every slot."""
         return dict(boxes=self.predictor(queries, visual).boxes)
 
-    def loss(self, queries: UnitQueries, visual: VisualContext,
-             batch_data_samples: SampleList) -> dict[str, Tensor]:
+    def loss(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> dict[str, Tensor]:
         """``loss_box_l1`` and ``loss_box_giou`` against ``gt_units.box.bboxes``."""
         boxes = self(queries, visual)['boxes']
         mask = queries.mask.bool()
         num = int(mask.sum())
         if num == 0:
-            zero = boxes.sum() * 0.
+            zero = boxes.sum() * 0.0
             return dict(loss_box_l1=zero, loss_box_giou=zero)
-        pred = boxes[mask].float()                         # losses in float32 (bf16 models too)
+        pred = boxes[mask].float()  # losses in float32 (bf16 models too)
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['bboxes'], queries)['bboxes']
         tgt = tgt.float()
         keys = flat_group_keys(queries.group_ids, mask)
-        pred_inds, tgt_inds = match_in_groups(box_group_costs, pred, xyxy_to_cxcywh(tgt), keys,
-                                              **self.match_costs)
-        l1, giou = matched_box_losses(self.loss_l1, self.loss_giou, pred[pred_inds],
-                                      tgt[tgt_inds], num)
+        pred_inds, tgt_inds = match_in_groups(
+            box_group_costs, pred, xyxy_to_cxcywh(tgt), keys, **self.match_costs
+        )
+        l1, giou = matched_box_losses(
+            self.loss_l1, self.loss_giou, pred[pred_inds], tgt[tgt_inds], num
+        )
         return dict(loss_box_l1=l1, loss_box_giou=giou)
 
     @torch.no_grad()
-    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(
+        self,
+        queries: UnitQueries,
+        visual: VisualContext,
+        batch_data_samples: SampleList,
+        rescale: bool = True,
+    ) -> list[InstanceData]:
         """One ``InstanceData(bboxes, scores)`` per sample (see the class docstring)."""
         boxes = box_cxcywh_to_xyxy(self(queries, visual)['boxes'].float())
         results = []
-        for sample, sel in zip(batch_data_samples, per_sample(boxes, queries.mask.bool())):
-            results.append(InstanceData(bboxes=rescale_boxes(sel, sample, rescale),
-                                        scores=sel.new_ones(sel.shape[0])))
+        for sample, sel in zip(
+            batch_data_samples, per_sample(boxes, queries.mask.bool()), strict=True
+        ):
+            results.append(
+                InstanceData(
+                    bboxes=rescale_boxes(sel, sample, rescale), scores=sel.new_ones(sel.shape[0])
+                )
+            )
         return results

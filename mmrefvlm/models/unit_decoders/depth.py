@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Depth unit: a ``<REF>``-conditioned dense regression head on the FPN pixel decoder."""
+
 from __future__ import annotations
 
 import math
@@ -10,10 +11,16 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from mmrefvlm.models.matchers import (GroupedCosts, flat_group_keys, group_slots, match_in_groups,
-                                      scatter_to_slots)
+from mmrefvlm.models.matchers import (
+    GroupedCosts,
+    flat_group_keys,
+    group_slots,
+    match_in_groups,
+    scatter_to_slots,
+)
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+
 from .base import BaseVisualUnitDecoder
 from .box import PAPER_CLIP_CHANNELS, PAPER_PYRAMID_CHANNELS
 from .layers import FPNPixelDecoder, QueryProjection, conv_norm_act, valid_region_mask
@@ -21,9 +28,17 @@ from .utils import gather_unit_targets, per_sample, resize_maps, square_to_origi
 
 # Not in the REF-VLM code (its depth decoder is a non-functional stub): our design at paper scale.
 PAPER_DEPTH_DECODER = dict(
-    type='DepthUnitDecoder', in_channels=4096, num_queries=10, d_model=256,
-    pyramid_channels=PAPER_PYRAMID_CHANNELS, clip_channels=PAPER_CLIP_CHANNELS,
-    pixel_levels=(0, 1, 2), pixel_use_clip=True, fpn_dim=256, pixel_dim=256)
+    type='DepthUnitDecoder',
+    in_channels=4096,
+    num_queries=10,
+    d_model=256,
+    pyramid_channels=PAPER_PYRAMID_CHANNELS,
+    clip_channels=PAPER_CLIP_CHANNELS,
+    pixel_levels=(0, 1, 2),
+    pixel_use_clip=True,
+    fpn_dim=256,
+    pixel_dim=256,
+)
 
 
 def silog(pred_log: Tensor, target_log: Tensor, valid: Tensor, lam: float = 0.85) -> Tensor:
@@ -62,7 +77,7 @@ def pairwise_silog(pred_log: Tensor, target_log: Tensor, valid: Tensor, lam: flo
     p = pred_log.float()
     v = valid.float()
     g = torch.where(valid, target_log.float(), torch.zeros_like(v))
-    n = v.sum(-1).clamp(min=1).unsqueeze(-2)                                    # (..., 1, K)
+    n = v.sum(-1).clamp(min=1).unsqueeze(-2)  # (..., 1, K)
     vt, gt = v.transpose(-1, -2), g.transpose(-1, -2)
     sum_d2 = p.pow(2) @ vt - 2 * (p @ gt) + g.pow(2).sum(-1).unsqueeze(-2)
     sum_d = p @ vt - g.sum(-1).unsqueeze(-2)
@@ -70,8 +85,9 @@ def pairwise_silog(pred_log: Tensor, target_log: Tensor, valid: Tensor, lam: flo
 
 
 @torch.no_grad()
-def depth_group_costs(pred_log: Tensor, target_log: Tensor, group_index: Tensor, *,
-                      valid: Tensor, lam: float = 0.85) -> GroupedCosts:
+def depth_group_costs(
+    pred_log: Tensor, target_log: Tensor, group_index: Tensor, *, valid: Tensor, lam: float = 0.85
+) -> GroupedCosts:
     """Grouped SILog costs (the layout contract of the matchers' ``box_group_costs``).
 
     Args:
@@ -85,8 +101,12 @@ def depth_group_costs(pred_log: Tensor, target_log: Tensor, group_index: Tensor,
         GroupedCosts: ``costs`` (G, N, N) float32 (entries outside a group's block are unused).
     """
     slots = group_slots(group_index.to(pred_log.device))
-    costs = pairwise_silog(scatter_to_slots(pred_log, slots), scatter_to_slots(target_log, slots),
-                           scatter_to_slots(valid, slots), lam)
+    costs = pairwise_silog(
+        scatter_to_slots(pred_log, slots),
+        scatter_to_slots(target_log, slots),
+        scatter_to_slots(valid, slots),
+        lam,
+    )
     return GroupedCosts(costs, slots.sizes, slots.slot_inds)
 
 
@@ -95,7 +115,7 @@ def _pool_log_depth(log_depth: Tensor, valid: Tensor, size: int) -> tuple[Tensor
     if log_depth.shape[-1] == size:
         return log_depth, valid
     v = valid.float()[:, None]
-    num = F.adaptive_avg_pool2d(torch.where(valid, log_depth, 0.)[:, None], size)
+    num = F.adaptive_avg_pool2d(torch.where(valid, log_depth, 0.0)[:, None], size)
     den = F.adaptive_avg_pool2d(v, size)
     return (num / den.clamp(min=1e-6))[:, 0], den[:, 0] > 0
 
@@ -141,27 +161,48 @@ class DepthUnitDecoder(BaseVisualUnitDecoder):
 
     unit = 'depth'
 
-    def __init__(self, in_channels: int, *, num_queries: int = 10, d_model: int = 256,
-                 pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
-                 clip_channels: int = PAPER_CLIP_CHANNELS, pixel_levels: Sequence[int] = (0, 1, 2),
-                 pixel_use_clip: bool = True, fpn_dim: int = 256, pixel_dim: int = 256,
-                 silog_lambda: float = 0.85, loss_weight: float = 1.0, match_size: int = 64,
-                 init_depth: float = 1.0, depth_range: tuple[float, float] = (1e-3, 1e3),
-                 init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_queries: int = 10,
+        d_model: int = 256,
+        pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
+        clip_channels: int = PAPER_CLIP_CHANNELS,
+        pixel_levels: Sequence[int] = (0, 1, 2),
+        pixel_use_clip: bool = True,
+        fpn_dim: int = 256,
+        pixel_dim: int = 256,
+        silog_lambda: float = 0.85,
+        loss_weight: float = 1.0,
+        match_size: int = 64,
+        init_depth: float = 1.0,
+        depth_range: tuple[float, float] = (1e-3, 1e3),
+        init_cfg=None,
+    ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
-        if not 0. <= silog_lambda <= 1. or init_depth <= 0 or match_size <= 0:
-            raise ValueError(f'need 0 <= silog_lambda <= 1, init_depth > 0, match_size > 0, got '
-                             f'{silog_lambda}, {init_depth}, {match_size}')
+        if not 0.0 <= silog_lambda <= 1.0 or init_depth <= 0 or match_size <= 0:
+            raise ValueError(
+                f'need 0 <= silog_lambda <= 1, init_depth > 0, match_size > 0, got '
+                f'{silog_lambda}, {init_depth}, {match_size}'
+            )
         if not 0 < depth_range[0] < depth_range[1]:
-            raise ValueError(f'depth_range must be (low, high) with 0 < low < high, got '
-                             f'{depth_range}')
+            raise ValueError(
+                f'depth_range must be (low, high) with 0 < low < high, got {depth_range}'
+            )
         self.query_proj = QueryProjection(in_channels, d_model, num_queries)
-        self.pixel_decoder = FPNPixelDecoder(pyramid_channels, clip_channels, levels=pixel_levels,
-                                             use_clip=pixel_use_clip, feat_channels=fpn_dim,
-                                             out_channels=pixel_dim)
+        self.pixel_decoder = FPNPixelDecoder(
+            pyramid_channels,
+            clip_channels,
+            levels=pixel_levels,
+            use_clip=pixel_use_clip,
+            feat_channels=fpn_dim,
+            out_channels=pixel_dim,
+        )
         self.film = nn.Linear(d_model, 2 * pixel_dim)
-        self.head = nn.Sequential(conv_norm_act(pixel_dim, pixel_dim, 3, relu=True),
-                                  nn.Conv2d(pixel_dim, 1, 1))
+        self.head = nn.Sequential(
+            conv_norm_act(pixel_dim, pixel_dim, 3, relu=True), nn.Conv2d(pixel_dim, 1, 1)
+        )
         self.init_depth = init_depth
         self._init_output()
         self.silog_lambda, self.loss_weight = silog_lambda, loss_weight
@@ -177,23 +218,24 @@ class DepthUnitDecoder(BaseVisualUnitDecoder):
 
     def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
         """``dict(log_depth=(B, Q, H, W))`` float over the square frame, every slot."""
-        pixels = self.pixel_decoder(visual)                                  # (B, C, H, W)
-        content, query_pos = self.query_proj(queries)                       # (B, Q, D)
-        gamma, beta = self.film(content + query_pos).chunk(2, dim=-1)        # (B, Q, C)
+        pixels = self.pixel_decoder(visual)  # (B, C, H, W)
+        content, query_pos = self.query_proj(queries)  # (B, Q, D)
+        gamma, beta = self.film(content + query_pos).chunk(2, dim=-1)  # (B, Q, C)
         cond = pixels[:, None] * (1 + gamma[..., None, None]) + beta[..., None, None]
         b, q = cond.shape[:2]
         log_depth = self.head(cond.flatten(0, 1)).view(b, q, *pixels.shape[-2:])
         return dict(log_depth=log_depth)
 
-    def loss(self, queries: UnitQueries, visual: VisualContext,
-             batch_data_samples: SampleList) -> dict[str, Tensor]:
+    def loss(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> dict[str, Tensor]:
         """``loss_depth_silog`` against ``gt_units.depth.depth`` / ``.valid``."""
         log_depth = self(queries, visual)['log_depth']
         mask = queries.mask.bool()
         num = int(mask.sum())
         if num == 0:
-            return dict(loss_depth_silog=log_depth.sum() * 0.)
-        pred = log_depth[mask].float()                                      # (M, h, w)
+            return dict(loss_depth_silog=log_depth.sum() * 0.0)
+        pred = log_depth[mask].float()  # (M, h, w)
         gt = gather_unit_targets(batch_data_samples, self.unit, ['depth', 'valid'], queries)
         depth = gt['depth'].float()
         size = depth.shape[-1]
@@ -203,22 +245,38 @@ class DepthUnitDecoder(BaseVisualUnitDecoder):
         msize = min(self.match_size, size)
         m_gt, m_valid = _pool_log_depth(gt_log, valid, msize)
         pred_inds, tgt_inds = match_in_groups(
-            depth_group_costs, resize_maps(pred, msize).flatten(1), m_gt.flatten(1),
-            flat_group_keys(queries.group_ids, mask), valid=m_valid.flatten(1),
-            lam=self.silog_lambda)
-        per_map = silog(resize_maps(pred[pred_inds], size).flatten(1), gt_log[tgt_inds].flatten(1),
-                        valid[tgt_inds].flatten(1), self.silog_lambda)
+            depth_group_costs,
+            resize_maps(pred, msize).flatten(1),
+            m_gt.flatten(1),
+            flat_group_keys(queries.group_ids, mask),
+            valid=m_valid.flatten(1),
+            lam=self.silog_lambda,
+        )
+        per_map = silog(
+            resize_maps(pred[pred_inds], size).flatten(1),
+            gt_log[tgt_inds].flatten(1),
+            valid[tgt_inds].flatten(1),
+            self.silog_lambda,
+        )
         return dict(loss_depth_silog=per_map.sum() / num * self.loss_weight)
 
     @torch.no_grad()
-    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(
+        self,
+        queries: UnitQueries,
+        visual: VisualContext,
+        batch_data_samples: SampleList,
+        rescale: bool = True,
+    ) -> list[InstanceData]:
         """One ``InstanceData(depth, scores)`` per sample (see the class docstring)."""
         log_depth = self(queries, visual)['log_depth'].float()
         low, high = math.log(self.depth_range[0]), math.log(self.depth_range[1])
         results = []
-        for sample, sel in zip(batch_data_samples, per_sample(log_depth, queries.mask.bool())):
+        for sample, sel in zip(
+            batch_data_samples, per_sample(log_depth, queries.mask.bool()), strict=True
+        ):
             maps = square_to_original(sel, sample) if rescale else sel
-            results.append(InstanceData(depth=maps.clamp(low, high).exp(),
-                                        scores=maps.new_ones(maps.shape[0])))
+            results.append(
+                InstanceData(depth=maps.clamp(low, high).exp(), scores=maps.new_ones(maps.shape[0]))
+            )
         return results

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Keypoint unit: per ``<REF>`` a box, K keypoints and visibilities; box-decoder initialisable."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -10,31 +11,74 @@ from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from mmrefvlm.models.matchers import (assign_in_groups, box_cxcywh_to_xyxy, box_group_costs,
-                                      flat_group_keys, point_group_costs)
+from mmrefvlm.models.matchers import (
+    assign_in_groups,
+    box_cxcywh_to_xyxy,
+    box_group_costs,
+    flat_group_keys,
+    point_group_costs,
+)
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+
 from .base import BaseVisualUnitDecoder
-from .box import (BOX_GIOU_LOSS, BOX_L1_LOSS, PAPER_CLIP_CHANNELS, PAPER_PYRAMID_CHANNELS,
-                  DetrBoxPredictor, matched_box_losses, rescale_boxes)
+from .box import (
+    BOX_GIOU_LOSS,
+    BOX_L1_LOSS,
+    PAPER_CLIP_CHANNELS,
+    PAPER_PYRAMID_CHANNELS,
+    DetrBoxPredictor,
+    matched_box_losses,
+    rescale_boxes,
+)
 from .layers import MLP, QueryDecoder
 from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
 
 # COCO person keypoint sigmas (pycocotools ``COCOeval`` kpt_oks_sigmas).
-COCO_KEYPOINT_SIGMAS = (.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107,
-                        .107, .087, .087, .089, .089)
+COCO_KEYPOINT_SIGMAS = (
+    0.026,
+    0.025,
+    0.025,
+    0.035,
+    0.035,
+    0.079,
+    0.079,
+    0.072,
+    0.072,
+    0.062,
+    0.062,
+    0.107,
+    0.107,
+    0.087,
+    0.087,
+    0.089,
+    0.089,
+)
 KEYPOINT_MATCH_COSTS = dict(l1_weight=5.0, giou_weight=2.0, point_weight=2.0)
 
 # REF-VLM stage-3 keypoint decoder (box decoder + a second 6-layer DETR over keypoint queries).
 PAPER_KEYPOINT_DECODER = dict(
-    type='KeypointUnitDecoder', in_channels=4096, num_queries=100, num_keypoints=17,
-    d_model=256, num_layers=6, num_point_layers=6, num_heads=8, ffn_dim=2048, dropout=0.1,
-    pyramid_channels=PAPER_PYRAMID_CHANNELS, clip_channels=PAPER_CLIP_CHANNELS,
-    memory_levels=(0, 1, 2), memory_use_clip=True, memory_size=128)
+    type='KeypointUnitDecoder',
+    in_channels=4096,
+    num_queries=100,
+    num_keypoints=17,
+    d_model=256,
+    num_layers=6,
+    num_point_layers=6,
+    num_heads=8,
+    ffn_dim=2048,
+    dropout=0.1,
+    pyramid_channels=PAPER_PYRAMID_CHANNELS,
+    clip_channels=PAPER_CLIP_CHANNELS,
+    memory_levels=(0, 1, 2),
+    memory_use_clip=True,
+    memory_size=128,
+)
 
 
-def keypoint_oks(pred: Tensor, target: Tensor, labelled: Tensor, areas: Tensor,
-                 sigmas: Tensor) -> Tensor:
+def keypoint_oks(
+    pred: Tensor, target: Tensor, labelled: Tensor, areas: Tensor, sigmas: Tensor
+) -> Tensor:
     """Object keypoint similarity (COCO definition) of aligned prediction/target pairs.
 
     ``OKS = mean over labelled i of exp(-d_i^2 / (2 * area * (2 sigma_i)^2))`` with ``d_i`` the
@@ -52,7 +96,7 @@ def keypoint_oks(pred: Tensor, target: Tensor, labelled: Tensor, areas: Tensor,
     Returns:
         Tensor: (M,) float in [0, 1]; 0 for a target without labelled keypoints.
     """
-    dist2 = (pred - target).pow(2).sum(-1)                                   # (M, K)
+    dist2 = (pred - target).pow(2).sum(-1)  # (M, K)
     var = (2 * sigmas.to(pred.dtype)).pow(2)
     e = dist2 / (2 * var[None] * (areas[:, None].to(pred.dtype) + torch.finfo(pred.dtype).eps))
     lab = labelled.to(pred.dtype)
@@ -62,8 +106,10 @@ def keypoint_oks(pred: Tensor, target: Tensor, labelled: Tensor, areas: Tensor,
 def _sigmas(sigmas: Sequence[float] | float | None, num_keypoints: int) -> Tensor:
     if sigmas is None:
         if num_keypoints != len(COCO_KEYPOINT_SIGMAS):
-            raise ValueError(f'sigmas must be given for num_keypoints={num_keypoints} (the COCO '
-                             'default only fits 17 keypoints)')
+            raise ValueError(
+                f'sigmas must be given for num_keypoints={num_keypoints} (the COCO '
+                'default only fits 17 keypoints)'
+            )
         sigmas = COCO_KEYPOINT_SIGMAS
     if isinstance(sigmas, (int, float)):
         sigmas = [float(sigmas)] * num_keypoints
@@ -121,28 +167,54 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
 
     unit = 'keypoint'
 
-    def __init__(self, in_channels: int, *, num_queries: int = 100, num_keypoints: int = 17,
-                 sigmas: Sequence[float] | float | None = None, d_model: int = 256,
-                 num_layers: int = 6, num_point_layers: int = 6, num_heads: int = 8,
-                 ffn_dim: int = 2048, dropout: float = 0.1,
-                 pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
-                 clip_channels: int = PAPER_CLIP_CHANNELS,
-                 memory_levels: Sequence[int] = (0, 1, 2), memory_use_clip: bool = True,
-                 memory_size: int | None = 128, mask_memory_padding: bool = True,
-                 box_head: str = 'mlp', loss_bbox_l1: dict = BOX_L1_LOSS, loss_bbox_giou: dict = BOX_GIOU_LOSS,
-                 keypoint_l1_weight: float = 2.0, oks_weight: float = 2.0,
-                 visibility_weight: float = 1.0, match_costs: dict = KEYPOINT_MATCH_COSTS,
-                 init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_queries: int = 100,
+        num_keypoints: int = 17,
+        sigmas: Sequence[float] | float | None = None,
+        d_model: int = 256,
+        num_layers: int = 6,
+        num_point_layers: int = 6,
+        num_heads: int = 8,
+        ffn_dim: int = 2048,
+        dropout: float = 0.1,
+        pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
+        clip_channels: int = PAPER_CLIP_CHANNELS,
+        memory_levels: Sequence[int] = (0, 1, 2),
+        memory_use_clip: bool = True,
+        memory_size: int | None = 128,
+        mask_memory_padding: bool = True,
+        box_head: str = 'mlp',
+        loss_bbox_l1: dict = BOX_L1_LOSS,
+        loss_bbox_giou: dict = BOX_GIOU_LOSS,
+        keypoint_l1_weight: float = 2.0,
+        oks_weight: float = 2.0,
+        visibility_weight: float = 1.0,
+        match_costs: dict = KEYPOINT_MATCH_COSTS,
+        init_cfg=None,
+    ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
         if num_keypoints <= 0:
             raise ValueError(f'num_keypoints must be positive, got {num_keypoints}')
         self.num_keypoints = num_keypoints
         self.predictor = DetrBoxPredictor(
-            in_channels, num_queries, d_model=d_model, num_layers=num_layers,
-            num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
-            pyramid_channels=pyramid_channels, clip_channels=clip_channels,
-            memory_levels=memory_levels, memory_use_clip=memory_use_clip,
-            memory_size=memory_size, mask_memory_padding=mask_memory_padding, box_head=box_head)
+            in_channels,
+            num_queries,
+            d_model=d_model,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            dropout=dropout,
+            pyramid_channels=pyramid_channels,
+            clip_channels=clip_channels,
+            memory_levels=memory_levels,
+            memory_use_clip=memory_use_clip,
+            memory_size=memory_size,
+            mask_memory_padding=mask_memory_padding,
+            box_head=box_head,
+        )
         self.point_in_proj = nn.Linear(d_model, d_model)
         self.point_embed = nn.Embedding(num_keypoints, d_model)
         self.point_decoder = QueryDecoder(d_model, num_point_layers, num_heads, ffn_dim, dropout)
@@ -151,8 +223,9 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         self.register_buffer('sigmas', _sigmas(sigmas, num_keypoints), persistent=False)
         self.loss_bbox_l1 = MODELS.build(loss_bbox_l1)
         self.loss_bbox_giou = MODELS.build(loss_bbox_giou)
-        self.weights = dict(l1=float(keypoint_l1_weight), oks=float(oks_weight),
-                            vis=float(visibility_weight))
+        self.weights = dict(
+            l1=float(keypoint_l1_weight), oks=float(oks_weight), vis=float(visibility_weight)
+        )
         self.match_costs = {**KEYPOINT_MATCH_COSTS, **match_costs}
 
     def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
@@ -163,40 +236,63 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         pos = self.point_embed.weight[None, None].expand(b, q, k, d).reshape(b, q * k, d)
         person_mask = queries.mask.bool()[:, :, None].expand(b, q, k).reshape(b, q * k)
         person = torch.arange(q, device=content.device)[None, :, None].expand(b, q, k)
-        hidden = self.point_decoder(content, pos, person_mask, box.memory,
-                                    groups=person.reshape(b, q * k)).view(b, q, k, d)
-        centre = torch.logit(box.boxes[..., :2], eps=1e-5)[:, :, None]        # (B, Q, 1, 2)
+        hidden = self.point_decoder(
+            content, pos, person_mask, box.memory, groups=person.reshape(b, q * k)
+        ).view(b, q, k, d)
+        centre = torch.logit(box.boxes[..., :2], eps=1e-5)[:, :, None]  # (B, Q, 1, 2)
         points = (centre + self.point_head(hidden)).sigmoid()
-        return dict(boxes=box.boxes, keypoints=points,
-                    visibility_logits=self.visibility_head(hidden)[..., 0])
+        return dict(
+            boxes=box.boxes,
+            keypoints=points,
+            visibility_logits=self.visibility_head(hidden)[..., 0],
+        )
 
-    def loss(self, queries: UnitQueries, visual: VisualContext,
-             batch_data_samples: SampleList) -> dict[str, Tensor]:
+    def loss(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> dict[str, Tensor]:
         """Box, keypoint-L1, OKS and visibility losses against ``gt_units.keypoint``."""
         out = self(queries, visual)
         mask = queries.mask.bool()
         num = int(mask.sum())
         if num == 0:
-            zero = sum(v.sum() for v in out.values()) * 0.
-            return {k: zero for k in ('loss_keypoint_bbox_l1', 'loss_keypoint_bbox_giou',
-                                      'loss_keypoint_l1', 'loss_keypoint_oks', 'loss_keypoint_vis')}
-        boxes, points, vis = (out[k][mask].float()     # losses in float32 (bf16 models too)
-                              for k in ('boxes', 'keypoints', 'visibility_logits'))
+            zero = sum(v.sum() for v in out.values()) * 0.0
+            return {
+                k: zero
+                for k in (
+                    'loss_keypoint_bbox_l1',
+                    'loss_keypoint_bbox_giou',
+                    'loss_keypoint_l1',
+                    'loss_keypoint_oks',
+                    'loss_keypoint_vis',
+                )
+            }
+        boxes, points, vis = (
+            out[k][mask].float()  # losses in float32 (bf16 models too)
+            for k in ('boxes', 'keypoints', 'visibility_logits')
+        )
         gt = gather_unit_targets(batch_data_samples, self.unit, ['keypoints', 'bboxes'], queries)
         tgt_kpts, tgt_boxes = gt['keypoints'].float(), gt['bboxes'].float()
         if tgt_kpts.shape[1:] != (self.num_keypoints, 3):
-            raise ValueError(f'gt_units.keypoint.keypoints must be (N, {self.num_keypoints}, 3), '
-                             f'got {tuple(tgt_kpts.shape)}')
+            raise ValueError(
+                f'gt_units.keypoint.keypoints must be (N, {self.num_keypoints}, 3), '
+                f'got {tuple(tgt_kpts.shape)}'
+            )
         labelled = tgt_kpts[..., 2] > 0
         keys = flat_group_keys(queries.group_ids, mask)
         mc = self.match_costs
-        costs = (box_group_costs(boxes, xyxy_to_cxcywh(tgt_boxes), keys, l1_weight=mc['l1_weight'],
-                                 giou_weight=mc['giou_weight']) +
-                 point_group_costs(points, tgt_kpts[..., :2], keys, tgt_visible=labelled,
-                                   weight=mc['point_weight']))
+        costs = box_group_costs(
+            boxes,
+            xyxy_to_cxcywh(tgt_boxes),
+            keys,
+            l1_weight=mc['l1_weight'],
+            giou_weight=mc['giou_weight'],
+        ) + point_group_costs(
+            points, tgt_kpts[..., :2], keys, tgt_visible=labelled, weight=mc['point_weight']
+        )
         pi, ti = assign_in_groups(costs.costs, costs.sizes, costs.slot_inds)
-        bbox_l1, bbox_giou = matched_box_losses(self.loss_bbox_l1, self.loss_bbox_giou, boxes[pi],
-                                                tgt_boxes[ti], num)
+        bbox_l1, bbox_giou = matched_box_losses(
+            self.loss_bbox_l1, self.loss_bbox_giou, boxes[pi], tgt_boxes[ti], num
+        )
         points, vis = points[pi], vis[pi]
         tgt_xy, lab, tb = tgt_kpts[ti, :, :2], labelled[ti], tgt_boxes[ti]
         lab_f = lab.to(points.dtype)
@@ -205,15 +301,24 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         oks = keypoint_oks(points, tgt_xy, lab, areas, self.sigmas)
         oks_loss = ((1 - oks) * lab.any(-1).to(oks.dtype)).sum() / num
         vis_loss = F.binary_cross_entropy_with_logits(vis, lab_f, reduction='sum') / (
-            num * self.num_keypoints)
-        return dict(loss_keypoint_bbox_l1=bbox_l1, loss_keypoint_bbox_giou=bbox_giou,
-                    loss_keypoint_l1=kpt_l1 * self.weights['l1'],
-                    loss_keypoint_oks=oks_loss * self.weights['oks'],
-                    loss_keypoint_vis=vis_loss * self.weights['vis'])
+            num * self.num_keypoints
+        )
+        return dict(
+            loss_keypoint_bbox_l1=bbox_l1,
+            loss_keypoint_bbox_giou=bbox_giou,
+            loss_keypoint_l1=kpt_l1 * self.weights['l1'],
+            loss_keypoint_oks=oks_loss * self.weights['oks'],
+            loss_keypoint_vis=vis_loss * self.weights['vis'],
+        )
 
     @torch.no_grad()
-    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(
+        self,
+        queries: UnitQueries,
+        visual: VisualContext,
+        batch_data_samples: SampleList,
+        rescale: bool = True,
+    ) -> list[InstanceData]:
         """One ``InstanceData(keypoints, bboxes, scores)`` per sample (see the class docstring)."""
         out = self(queries, visual)
         mask = queries.mask.bool()
@@ -221,19 +326,24 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         points = per_sample(out['keypoints'].float(), mask)
         probs = per_sample(out['visibility_logits'].float().sigmoid(), mask)
         results = []
-        for sample, box, xy, prob in zip(batch_data_samples, boxes, points, probs):
+        for sample, box, xy, prob in zip(batch_data_samples, boxes, points, probs, strict=True):
             if rescale:
                 height, width, side = sample_frame(sample)
                 xy = torch.minimum((xy * side).clamp(min=0), xy.new_tensor([width, height]))
             else:
                 xy = xy.clamp(0, 1)
-            results.append(InstanceData(
-                keypoints=torch.cat([xy, prob[..., None]], -1),
-                bboxes=rescale_boxes(box, sample, rescale), scores=prob.mean(-1)))
+            results.append(
+                InstanceData(
+                    keypoints=torch.cat([xy, prob[..., None]], -1),
+                    bboxes=rescale_boxes(box, sample, rescale),
+                    scores=prob.mean(-1),
+                )
+            )
         return results
 
-    def init_from_box_decoder(self, source: nn.Module | Mapping[str, Tensor], *,
-                              copy_point_decoder: bool = True) -> dict[str, list[str]]:
+    def init_from_box_decoder(
+        self, source: nn.Module | Mapping[str, Tensor], *, copy_point_decoder: bool = True
+    ) -> dict[str, list[str]]:
         """Copy the weights of a trained :class:`BoxUnitDecoder` (stage 3 initialisation).
 
         Every ``predictor.*`` tensor whose name and shape match is copied (e.g. the slot
@@ -256,14 +366,16 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
             name = key if key.startswith('predictor.') else f'predictor.{key}'
             targets = [name]
             if copy_point_decoder and name.startswith('predictor.decoder.'):
-                targets.append('point_decoder.' + name[len('predictor.decoder.'):])
+                targets.append('point_decoder.' + name[len('predictor.decoder.') :])
             hits = [t for t in targets if t in own and own[t].shape == val.shape]
             new.update({t: val for t in hits})
             if name not in hits:
                 skipped.append(key)
         self.load_state_dict(new, strict=False)
         missing = sorted(k for k in own if k.startswith('predictor.') and k not in new)
-        print_log(f'KeypointUnitDecoder.init_from_box_decoder: {len(new)} tensors loaded, '
-                  f'{len(skipped)} skipped, {len(missing)} predictor tensors missing',
-                  logger='current')
+        print_log(
+            f'KeypointUnitDecoder.init_from_box_decoder: {len(new)} tensors loaded, '
+            f'{len(skipped)} skipped, {len(missing)} predictor tensors missing',
+            logger='current',
+        )
         return dict(loaded=sorted(new), skipped=skipped, missing=missing)

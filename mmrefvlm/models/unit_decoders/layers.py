@@ -11,6 +11,7 @@
 mmdet components are imported here and nowhere else in the decoders (HOUSE_STYLE: keep every mmdet
 import behind our own modules); ``import mmrefvlm`` installs the mmcv-lite guard they need.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,18 @@ from torch import Tensor, nn
 
 from mmrefvlm.structures import UnitQueries, VisualContext
 
-__all__ = ['MLP', 'QueryProjection', 'FusedMemory', 'PyramidFusion', 'QueryDecoder',
-           'FPNPixelDecoder', 'conv_norm_act', 'valid_region_mask', 'self_attention_mask',
-           'check_levels']
+__all__ = [
+    'MLP',
+    'QueryProjection',
+    'FusedMemory',
+    'PyramidFusion',
+    'QueryDecoder',
+    'FPNPixelDecoder',
+    'conv_norm_act',
+    'valid_region_mask',
+    'self_attention_mask',
+    'check_levels',
+]
 
 
 def valid_region_mask(valid_hw: Tensor, height: int, width: int) -> Tensor:
@@ -80,8 +90,10 @@ def check_levels(levels: Sequence[int], num_levels: int, what: str) -> tuple[int
     """Validate strictly increasing pyramid level indices (finest first)."""
     levels = tuple(int(lv) for lv in levels)
     if any(lv < 0 or lv >= num_levels for lv in levels) or list(levels) != sorted(set(levels)):
-        raise ValueError(f'{what} must be strictly increasing indices into the {num_levels} '
-                         f'pyramid levels, got {levels}')
+        raise ValueError(
+            f'{what} must be strictly increasing indices into the {num_levels} '
+            f'pyramid levels, got {levels}'
+        )
     return levels
 
 
@@ -114,15 +126,19 @@ class QueryProjection(BaseModule):
         """
         embeds, mask = queries.embeds, queries.mask.bool()
         if embeds.dim() != 3 or embeds.shape[-1] != self.in_channels:
-            raise ValueError(f'queries.embeds must be (B, Q, {self.in_channels}), got '
-                             f'{tuple(embeds.shape)}')
+            raise ValueError(
+                f'queries.embeds must be (B, Q, {self.in_channels}), got {tuple(embeds.shape)}'
+            )
         if mask.shape != embeds.shape[:2]:
-            raise ValueError(f'queries.mask must be {tuple(embeds.shape[:2])}, got '
-                             f'{tuple(mask.shape)}')
+            raise ValueError(
+                f'queries.mask must be {tuple(embeds.shape[:2])}, got {tuple(mask.shape)}'
+            )
         most = int(mask.sum(1).max()) if mask.numel() else 0
         if most > self.num_queries:
-            raise ValueError(f'a sample has {most} real queries but the decoder has only '
-                             f'{self.num_queries} slots (num_queries)')
+            raise ValueError(
+                f'a sample has {most} real queries but the decoder has only '
+                f'{self.num_queries} slots (num_queries)'
+            )
         content = self.proj(embeds.to(self.proj.weight.dtype))
         slots = (mask.long().cumsum(1) - 1).clamp(min=0)
         return content, self.slot_embed(slots)
@@ -131,10 +147,10 @@ class QueryProjection(BaseModule):
 class FusedMemory(NamedTuple):
     """Memory tokens for cross-attention (output of :class:`PyramidFusion`)."""
 
-    memory: Tensor        # (B, H*W, D) float
-    pos: Tensor           # (B, H*W, D) float, 2-D sine position code over the square frame
+    memory: Tensor  # (B, H*W, D) float
+    pos: Tensor  # (B, H*W, D) float, 2-D sine position code over the square frame
     padding_mask: Tensor | None  # (B, H*W) bool, True on cells of the padding (None: no mask)
-    hw: tuple[int, int]   # (H, W) of the memory grid
+    hw: tuple[int, int]  # (H, W) of the memory grid
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -164,9 +180,17 @@ class PyramidFusion(BaseModule):
             (DETR's pixel mask, from ``valid_hw``). Defaults to True.
     """
 
-    def __init__(self, pyramid_channels: Sequence[int], clip_channels: int, d_model: int, *,
-                 levels: Sequence[int] = (0, 1, 2), use_clip: bool = True,
-                 size: int | None = None, mask_padding: bool = True) -> None:
+    def __init__(
+        self,
+        pyramid_channels: Sequence[int],
+        clip_channels: int,
+        d_model: int,
+        *,
+        levels: Sequence[int] = (0, 1, 2),
+        use_clip: bool = True,
+        size: int | None = None,
+        mask_padding: bool = True,
+    ) -> None:
         super().__init__()
         self.levels = check_levels(levels, len(pyramid_channels), 'memory levels')
         if not self.levels and not use_clip:
@@ -188,8 +212,8 @@ class PyramidFusion(BaseModule):
             feats.append(visual.clip)
         hw = (self.size, self.size) if self.size is not None else tuple(feats[0].shape[-2:])
         dtype = self.proj.weight.dtype
-        x = torch.cat([_resize(f.to(dtype), hw) for f in feats], dim=1)     # (B, C_in, H, W)
-        memory = self.proj(x.flatten(2).transpose(1, 2))                     # (B, HW, D)
+        x = torch.cat([_resize(f.to(dtype), hw) for f in feats], dim=1)  # (B, C_in, H, W)
+        memory = self.proj(x.flatten(2).transpose(1, 2))  # (B, HW, D)
         pos = self.pos_encoding(mask=None, input=x).to(dtype)
         pos = pos.flatten(2).transpose(1, 2)
         padding = None
@@ -213,22 +237,43 @@ class QueryDecoder(BaseModule):
             attention-probability dropout is 0 as in REF-VLM). Defaults to 0.1.
     """
 
-    def __init__(self, d_model: int = 256, num_layers: int = 6, num_heads: int = 8,
-                 ffn_dim: int = 2048, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        d_model: int = 256,
+        num_layers: int = 6,
+        num_heads: int = 8,
+        ffn_dim: int = 2048,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         if num_layers <= 0 or num_heads <= 0 or d_model % num_heads:
-            raise ValueError(f'need num_layers > 0 and d_model divisible by num_heads, got '
-                             f'num_layers={num_layers}, d_model={d_model}, num_heads={num_heads}')
+            raise ValueError(
+                f'need num_layers > 0 and d_model divisible by num_heads, got '
+                f'num_layers={num_layers}, d_model={d_model}, num_heads={num_heads}'
+            )
         self.num_heads = num_heads
 
         def attn() -> dict:
-            return dict(embed_dims=d_model, num_heads=num_heads, attn_drop=0., proj_drop=0.,
-                        dropout_layer=dict(type='Dropout', drop_prob=dropout), batch_first=True)
+            return dict(
+                embed_dims=d_model,
+                num_heads=num_heads,
+                attn_drop=0.0,
+                proj_drop=0.0,
+                dropout_layer=dict(type='Dropout', drop_prob=dropout),
+                batch_first=True,
+            )
 
-        layer_cfg = dict(self_attn_cfg=attn(), cross_attn_cfg=attn(),
-                         ffn_cfg=dict(embed_dims=d_model, feedforward_channels=ffn_dim,
-                                      num_fcs=2, ffn_drop=dropout,
-                                      act_cfg=dict(type='ReLU', inplace=True)))
+        layer_cfg = dict(
+            self_attn_cfg=attn(),
+            cross_attn_cfg=attn(),
+            ffn_cfg=dict(
+                embed_dims=d_model,
+                feedforward_channels=ffn_dim,
+                num_fcs=2,
+                ffn_drop=dropout,
+                act_cfg=dict(type='ReLU', inplace=True),
+            ),
+        )
         self.layers = DetrTransformerDecoder(num_layers, layer_cfg, return_intermediate=False)
 
     def init_weights(self) -> None:
@@ -238,8 +283,14 @@ class QueryDecoder(BaseModule):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, query: Tensor, query_pos: Tensor, query_mask: Tensor, memory: FusedMemory,
-                groups: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        query: Tensor,
+        query_pos: Tensor,
+        query_mask: Tensor,
+        memory: FusedMemory,
+        groups: Tensor | None = None,
+    ) -> Tensor:
         """Decode.
 
         Args:
@@ -253,16 +304,24 @@ class QueryDecoder(BaseModule):
             Tensor: (B, L, D) float, decoded queries; zeros on padded queries.
         """
         attn_mask = self_attention_mask(query_mask, self.num_heads, groups)
-        out = self.layers(query=query, key=memory.memory, value=memory.memory, query_pos=query_pos,
-                          key_pos=memory.pos, key_padding_mask=memory.padding_mask,
-                          self_attn_mask=attn_mask)[0]
+        out = self.layers(
+            query=query,
+            key=memory.memory,
+            value=memory.memory,
+            query_pos=query_pos,
+            key_pos=memory.pos,
+            key_padding_mask=memory.padding_mask,
+            self_attn_mask=attn_mask,
+        )[0]
         return out * query_mask[..., None].to(out.dtype)
 
 
 def conv_norm_act(in_ch: int, out_ch: int, kernel: int, relu: bool) -> nn.Sequential:
     """Conv (no bias, 'same' padding) + GroupNorm (gcd(32, C) groups) [+ ReLU]."""
-    mods = [nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False),
-            nn.GroupNorm(math.gcd(32, out_ch), out_ch)]
+    mods = [
+        nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False),
+        nn.GroupNorm(math.gcd(32, out_ch), out_ch),
+    ]
     if relu:
         mods.append(nn.ReLU(inplace=True))
     return nn.Sequential(*mods)
@@ -286,9 +345,16 @@ class FPNPixelDecoder(BaseModule):
         out_channels (int): Output (pixel embedding) width. Defaults to 256.
     """
 
-    def __init__(self, pyramid_channels: Sequence[int], clip_channels: int, *,
-                 levels: Sequence[int] = (0, 1, 2), use_clip: bool = True,
-                 feat_channels: int = 256, out_channels: int = 256) -> None:
+    def __init__(
+        self,
+        pyramid_channels: Sequence[int],
+        clip_channels: int,
+        *,
+        levels: Sequence[int] = (0, 1, 2),
+        use_clip: bool = True,
+        feat_channels: int = 256,
+        out_channels: int = 256,
+    ) -> None:
         super().__init__()
         levels = check_levels(levels, len(pyramid_channels), 'pixel decoder levels')
         if not use_clip and not levels:
@@ -303,9 +369,11 @@ class FPNPixelDecoder(BaseModule):
         self.stem = conv_norm_act(stem_in, feat_channels, 3, relu=True)
         self.laterals = nn.ModuleList(
             conv_norm_act(pyramid_channels[lv], feat_channels, 1, relu=False)
-            for lv in self.lateral_levels)
+            for lv in self.lateral_levels
+        )
         self.outputs = nn.ModuleList(
-            conv_norm_act(feat_channels, feat_channels, 3, relu=True) for _ in self.lateral_levels)
+            conv_norm_act(feat_channels, feat_channels, 3, relu=True) for _ in self.lateral_levels
+        )
         self.out_proj = nn.Conv2d(feat_channels, out_channels, 3, padding=1)
 
     def forward(self, visual: VisualContext) -> Tensor:

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Mask unit: MaskFormer-style pixel + query decoders, one mask per ``<REF>`` (no class head)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,25 +13,53 @@ from torch import Tensor
 from mmrefvlm.models.matchers import flat_group_keys, mask_group_costs, match_in_groups
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+
 from .base import BaseVisualUnitDecoder
 from .box import PAPER_CLIP_CHANNELS, PAPER_PYRAMID_CHANNELS
-from .layers import (MLP, FPNPixelDecoder, PyramidFusion, QueryDecoder, QueryProjection,
-                     valid_region_mask)
+from .layers import (
+    MLP,
+    FPNPixelDecoder,
+    PyramidFusion,
+    QueryDecoder,
+    QueryProjection,
+    valid_region_mask,
+)
 from .utils import gather_unit_targets, per_sample, resize_maps, square_to_original
 
-MASK_FOCAL_LOSS = dict(type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0,
-                       loss_weight=20.0)
-MASK_DICE_LOSS = dict(type='mmdet.DiceLoss', use_sigmoid=True, activate=False, naive_dice=True,
-                      eps=1.0, loss_weight=1.0)
+MASK_FOCAL_LOSS = dict(
+    type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0, loss_weight=20.0
+)
+MASK_DICE_LOSS = dict(
+    type='mmdet.DiceLoss',
+    use_sigmoid=True,
+    activate=False,
+    naive_dice=True,
+    eps=1.0,
+    loss_weight=1.0,
+)
 MASK_MATCH_COSTS = dict(focal_weight=20.0, dice_weight=1.0, alpha=0.25, gamma=2.0, dice_eps=1.0)
 
 # REF-VLM stage-2 mask decoder: FPN over ConvNeXt stages 0-2 + CLIP (256 x 128 x 128 features),
 # 30 queries, 6-layer query decoder over the CLIP grid (24 x 24).
 PAPER_MASK_DECODER = dict(
-    type='MaskUnitDecoder', in_channels=4096, num_queries=30, d_model=256, num_layers=6,
-    num_heads=8, ffn_dim=2048, dropout=0.1, pyramid_channels=PAPER_PYRAMID_CHANNELS,
-    clip_channels=PAPER_CLIP_CHANNELS, pixel_levels=(0, 1, 2), pixel_use_clip=True,
-    fpn_dim=256, mask_dim=256, memory_levels=(), memory_use_clip=True, memory_size=None)
+    type='MaskUnitDecoder',
+    in_channels=4096,
+    num_queries=30,
+    d_model=256,
+    num_layers=6,
+    num_heads=8,
+    ffn_dim=2048,
+    dropout=0.1,
+    pyramid_channels=PAPER_PYRAMID_CHANNELS,
+    clip_channels=PAPER_CLIP_CHANNELS,
+    pixel_levels=(0, 1, 2),
+    pixel_use_clip=True,
+    fpn_dim=256,
+    mask_dim=256,
+    memory_levels=(),
+    memory_use_clip=True,
+    memory_size=None,
+)
 
 
 def _area_binarise(masks: Tensor, size: int) -> Tensor:
@@ -93,35 +122,66 @@ class MaskUnitDecoder(BaseVisualUnitDecoder):
 
     unit = 'mask'
 
-    def __init__(self, in_channels: int, *, num_queries: int = 30, d_model: int = 256,
-                 num_layers: int = 6, num_heads: int = 8, ffn_dim: int = 2048,
-                 dropout: float = 0.1,
-                 pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
-                 clip_channels: int = PAPER_CLIP_CHANNELS, pixel_levels: Sequence[int] = (0, 1, 2),
-                 pixel_use_clip: bool = True, fpn_dim: int = 256, mask_dim: int = 256,
-                 memory_levels: Sequence[int] = (), memory_use_clip: bool = True,
-                 memory_size: int | None = None, mask_memory_padding: bool = True,
-                 loss_focal: dict = MASK_FOCAL_LOSS, loss_dice: dict = MASK_DICE_LOSS,
-                 match_costs: dict = MASK_MATCH_COSTS, match_size: int = 64,
-                 mask_threshold: float = 0.5, init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_queries: int = 30,
+        d_model: int = 256,
+        num_layers: int = 6,
+        num_heads: int = 8,
+        ffn_dim: int = 2048,
+        dropout: float = 0.1,
+        pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
+        clip_channels: int = PAPER_CLIP_CHANNELS,
+        pixel_levels: Sequence[int] = (0, 1, 2),
+        pixel_use_clip: bool = True,
+        fpn_dim: int = 256,
+        mask_dim: int = 256,
+        memory_levels: Sequence[int] = (),
+        memory_use_clip: bool = True,
+        memory_size: int | None = None,
+        mask_memory_padding: bool = True,
+        loss_focal: dict = MASK_FOCAL_LOSS,
+        loss_dice: dict = MASK_DICE_LOSS,
+        match_costs: dict = MASK_MATCH_COSTS,
+        match_size: int = 64,
+        mask_threshold: float = 0.5,
+        init_cfg=None,
+    ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
-        if match_size <= 0 or not 0. < mask_threshold < 1.:
-            raise ValueError(f'need match_size > 0 and 0 < mask_threshold < 1, got {match_size}, '
-                             f'{mask_threshold}')
+        if match_size <= 0 or not 0.0 < mask_threshold < 1.0:
+            raise ValueError(
+                f'need match_size > 0 and 0 < mask_threshold < 1, got {match_size}, '
+                f'{mask_threshold}'
+            )
         self.query_proj = QueryProjection(in_channels, d_model, num_queries)
-        self.memory = PyramidFusion(pyramid_channels, clip_channels, d_model,
-                                    levels=memory_levels, use_clip=memory_use_clip,
-                                    size=memory_size, mask_padding=mask_memory_padding)
+        self.memory = PyramidFusion(
+            pyramid_channels,
+            clip_channels,
+            d_model,
+            levels=memory_levels,
+            use_clip=memory_use_clip,
+            size=memory_size,
+            mask_padding=mask_memory_padding,
+        )
         self.decoder = QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
-        self.pixel_decoder = FPNPixelDecoder(pyramid_channels, clip_channels, levels=pixel_levels,
-                                             use_clip=pixel_use_clip, feat_channels=fpn_dim,
-                                             out_channels=mask_dim)
+        self.pixel_decoder = FPNPixelDecoder(
+            pyramid_channels,
+            clip_channels,
+            levels=pixel_levels,
+            use_clip=pixel_use_clip,
+            feat_channels=fpn_dim,
+            out_channels=mask_dim,
+        )
         self.mask_embed = MLP(d_model, d_model, mask_dim, 3)
         self.loss_focal = MODELS.build(loss_focal)
         self.loss_dice = MODELS.build(loss_dice)
         if getattr(self.loss_dice, 'activate', False):
-            raise ValueError('loss_dice must be built with activate=False: it receives '
-                             'probabilities already restricted to the valid pixels')
+            raise ValueError(
+                'loss_dice must be built with activate=False: it receives '
+                'probabilities already restricted to the valid pixels'
+            )
         self.match_costs = {**MASK_MATCH_COSTS, **match_costs}
         self.match_size = match_size
         self.mask_threshold = mask_threshold
@@ -134,8 +194,9 @@ class MaskUnitDecoder(BaseVisualUnitDecoder):
         logits = torch.einsum('bqc,bchw->bqhw', self.mask_embed(hidden), pixels)
         return dict(mask_logits=logits)
 
-    def masked_losses(self, logits: Tensor, targets: Tensor, valid: Tensor,
-                      num: int) -> tuple[Tensor, Tensor]:
+    def masked_losses(
+        self, logits: Tensor, targets: Tensor, valid: Tensor, num: int
+    ) -> tuple[Tensor, Tensor]:
         """Focal and dice losses of matched pairs on valid pixels.
 
         Args:
@@ -149,41 +210,58 @@ class MaskUnitDecoder(BaseVisualUnitDecoder):
         """
         pred, tgt, val = logits.flatten(1), targets.flatten(1).to(logits.dtype), valid.flatten(1)
         val = val.to(logits.dtype)
-        per_pixel = val / val.sum(1, keepdim=True).clamp(min=1)   # mean over each mask's pixels
+        per_pixel = val / val.sum(1, keepdim=True).clamp(min=1)  # mean over each mask's pixels
         focal = self.loss_focal(pred, tgt, weight=per_pixel, avg_factor=num)
         dice = self.loss_dice(pred.sigmoid() * val, tgt * val, avg_factor=num)
         return focal, dice
 
-    def loss(self, queries: UnitQueries, visual: VisualContext,
-             batch_data_samples: SampleList) -> dict[str, Tensor]:
+    def loss(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> dict[str, Tensor]:
         """``loss_mask_focal`` and ``loss_mask_dice`` against ``gt_units.mask.masks``."""
         logits = self(queries, visual)['mask_logits']
         mask = queries.mask.bool()
         num = int(mask.sum())
         if num == 0:
-            zero = logits.sum() * 0.
+            zero = logits.sum() * 0.0
             return dict(loss_mask_focal=zero, loss_mask_dice=zero)
-        pred = logits[mask].float()                                          # (M, h, w)
+        pred = logits[mask].float()  # (M, h, w)
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['masks'], queries)['masks']
-        tgt = tgt.float() > 0.5                                              # binarise
+        tgt = tgt.float() > 0.5  # binarise
         size = tgt.shape[-1]
         valid_hw = visual.valid_hw[:, None].expand(-1, mask.shape[1], -1)[mask]  # (M, 2)
         keys = flat_group_keys(queries.group_ids, mask)
         msize = min(self.match_size, size)
         pred_inds, tgt_inds = match_in_groups(
-            mask_group_costs, resize_maps(pred, msize), _area_binarise(tgt, msize), keys,
-            valid=valid_region_mask(valid_hw, msize, msize), **self.match_costs)
-        focal, dice = self.masked_losses(resize_maps(pred[pred_inds], size), tgt[tgt_inds],
-                                         valid_region_mask(valid_hw[pred_inds], size, size), num)
+            mask_group_costs,
+            resize_maps(pred, msize),
+            _area_binarise(tgt, msize),
+            keys,
+            valid=valid_region_mask(valid_hw, msize, msize),
+            **self.match_costs,
+        )
+        focal, dice = self.masked_losses(
+            resize_maps(pred[pred_inds], size),
+            tgt[tgt_inds],
+            valid_region_mask(valid_hw[pred_inds], size, size),
+            num,
+        )
         return dict(loss_mask_focal=focal, loss_mask_dice=dice)
 
     @torch.no_grad()
-    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(
+        self,
+        queries: UnitQueries,
+        visual: VisualContext,
+        batch_data_samples: SampleList,
+        rescale: bool = True,
+    ) -> list[InstanceData]:
         """One ``InstanceData(masks, scores)`` per sample (see the class docstring)."""
         logits = self(queries, visual)['mask_logits'].float()
         results = []
-        for sample, sel in zip(batch_data_samples, per_sample(logits, queries.mask.bool())):
+        for sample, sel in zip(
+            batch_data_samples, per_sample(logits, queries.mask.bool()), strict=True
+        ):
             prob = (square_to_original(sel, sample) if rescale else sel).sigmoid()
             masks = prob > self.mask_threshold
             area = masks.flatten(1).sum(1)

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Target gathering and frame conversions shared by the unit decoders' ``loss`` / ``predict``."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,8 +11,14 @@ from torch import Tensor
 
 from mmrefvlm.structures import RefVLMDataSample, SampleList, UnitQueries
 
-__all__ = ['gather_unit_targets', 'xyxy_to_cxcywh', 'sample_frame', 'square_to_original',
-           'per_sample', 'resize_maps']
+__all__ = [
+    'gather_unit_targets',
+    'xyxy_to_cxcywh',
+    'sample_frame',
+    'square_to_original',
+    'per_sample',
+    'resize_maps',
+]
 
 
 def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
@@ -25,8 +32,9 @@ def _unit_targets(sample: RefVLMDataSample, unit: str):
     return sample.gt_units.get(unit)
 
 
-def gather_unit_targets(batch_data_samples: SampleList, unit: str, fields: Sequence[str],
-                        queries: UnitQueries) -> dict[str, Tensor]:
+def gather_unit_targets(
+    batch_data_samples: SampleList, unit: str, fields: Sequence[str], queries: UnitQueries
+) -> dict[str, Tensor]:
     """Concatenate ``gt_units.<unit>.<field>`` over the batch, aligned with the real queries.
 
     Args:
@@ -45,21 +53,25 @@ def gather_unit_targets(batch_data_samples: SampleList, unit: str, fields: Seque
     """
     counts = queries.mask.sum(1).tolist()
     if len(batch_data_samples) != len(counts):
-        raise ValueError(f'{len(batch_data_samples)} data samples for a batch of {len(counts)} '
-                         'query rows')
+        raise ValueError(
+            f'{len(batch_data_samples)} data samples for a batch of {len(counts)} query rows'
+        )
     pieces: dict[str, list[Tensor]] = {f: [] for f in fields}
-    for b, (sample, num) in enumerate(zip(batch_data_samples, counts)):
+    for b, (sample, num) in enumerate(zip(batch_data_samples, counts, strict=True)):
         gt = _unit_targets(sample, unit)
         have = 0 if gt is None else len(gt)
         if have != num:
-            raise ValueError(f'sample {b} ({sample.metainfo.get("record_id")}): {num} {unit!r} '
-                             f'queries but {have} gt_units.{unit} targets')
+            raise ValueError(
+                f'sample {b} ({sample.metainfo.get("record_id")}): {num} {unit!r} '
+                f'queries but {have} gt_units.{unit} targets'
+            )
         if num == 0:
             continue
         for f in fields:
             if f not in gt:
-                raise ValueError(f'gt_units.{unit} of sample {b} has no field {f!r} '
-                                 f'(fields: {list(gt.keys())})')
+                raise ValueError(
+                    f'gt_units.{unit} of sample {b} has no field {f!r} (fields: {list(gt.keys())})'
+                )
             pieces[f].append(torch.as_tensor(gt.get(f)))
     if sum(counts) == 0:
         raise ValueError(f'no {unit!r} query in the batch: nothing to gather')
@@ -68,8 +80,9 @@ def gather_unit_targets(batch_data_samples: SampleList, unit: str, fields: Seque
     for f, parts in pieces.items():
         shapes = {tuple(p.shape[1:]) for p in parts}
         if len(shapes) > 1:
-            raise ValueError(f'gt_units.{unit}.{f} has different shapes across the batch: '
-                             f'{sorted(shapes)}')
+            raise ValueError(
+                f'gt_units.{unit}.{f} has different shapes across the batch: {sorted(shapes)}'
+            )
         out[f] = torch.cat(parts).to(dev)
     return out
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Shared plumbing of the HF-backed vision encoders: building and freezing."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,12 +14,18 @@ from torch import nn
 from mmrefvlm.models.llms import to_dtype
 
 
-def build_hf_vision_model(model_cls_name: str, config_cls_name: str, *,
-                          name_or_path: str | None = None, config: Mapping | None = None,
-                          model: nn.Module | None = None,
-                          torch_dtype: str | torch.dtype | None = 'float32',
-                          load_weights: bool = True, attn_implementation: str | None = None,
-                          hf_config_overrides: Mapping | None = None) -> nn.Module:
+def build_hf_vision_model(
+    model_cls_name: str,
+    config_cls_name: str,
+    *,
+    name_or_path: str | None = None,
+    config: Mapping | None = None,
+    model: nn.Module | None = None,
+    torch_dtype: str | torch.dtype | None = 'float32',
+    load_weights: bool = True,
+    attn_implementation: str | None = None,
+    hf_config_overrides: Mapping | None = None,
+) -> nn.Module:
     """Build one transformers vision model from exactly one of a folder, a config dict or a module.
 
     Args:
@@ -41,11 +48,16 @@ def build_hf_vision_model(model_cls_name: str, config_cls_name: str, *,
     """
     import transformers
 
-    given = [n for n, v in (('name_or_path', name_or_path), ('config', config), ('model', model))
-             if v is not None]
+    given = [
+        n
+        for n, v in (('name_or_path', name_or_path), ('config', config), ('model', model))
+        if v is not None
+    ]
     if len(given) != 1:
-        raise ValueError(f'{model_cls_name} needs exactly one of `name_or_path`, `config` and '
-                         f'`model`; got {given or "none"}')
+        raise ValueError(
+            f'{model_cls_name} needs exactly one of `name_or_path`, `config` and '
+            f'`model`; got {given or "none"}'
+        )
     model_cls = getattr(transformers, model_cls_name)
     config_cls = getattr(transformers, config_cls_name)
     dtype = to_dtype(torch_dtype)
@@ -59,24 +71,30 @@ def build_hf_vision_model(model_cls_name: str, config_cls_name: str, *,
         return model if dtype is None else model.to(dtype)
     if config is not None:
         if not isinstance(config, Mapping):
-            raise TypeError(f'`config` must be a dict of {config_cls_name} fields, '
-                            f'got {type(config)}')
+            raise TypeError(
+                f'`config` must be a dict of {config_cls_name} fields, got {type(config)}'
+            )
         cfg = dict(config)
         model_type = cfg.pop('model_type', config_cls.model_type)
         if model_type != config_cls.model_type:
-            raise ValueError(f'config model_type {model_type!r} does not match {config_cls_name} '
-                             f'({config_cls.model_type!r})')
+            raise ValueError(
+                f'config model_type {model_type!r} does not match {config_cls_name} '
+                f'({config_cls.model_type!r})'
+            )
         hf_cfg = config_cls(**{**cfg, **overrides})
     elif not load_weights:
         hf_cfg = config_cls.from_pretrained(name_or_path, **overrides)
     else:
-        built, info = model_cls.from_pretrained(name_or_path, dtype=dtype, output_loading_info=True,
-                                                **attn, **overrides)
+        built, info = model_cls.from_pretrained(
+            name_or_path, dtype=dtype, output_loading_info=True, **attn, **overrides
+        )
         if info['missing_keys']:
             missing = sorted(info['missing_keys'])
-            raise ValueError(f'{name_or_path!r} lacks {len(missing)} weights of {model_cls_name} '
-                             f'(e.g. {missing[:5]}); refusing to run a vision encoder with random '
-                             'weights. Is it the right folder (converted checkpoint)?')
+            raise ValueError(
+                f'{name_or_path!r} lacks {len(missing)} weights of {model_cls_name} '
+                f'(e.g. {missing[:5]}); refusing to run a vision encoder with random '
+                'weights. Is it the right folder (converted checkpoint)?'
+            )
         return built
     built = transformers.AutoModel.from_config(hf_cfg, **attn)
     if not isinstance(built, model_cls):
@@ -110,8 +128,15 @@ class HFVisionBackbone(BaseModule):
     _hf_model_cls: ClassVar[str]
     _hf_config_cls: ClassVar[str]
 
-    def __init__(self, *, frozen: bool = True, mean: Sequence[float], std: Sequence[float],
-                 init_cfg: dict | list[dict] | None = None, **build_kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        frozen: bool = True,
+        mean: Sequence[float],
+        std: Sequence[float],
+        init_cfg: dict | list[dict] | None = None,
+        **build_kwargs: Any,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         self.model = build_hf_vision_model(self._hf_model_cls, self._hf_config_cls, **build_kwargs)
         if len(mean) != 3 or len(std) != 3:

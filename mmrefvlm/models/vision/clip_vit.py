@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """CLIP-ViT image encoder: the grid of patch features that becomes the LLM's image tokens."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -8,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mmrefvlm.registry import MODELS
+
 from .base import HFVisionBackbone
 from .presets import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -40,27 +42,48 @@ class CLIPViTEncoder(HFVisionBackbone):
     _hf_model_cls = 'CLIPVisionModel'
     _hf_config_cls = 'CLIPVisionConfig'
 
-    def __init__(self, name_or_path: str | None = None, *, config: Mapping | None = None,
-                 model: nn.Module | None = None, select_layer: int = -2, frozen: bool = True,
-                 torch_dtype: str | torch.dtype | None = 'float32', load_weights: bool = True,
-                 attn_implementation: str | None = 'sdpa',
-                 hf_config_overrides: Mapping | None = None,
-                 mean: Sequence[float] = OPENAI_CLIP_MEAN, std: Sequence[float] = OPENAI_CLIP_STD,
-                 init_cfg: dict | list[dict] | None = None) -> None:
-        super().__init__(name_or_path=name_or_path, config=config, model=model, frozen=frozen,
-                         torch_dtype=torch_dtype, load_weights=load_weights,
-                         attn_implementation=attn_implementation,
-                         hf_config_overrides=hf_config_overrides, mean=mean, std=std,
-                         init_cfg=init_cfg)
+    def __init__(
+        self,
+        name_or_path: str | None = None,
+        *,
+        config: Mapping | None = None,
+        model: nn.Module | None = None,
+        select_layer: int = -2,
+        frozen: bool = True,
+        torch_dtype: str | torch.dtype | None = 'float32',
+        load_weights: bool = True,
+        attn_implementation: str | None = 'sdpa',
+        hf_config_overrides: Mapping | None = None,
+        mean: Sequence[float] = OPENAI_CLIP_MEAN,
+        std: Sequence[float] = OPENAI_CLIP_STD,
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
+        super().__init__(
+            name_or_path=name_or_path,
+            config=config,
+            model=model,
+            frozen=frozen,
+            torch_dtype=torch_dtype,
+            load_weights=load_weights,
+            attn_implementation=attn_implementation,
+            hf_config_overrides=hf_config_overrides,
+            mean=mean,
+            std=std,
+            init_cfg=init_cfg,
+        )
         num_states = self.model.config.num_hidden_layers + 1
         if not -num_states <= select_layer < num_states:
-            raise ValueError(f'select_layer={select_layer} is out of range for '
-                             f'{num_states} hidden states (num_hidden_layers + 1)')
+            raise ValueError(
+                f'select_layer={select_layer} is out of range for '
+                f'{num_states} hidden states (num_hidden_layers + 1)'
+            )
         self.select_layer = select_layer
         self._freeze_unused_layers(select_layer % num_states)
         if self.image_size % self.model.config.patch_size:
-            raise ValueError(f'image_size {self.image_size} is not a multiple of patch_size '
-                             f'{self.model.config.patch_size}')
+            raise ValueError(
+                f'image_size {self.image_size} is not a multiple of patch_size '
+                f'{self.model.config.patch_size}'
+            )
 
     @property
     def out_channels(self) -> int:
@@ -80,7 +103,7 @@ class CLIPViTEncoder(HFVisionBackbone):
     @property
     def num_tokens(self) -> int:
         """Number of patch tokens per image (``grid_size ** 2``; CLS excluded)."""
-        return self.grid_size ** 2
+        return self.grid_size**2
 
     def _freeze_unused_layers(self, keep: int) -> None:
         """Freeze the layers after ``select_layer`` and the pooled-output LayerNorm.
@@ -107,8 +130,9 @@ class CLIPViTEncoder(HFVisionBackbone):
             (B, h*w, C) token sequence back without a copy).
         """
         with self._grad_context():
-            out = self.model(pixel_values=pixel_values.to(self.dtype),
-                             output_hidden_states=[self.select_layer])
+            out = self.model(
+                pixel_values=pixel_values.to(self.dtype), output_hidden_states=[self.select_layer]
+            )
         tokens = out.hidden_states[self.select_layer][:, 1:]
         b, _, c = tokens.shape
         return tokens.transpose(1, 2).reshape(b, c, self.grid_size, self.grid_size)

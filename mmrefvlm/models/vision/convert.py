@@ -24,6 +24,7 @@ timm (``visual.trunk.`` stripped)          HF ``ConvNextModel``
 
 ``conv_mlp`` variants store ``fc1``/``fc2`` as 1x1 convs; they are flattened to Linear weights.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,16 +44,26 @@ OPEN_CLIP_TRUNK_PREFIX = 'visual.trunk.'
 _RULES: list[tuple[re.Pattern, str]] = [
     (re.compile(r'^stem\.0\.(weight|bias)$'), r'embeddings.patch_embeddings.\1'),
     (re.compile(r'^stem\.1\.(weight|bias)$'), r'embeddings.layernorm.\1'),
-    (re.compile(r'^stages\.(\d+)\.downsample\.([01])\.(weight|bias)$'),
-     r'encoder.stages.\1.downsampling_layer.\2.\3'),
-    (re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.(weight|bias)$'),
-     r'encoder.stages.\1.layers.\2.dwconv.\3'),
-    (re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.norm\.(weight|bias)$'),
-     r'encoder.stages.\1.layers.\2.layernorm.\3'),
-    (re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc([12])\.(weight|bias)$'),
-     r'encoder.stages.\1.layers.\2.pwconv\3.\4'),
-    (re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.gamma$'),
-     r'encoder.stages.\1.layers.\2.layer_scale_parameter'),
+    (
+        re.compile(r'^stages\.(\d+)\.downsample\.([01])\.(weight|bias)$'),
+        r'encoder.stages.\1.downsampling_layer.\2.\3',
+    ),
+    (
+        re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.(weight|bias)$'),
+        r'encoder.stages.\1.layers.\2.dwconv.\3',
+    ),
+    (
+        re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.norm\.(weight|bias)$'),
+        r'encoder.stages.\1.layers.\2.layernorm.\3',
+    ),
+    (
+        re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc([12])\.(weight|bias)$'),
+        r'encoder.stages.\1.layers.\2.pwconv\3.\4',
+    ),
+    (
+        re.compile(r'^stages\.(\d+)\.blocks\.(\d+)\.gamma$'),
+        r'encoder.stages.\1.layers.\2.layer_scale_parameter',
+    ),
     (re.compile(r'^head\.norm\.(weight|bias)$'), r'layernorm.\1'),
 ]
 # Classifier parts of a timm trunk (absent in open_clip's, which resets the classifier).
@@ -65,7 +76,7 @@ def _unwrap(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
     inner = state_dict.get('state_dict')
     sd = dict(inner) if isinstance(inner, Mapping) else dict(state_dict)
     if sd and all(k.startswith('module.') for k in sd):
-        sd = {k[len('module.'):]: v for k, v in sd.items()}
+        sd = {k[len('module.') :]: v for k, v in sd.items()}
     return sd
 
 
@@ -87,16 +98,21 @@ def extract_trunk(state_dict: Mapping[str, Any], prefix: str | None = None) -> d
         elif 'stem.0.weight' in sd:
             prefix = ''
         else:
-            raise ValueError('no ConvNeXt trunk found: expected keys starting with '
-                             f'{OPEN_CLIP_TRUNK_PREFIX!r} (open_clip) or a bare timm '
-                             f'`stem.0.weight`; '
-                             f'first keys are {sorted(sd)[:8]}')
-    trunk = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+            raise ValueError(
+                'no ConvNeXt trunk found: expected keys starting with '
+                f'{OPEN_CLIP_TRUNK_PREFIX!r} (open_clip) or a bare timm '
+                f'`stem.0.weight`; '
+                f'first keys are {sorted(sd)[:8]}'
+            )
+    trunk = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if not trunk:
         raise ValueError(f'no key starts with prefix {prefix!r}; first keys are {sorted(sd)[:8]}')
     if len(trunk) < len(sd):
-        print_log(f'ignoring {len(sd) - len(trunk)} keys outside {prefix!r} (projection head, '
-                  'text tower, ...)', logger='current')
+        print_log(
+            f'ignoring {len(sd) - len(trunk)} keys outside {prefix!r} (projection head, '
+            'text tower, ...)',
+            logger='current',
+        )
     return trunk
 
 
@@ -116,8 +132,10 @@ def _rename(trunk: Mapping[str, Tensor]) -> dict[str, Tensor]:
             else:
                 unexpected.append(key)
     if unexpected:
-        raise ValueError(f'{len(unexpected)} trunk keys have no HF ConvNext counterpart (not a '
-                         f'patch-stem timm ConvNeXt?): {sorted(unexpected)[:10]}')
+        raise ValueError(
+            f'{len(unexpected)} trunk keys have no HF ConvNext counterpart (not a '
+            f'patch-stem timm ConvNeXt?): {sorted(unexpected)[:10]}'
+        )
     return out
 
 
@@ -126,8 +144,10 @@ def _infer_config(trunk: Mapping[str, Tensor], image_size: int) -> Any:
 
     stem = trunk.get('stem.0.weight')
     if stem is None or stem.ndim != 4 or stem.shape[-1] != stem.shape[-2]:
-        raise ValueError('expected a square patch-conv stem `stem.0.weight` of shape '
-                         f'(C, in, p, p), got {None if stem is None else tuple(stem.shape)}')
+        raise ValueError(
+            'expected a square patch-conv stem `stem.0.weight` of shape '
+            f'(C, in, p, p), got {None if stem is None else tuple(stem.shape)}'
+        )
     blocks: dict[int, set[int]] = {}
     for key in trunk:
         m = re.match(r'^stages\.(\d+)\.blocks\.(\d+)\.', key)
@@ -143,14 +163,22 @@ def _infer_config(trunk: Mapping[str, Tensor], image_size: int) -> Any:
             raise ValueError(f'missing stages.{i}.blocks.0.conv_dw.weight (cannot infer width)')
         dims.append(int(dw.shape[0]))
     return ConvNextConfig(
-        num_channels=int(stem.shape[1]), patch_size=int(stem.shape[-1]), num_stages=len(dims),
-        hidden_sizes=dims, depths=depths, hidden_act='gelu', layer_norm_eps=1e-6,
+        num_channels=int(stem.shape[1]),
+        patch_size=int(stem.shape[-1]),
+        num_stages=len(dims),
+        hidden_sizes=dims,
+        depths=depths,
+        hidden_act='gelu',
+        layer_norm_eps=1e-6,
         layer_scale_init_value=1e-6 if 'stages.0.blocks.0.gamma' in trunk else 0.0,
-        drop_path_rate=0.0, image_size=image_size)
+        drop_path_rate=0.0,
+        image_size=image_size,
+    )
 
 
-def convert_open_clip_convnext(state_dict: Mapping[str, Any], *, prefix: str | None = None,
-                               image_size: int = 512) -> tuple[dict[str, Tensor], Any]:
+def convert_open_clip_convnext(
+    state_dict: Mapping[str, Any], *, prefix: str | None = None, image_size: int = 512
+) -> tuple[dict[str, Tensor], Any]:
     """Convert an open_clip CLIP-ConvNeXt state dict to HF ``ConvNextModel`` weights.
 
     Depths, widths, patch size, input channels and layer scale are inferred from the keys; every
@@ -182,18 +210,29 @@ def convert_open_clip_convnext(state_dict: Mapping[str, Any], *, prefix: str | N
             print_log(f'no head.norm in the trunk: {key} set to identity', logger='current')
     missing = [k for k in expected if k not in renamed]
     extra = [k for k in renamed if k not in expected]
-    bad_shape = [f'{k}: {tuple(renamed[k].shape)} vs {tuple(v.shape)}'
-                 for k, v in expected.items() if k in renamed and renamed[k].shape != v.shape]
+    bad_shape = [
+        f'{k}: {tuple(renamed[k].shape)} vs {tuple(v.shape)}'
+        for k, v in expected.items()
+        if k in renamed and renamed[k].shape != v.shape
+    ]
     if missing or extra or bad_shape:
-        raise ValueError(f'checkpoint does not match the inferred ConvNext (depths '
-                         f'{config.depths}, dims {config.hidden_sizes}): missing {missing[:8]}, '
-                         f'unexpected {extra[:8]}, shape mismatches {bad_shape[:8]}')
+        raise ValueError(
+            f'checkpoint does not match the inferred ConvNext (depths '
+            f'{config.depths}, dims {config.hidden_sizes}): missing {missing[:8]}, '
+            f'unexpected {extra[:8]}, shape mismatches {bad_shape[:8]}'
+        )
     hf_sd = OrderedDict((k, renamed[k].contiguous()) for k in expected)
     return hf_sd, config
 
 
-def convert_checkpoint(src: str, out_dir: str, *, prefix: str | None = None,
-                       image_size: int = 512, dtype: str | torch.dtype | None = None) -> Any:
+def convert_checkpoint(
+    src: str,
+    out_dir: str,
+    *,
+    prefix: str | None = None,
+    image_size: int = 512,
+    dtype: str | torch.dtype | None = None,
+) -> Any:
     """Convert an open_clip checkpoint file into an HF ``ConvNextModel`` folder.
 
     Args:
@@ -210,16 +249,20 @@ def convert_checkpoint(src: str, out_dir: str, *, prefix: str | None = None,
     from transformers import ConvNextModel
 
     print_log(f'loading {src} (weights only)', logger='current')
-    hf_sd, config = convert_open_clip_convnext(load_state_file(src), prefix=prefix,
-                                               image_size=image_size)
+    hf_sd, config = convert_open_clip_convnext(
+        load_state_file(src), prefix=prefix, image_size=image_size
+    )
     cast = to_dtype(dtype)
     if cast is not None:
-        hf_sd = OrderedDict((k, v.to(cast) if v.is_floating_point() else v)
-                            for k, v in hf_sd.items())
+        hf_sd = OrderedDict(
+            (k, v.to(cast) if v.is_floating_point() else v) for k, v in hf_sd.items()
+        )
     num_params = sum(v.numel() for v in hf_sd.values())
-    print_log(f'converted {len(hf_sd)} tensors ({num_params / 1e6:.2f}M params): depths '
-              f'{config.depths}, dims {config.hidden_sizes}, patch {config.patch_size}',
-              logger='current')
+    print_log(
+        f'converted {len(hf_sd)} tensors ({num_params / 1e6:.2f}M params): depths '
+        f'{config.depths}, dims {config.hidden_sizes}, patch {config.patch_size}',
+        logger='current',
+    )
     with torch.device('meta'):
         model = ConvNextModel(config)
     model.load_state_dict(hf_sd, strict=True, assign=True)

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """CLIP-ConvNeXt pyramid: the multi-scale stage outputs the unit decoders read."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -8,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mmrefvlm.registry import MODELS
+
 from .base import HFVisionBackbone
 from .presets import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -42,16 +44,32 @@ class ConvNeXtPyramid(HFVisionBackbone):
     _hf_model_cls = 'ConvNextModel'
     _hf_config_cls = 'ConvNextConfig'
 
-    def __init__(self, name_or_path: str | None = None, *, config: Mapping | None = None,
-                 model: nn.Module | None = None, frozen: bool = True,
-                 torch_dtype: str | torch.dtype | None = 'float32', load_weights: bool = True,
-                 hf_config_overrides: Mapping | None = None,
-                 mean: Sequence[float] = OPENAI_CLIP_MEAN, std: Sequence[float] = OPENAI_CLIP_STD,
-                 init_cfg: dict | list[dict] | None = None) -> None:
-        super().__init__(name_or_path=name_or_path, config=config, model=model, frozen=frozen,
-                         torch_dtype=torch_dtype, load_weights=load_weights,
-                         hf_config_overrides=hf_config_overrides, mean=mean, std=std,
-                         init_cfg=init_cfg)
+    def __init__(
+        self,
+        name_or_path: str | None = None,
+        *,
+        config: Mapping | None = None,
+        model: nn.Module | None = None,
+        frozen: bool = True,
+        torch_dtype: str | torch.dtype | None = 'float32',
+        load_weights: bool = True,
+        hf_config_overrides: Mapping | None = None,
+        mean: Sequence[float] = OPENAI_CLIP_MEAN,
+        std: Sequence[float] = OPENAI_CLIP_STD,
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
+        super().__init__(
+            name_or_path=name_or_path,
+            config=config,
+            model=model,
+            frozen=frozen,
+            torch_dtype=torch_dtype,
+            load_weights=load_weights,
+            hf_config_overrides=hf_config_overrides,
+            mean=mean,
+            std=std,
+            init_cfg=init_cfg,
+        )
         # The pooled-output LayerNorm never touches the stage maps: frozen so that a trained
         # pyramid has no parameter without a gradient (DDP, find_unused_parameters=False).
         pooled_norm = getattr(self.model, 'layernorm', None)
@@ -71,7 +89,7 @@ class ConvNeXtPyramid(HFVisionBackbone):
     @property
     def strides(self) -> list[int]:
         """Downsampling factor of each level w.r.t. the input (patch stem, then x2 per stage)."""
-        return [self.model.config.patch_size * 2 ** i for i in range(self.num_levels)]
+        return [self.model.config.patch_size * 2**i for i in range(self.num_levels)]
 
     @property
     def image_size(self) -> int:

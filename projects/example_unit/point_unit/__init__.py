@@ -5,12 +5,18 @@ Importing this package registers everything in mmrefvlm's registries (``MODELS``
 ``TRANSFORMS``, ``METRICS``); configs load it with
 ``custom_imports = dict(imports=['projects.example_unit.point_unit'])``.
 """
+
 from .decoder import PointerPointHead, PointUnitDecoder
 from .metric import PointMetric, points_in_masks
 from .targets import PointTarget
 from .transforms import POINT_TEMPLATE_DIR, RemapRecordUnits
 
 __all__ = [
-    'PointUnitDecoder', 'PointerPointHead', 'PointMetric', 'points_in_masks', 'PointTarget',
-    'RemapRecordUnits', 'POINT_TEMPLATE_DIR'
+    'PointUnitDecoder',
+    'PointerPointHead',
+    'PointMetric',
+    'points_in_masks',
+    'PointTarget',
+    'RemapRecordUnits',
+    'POINT_TEMPLATE_DIR',
 ]

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """``point`` unit: one (x, y) per ``<REF>``, decoded by pointing at memory cells."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,13 +12,16 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmrefvlm.models.matchers import flat_group_keys, match_in_groups, point_group_costs
-from mmrefvlm.models.unit_decoders import BaseVisualUnitDecoder, PyramidFusion, QueryDecoder
-from mmrefvlm.models.unit_decoders import QueryProjection
+from mmrefvlm.models.unit_decoders import (
+    BaseVisualUnitDecoder,
+    PyramidFusion,
+    QueryDecoder,
+    QueryProjection,
+)
 from mmrefvlm.models.unit_decoders.layers import MLP, FusedMemory
 from mmrefvlm.models.unit_decoders.utils import gather_unit_targets, per_sample, sample_frame
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
-
 
 #: Attention logit of padding cells: finite (outputs stay finite) but with zero softmax weight.
 MASKED_LOGIT = -1e4
@@ -43,7 +47,7 @@ def nearest_cell(points: Tensor, hw: tuple[int, int], padding: Tensor | None = N
     Returns:
         Tensor: (M,) long row-major cell index (the cell holding the point when it is valid).
     """
-    dist = torch.cdist(points.float(), cell_centres(hw, points.device))      # (M, HW)
+    dist = torch.cdist(points.float(), cell_centres(hw, points.device))  # (M, HW)
     if padding is not None:
         dist = dist.masked_fill(padding, float('inf'))
     return dist.argmin(-1)
@@ -65,13 +69,13 @@ class PointerPointHead(BaseModule):
 
     def __init__(self, d_model: int, offset_range: float = 0.25) -> None:
         super().__init__()
-        if not 0. < offset_range <= 1.:
+        if not 0.0 < offset_range <= 1.0:
             raise ValueError(f'offset_range must be in (0, 1], got {offset_range}')
         self.query = nn.Linear(d_model, d_model)
         self.key = nn.Linear(d_model, d_model)
         self.offset = MLP(d_model, d_model, 2, 2)
         self.offset_range = offset_range
-        self.scale = d_model ** -0.5
+        self.scale = d_model**-0.5
 
     def forward(self, hidden: Tensor, memory: FusedMemory) -> tuple[Tensor, Tensor]:
         """Decode points.
@@ -91,7 +95,7 @@ class PointerPointHead(BaseModule):
         if memory.padding_mask is not None:
             logits = logits.masked_fill(memory.padding_mask[:, None], MASKED_LOGIT)
         weights = logits.softmax(-1)
-        offsets = self.offset(mem).float().tanh() * self.offset_range           # (B, HW, 2)
+        offsets = self.offset(mem).float().tanh() * self.offset_range  # (B, HW, 2)
         cells = cell_centres(memory.hw, mem.device)[None] + offsets
         points = torch.einsum('bqn,bnc->bqc', weights, cells).clamp(0, 1)
         return points, logits
@@ -140,28 +144,54 @@ class PointUnitDecoder(BaseVisualUnitDecoder):
 
     unit = 'point'
 
-    def __init__(self, in_channels: int, *, num_queries: int = 16, d_model: int = 256,
-                 num_layers: int = 1, num_heads: int = 8, ffn_dim: int = 1024,
-                 dropout: float = 0.0, pyramid_channels: Sequence[int] = (192, 384, 768, 1536),
-                 clip_channels: int = 1024, memory_levels: Sequence[int] = (0, 1),
-                 memory_use_clip: bool = True, memory_size: int | None = 32,
-                 mask_memory_padding: bool = True, offset_range: float = 0.25,
-                 l1_weight: float = 5.0, ce_weight: float = 1.0, init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_queries: int = 16,
+        d_model: int = 256,
+        num_layers: int = 1,
+        num_heads: int = 8,
+        ffn_dim: int = 1024,
+        dropout: float = 0.0,
+        pyramid_channels: Sequence[int] = (192, 384, 768, 1536),
+        clip_channels: int = 1024,
+        memory_levels: Sequence[int] = (0, 1),
+        memory_use_clip: bool = True,
+        memory_size: int | None = 32,
+        mask_memory_padding: bool = True,
+        offset_range: float = 0.25,
+        l1_weight: float = 5.0,
+        ce_weight: float = 1.0,
+        init_cfg=None,
+    ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
         if num_layers < 0 or l1_weight < 0 or ce_weight < 0:
-            raise ValueError(f'num_layers, l1_weight and ce_weight must be >= 0, got '
-                             f'{num_layers}, {l1_weight}, {ce_weight}')
+            raise ValueError(
+                f'num_layers, l1_weight and ce_weight must be >= 0, got '
+                f'{num_layers}, {l1_weight}, {ce_weight}'
+            )
         self.query_proj = QueryProjection(in_channels, d_model, num_queries)
-        self.memory = PyramidFusion(pyramid_channels, clip_channels, d_model,
-                                    levels=memory_levels, use_clip=memory_use_clip,
-                                    size=memory_size, mask_padding=mask_memory_padding)
-        self.decoder = (QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
-                        if num_layers > 0 else None)
+        self.memory = PyramidFusion(
+            pyramid_channels,
+            clip_channels,
+            d_model,
+            levels=memory_levels,
+            use_clip=memory_use_clip,
+            size=memory_size,
+            mask_padding=mask_memory_padding,
+        )
+        self.decoder = (
+            QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
+            if num_layers > 0
+            else None
+        )
         self.head = PointerPointHead(d_model, offset_range)
         self.l1_weight, self.ce_weight = float(l1_weight), float(ce_weight)
 
-    def _decode(self, queries: UnitQueries, visual: VisualContext
-                ) -> tuple[Tensor, Tensor, FusedMemory]:
+    def _decode(
+        self, queries: UnitQueries, visual: VisualContext
+    ) -> tuple[Tensor, Tensor, FusedMemory]:
         content, query_pos = self.query_proj(queries)
         memory = self.memory(visual)
         mask = queries.mask.bool()
@@ -177,40 +207,48 @@ class PointUnitDecoder(BaseVisualUnitDecoder):
         points, logits, _ = self._decode(queries, visual)
         return dict(points=points, logits=logits)
 
-    def loss(self, queries: UnitQueries, visual: VisualContext,
-             batch_data_samples: SampleList) -> dict[str, Tensor]:
+    def loss(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> dict[str, Tensor]:
         """``loss_point_l1`` and ``loss_point_ce`` against ``gt_units.point.points``."""
         points, logits, memory = self._decode(queries, visual)
         mask = queries.mask.bool()
         num = int(mask.sum())
         if num == 0:
-            zero = points.sum() * 0. + logits.sum() * 0.
+            zero = points.sum() * 0.0 + logits.sum() * 0.0
             return dict(loss_point_l1=zero, loss_point_ce=zero)
-        pred, pred_logits = points[mask], logits[mask]                    # (M, 2), (M, HW)
+        pred, pred_logits = points[mask], logits[mask]  # (M, 2), (M, HW)
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['points'], queries)['points']
         tgt = tgt.float()
         keys = flat_group_keys(queries.group_ids, mask)
-        pred_inds, tgt_inds = match_in_groups(point_group_costs, pred[:, None], tgt[:, None],
-                                              keys, weight=self.l1_weight)
+        pred_inds, tgt_inds = match_in_groups(
+            point_group_costs, pred[:, None], tgt[:, None], keys, weight=self.l1_weight
+        )
         pred, pred_logits, tgt = pred[pred_inds], pred_logits[pred_inds], tgt[tgt_inds]
         l1 = (pred - tgt).abs().sum() / num * self.l1_weight
         padding = None
-        if memory.padding_mask is not None:   # (B, HW) -> the matched queries' rows
+        if memory.padding_mask is not None:  # (B, HW) -> the matched queries' rows
             rows = mask.nonzero()[:, 0][pred_inds]
             padding = memory.padding_mask[rows]
         ce = F.cross_entropy(pred_logits, nearest_cell(tgt, memory.hw, padding)) * self.ce_weight
         return dict(loss_point_l1=l1, loss_point_ce=ce)
 
     @torch.no_grad()
-    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(
+        self,
+        queries: UnitQueries,
+        visual: VisualContext,
+        batch_data_samples: SampleList,
+        rescale: bool = True,
+    ) -> list[InstanceData]:
         """One ``InstanceData(points, scores)`` per sample (see the class docstring)."""
         points, logits, _ = self._decode(queries, visual)
         mask = queries.mask.bool()
         scores = logits.softmax(-1).amax(-1)
         results = []
-        for sample, pts, sc in zip(batch_data_samples, per_sample(points, mask),
-                                   per_sample(scores, mask)):
+        for sample, pts, sc in zip(
+            batch_data_samples, per_sample(points, mask), per_sample(scores, mask), strict=True
+        ):
             if rescale:
                 height, width, side = sample_frame(sample)
                 pts = torch.minimum(pts * side, pts.new_tensor([width, height]))

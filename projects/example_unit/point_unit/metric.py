@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """``PointMetric``: hit rate and normalised distance of predicted points, with the image-centre
 baseline computed on the same samples."""
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -8,8 +9,14 @@ from typing import ClassVar
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from mmrefvlm.evaluation.metrics.base import (RefVLMBaseMetric, TaskSpec, image_shape,
-                                              mean_or_nan, ratio_or_nan, select_unit)
+from mmrefvlm.evaluation.metrics.base import (
+    RefVLMBaseMetric,
+    TaskSpec,
+    image_shape,
+    mean_or_nan,
+    ratio_or_nan,
+    select_unit,
+)
 from mmrefvlm.registry import METRICS
 
 
@@ -44,7 +51,7 @@ def match_points(pred: np.ndarray, gt: np.ndarray) -> list[tuple[int, int]]:
     dist = np.linalg.norm(pred[:, None] - gt[None], axis=-1)
     dist = np.where(np.isfinite(dist), dist, 1e9)
     rows, cols = linear_sum_assignment(dist)
-    return sorted(zip(rows.tolist(), cols.tolist()), key=lambda pair: pair[1])
+    return sorted(zip(rows.tolist(), cols.tolist(), strict=True), key=lambda pair: pair[1])
 
 
 @METRICS.register_module()
@@ -75,15 +82,16 @@ class PointMetric(RefVLMBaseMetric):
         self.unit = unit
 
     @staticmethod
-    def _score(pred: np.ndarray, gt: np.ndarray, masks: np.ndarray | None,
-               diag: float) -> tuple[int, float]:
+    def _score(
+        pred: np.ndarray, gt: np.ndarray, masks: np.ndarray | None, diag: float
+    ) -> tuple[int, float]:
         """(hits, sum of normalised distances) of one sample's predictions."""
         pairs = match_points(pred, gt)
         dist = np.ones(len(gt))
         hit = np.zeros(len(gt), dtype=bool)
         if pairs:
-            p_idx, g_idx = (np.array(v) for v in zip(*pairs))
-            dist[g_idx] = np.minimum(np.linalg.norm(pred[p_idx] - gt[g_idx], axis=1) / diag, 1.)
+            p_idx, g_idx = (np.array(v) for v in zip(*pairs, strict=True))
+            dist[g_idx] = np.minimum(np.linalg.norm(pred[p_idx] - gt[g_idx], axis=1) / diag, 1.0)
             if masks is not None:
                 hit[g_idx] = points_in_masks(pred[p_idx], masks[g_idx])
         return int(hit.sum()), float(dist.sum())

@@ -5,6 +5,7 @@ Registered in ``TASK_UTILS`` and named per unit in the pipeline config, so the c
 builds ``gt_units.point`` without knowing the unit:
 ``BuildUnitTargets(unit_targets=dict(point=dict(type=PointTarget)))``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,8 +39,9 @@ class PointTarget(BaseUnitTarget):
             True.
     """
 
-    def __init__(self, source: str = 'keypoint', keypoint_index: int = 0,
-                 with_masks: bool = True) -> None:
+    def __init__(
+        self, source: str = 'keypoint', keypoint_index: int = 0, with_masks: bool = True
+    ) -> None:
         if source not in POINT_SOURCES:
             raise ValueError(f'source must be one of {POINT_SOURCES}, got {source!r}')
         if keypoint_index < 0:
@@ -52,16 +54,19 @@ class PointTarget(BaseUnitTarget):
         """(2,) float32 pixel point of one instance."""
         rid = results.get('id', '?')
         if not inst:
-            raise TargetError(f'record {rid}: a point target needs an instance (got an '
-                              'image-level target)')
+            raise TargetError(
+                f'record {rid}: a point target needs an instance (got an image-level target)'
+            )
         h, w = results['ori_shape']
         if self.source == 'keypoint':
             kps = inst.get('keypoints')
             k = self.keypoint_index
             if kps is None or len(kps) < 3 * (k + 1):
-                raise TargetError(f'record {rid}: point target needs keypoint {k}, the instance '
-                                  f'has {0 if kps is None else len(kps) // 3} keypoints')
-            x, y, v = (float(c) for c in kps[3 * k:3 * k + 3])
+                raise TargetError(
+                    f'record {rid}: point target needs keypoint {k}, the instance '
+                    f'has {0 if kps is None else len(kps) // 3} keypoints'
+                )
+            x, y, v = (float(c) for c in kps[3 * k : 3 * k + 3])
             if v <= 0:
                 raise TargetError(f'record {rid}: keypoint {k} is not labelled (v={v:g})')
         elif self.source == 'mask_centroid':
@@ -96,9 +101,14 @@ class PointTarget(BaseUnitTarget):
             masks = []
             for inst in instances:
                 if inst.get('mask') is None:
-                    raise TargetError(f'record {results.get("id", "?")}: with_masks=True but '
-                                      'a point target instance has no mask')
+                    raise TargetError(
+                        f'record {results.get("id", "?")}: with_masks=True but '
+                        'a point target instance has no mask'
+                    )
                 masks.append(decode_mask(inst['mask'], h, w).astype(bool))
-            out['masks'] = (torch.from_numpy(np.stack(masks)) if masks
-                            else torch.zeros(0, h, w, dtype=torch.bool))
+            out['masks'] = (
+                torch.from_numpy(np.stack(masks))
+                if masks
+                else torch.zeros(0, h, w, dtype=torch.bool)
+            )
         return out

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Data transforms of the ``point`` example: turn existing records into ``point`` records, and
 render conversations with the plugin's own template set."""
+
 from __future__ import annotations
 
 import copy
@@ -35,10 +36,16 @@ class RemapRecordUnits(BaseTransform):
             user turns that reference a set (``{"template": ...}``).
     """
 
-    def __init__(self, unit_map: Mapping[str, str], *, task: str | None = None,
-                 template_map: Mapping[str, str] | None = None) -> None:
-        if not unit_map or not all(isinstance(k, str) and isinstance(v, str) and v
-                                   for k, v in unit_map.items()):
+    def __init__(
+        self,
+        unit_map: Mapping[str, str],
+        *,
+        task: str | None = None,
+        template_map: Mapping[str, str] | None = None,
+    ) -> None:
+        if not unit_map or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in unit_map.items()
+        ):
             raise ValueError(f'unit_map must map unit names to unit names, got {unit_map!r}')
         self.unit_map = dict(unit_map)
         self.task = task

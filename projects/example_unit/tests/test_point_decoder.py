@@ -1,19 +1,35 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """PointUnitDecoder: the core decoder contract + hand-computed head, losses and rescaling."""
+
 import torch
 from mmengine.structures import BaseDataElement, InstanceData
 
 from mmrefvlm.models.unit_decoders.layers import FusedMemory
 from mmrefvlm.registry import MODELS
-from mmrefvlm.testing import (DEMO_CLIP_CHANNELS, DEMO_IN_CHANNELS, DEMO_PYRAMID_CHANNELS,
-                              UnitDecoderContract, demo_unit_inputs)
+from mmrefvlm.testing import (
+    DEMO_CLIP_CHANNELS,
+    DEMO_IN_CHANNELS,
+    DEMO_PYRAMID_CHANNELS,
+    UnitDecoderContract,
+    demo_unit_inputs,
+)
 from projects.example_unit.point_unit import PointerPointHead, PointUnitDecoder
 from projects.example_unit.point_unit.decoder import nearest_cell
 
-TINY_CFG = dict(type='PointUnitDecoder', in_channels=DEMO_IN_CHANNELS, num_queries=4, d_model=32,
-                num_layers=1, num_heads=4, ffn_dim=64, dropout=0.1,
-                pyramid_channels=DEMO_PYRAMID_CHANNELS, clip_channels=DEMO_CLIP_CHANNELS,
-                memory_levels=(0, 1), memory_size=8)
+TINY_CFG = dict(
+    type='PointUnitDecoder',
+    in_channels=DEMO_IN_CHANNELS,
+    num_queries=4,
+    d_model=32,
+    num_layers=1,
+    num_heads=4,
+    ffn_dim=64,
+    dropout=0.1,
+    pyramid_channels=DEMO_PYRAMID_CHANNELS,
+    clip_channels=DEMO_CLIP_CHANNELS,
+    memory_levels=(0, 1),
+    memory_size=8,
+)
 
 
 def point_inputs(**kwargs):
@@ -21,9 +37,13 @@ def point_inputs(**kwargs):
     queries, visual, samples = demo_unit_inputs('keypoint', **kwargs)
     for sample in samples:
         kp = sample.gt_units.keypoint
-        sample.gt_units = BaseDataElement(point=InstanceData(
-            points=kp.keypoints[:, 0, :2].clone(), group_ids=kp.group_ids,
-            instance_ids=kp.instance_ids))
+        sample.gt_units = BaseDataElement(
+            point=InstanceData(
+                points=kp.keypoints[:, 0, :2].clone(),
+                group_ids=kp.group_ids,
+                instance_ids=kp.instance_ids,
+            )
+        )
     return queries, visual, samples
 
 
@@ -63,10 +83,9 @@ def test_head_is_weighted_mean_of_cell_candidates():
     padding = torch.tensor([[False, False, False, True]])
     points, logits = head(hidden, FusedMemory(mem, torch.zeros_like(mem), padding, (2, 2)))
     # reference: explicit loop over queries and cells
-    centres = [(.25, .25), (.75, .25), (.25, .75), (.75, .75)]
+    centres = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]
     for q in range(2):
-        scores = [float(head.query(hidden[0, q]) @ head.key(mem[0, n])) * 8 ** -0.5
-                  for n in range(3)]
+        scores = [float(head.query(hidden[0, q]) @ head.key(mem[0, n])) * 8**-0.5 for n in range(3)]
         weights = torch.tensor(scores).softmax(0)
         exp = torch.zeros(2)
         for n in range(3):
@@ -106,7 +125,7 @@ def test_predict_rescales_to_original_pixels():
     queries, visual, samples = point_inputs()
     norm = decoder.predict(queries, visual, samples, rescale=False)
     pix = decoder.predict(queries, visual, samples, rescale=True)
-    for a, b, s in zip(norm, pix, samples):
+    for a, b, s in zip(norm, pix, samples, strict=True):
         h, w = s.metainfo['ori_shape']
         side = s.metainfo['square_size']
         exp = torch.minimum(a.points * side, torch.tensor([float(w), float(h)]))

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """PointMetric on hand-computed toy samples."""
+
 import math
 
 import numpy as np
@@ -19,11 +20,17 @@ def _masks(*boxes, shape=(10, 20)):
 
 
 def _sample(gt_points, masks, pred_points, pred_units=None, task='point'):
-    gt = InstanceData(points=torch.tensor(gt_points, dtype=torch.float32), masks=masks,
-                      units=['point'] * len(gt_points), labels=['x'] * len(gt_points))
-    pred = InstanceData(points=torch.tensor(pred_points, dtype=torch.float32).reshape(-1, 2),
-                        units=pred_units or ['point'] * len(pred_points),
-                        labels=['x'] * len(pred_points))
+    gt = InstanceData(
+        points=torch.tensor(gt_points, dtype=torch.float32),
+        masks=masks,
+        units=['point'] * len(gt_points),
+        labels=['x'] * len(gt_points),
+    )
+    pred = InstanceData(
+        points=torch.tensor(pred_points, dtype=torch.float32).reshape(-1, 2),
+        units=pred_units or ['point'] * len(pred_points),
+        labels=['x'] * len(pred_points),
+    )
     return {'task': task, 'ori_shape': (10, 20), 'gt_instances': gt, 'pred_instances': pred}
 
 
@@ -40,8 +47,11 @@ def test_metric_values_by_hand():
         # hit, distance 1 px; the centre (10, 5) lies outside the mask
         _sample([[3.0, 3.0]], _masks((2, 2, 5, 5)), [[3.0, 4.0]]),
         # two GT points matched crosswise (Hungarian on distance): both hit, distances 0 and 2
-        _sample([[15.0, 5.0], [1.0, 1.0]], _masks((14, 4, 18, 8), (0, 0, 3, 3)),
-                [[1.0, 1.0], [15.0, 7.0]]),
+        _sample(
+            [[15.0, 5.0], [1.0, 1.0]],
+            _masks((14, 4, 18, 8), (0, 0, 3, 3)),
+            [[1.0, 1.0], [15.0, 7.0]],
+        ),
         # no prediction of the `point` unit (a box entry): miss, distance = diagonal
         _sample([[10.0, 5.0]], _masks((9, 4, 12, 7)), [[10.0, 5.0]], pred_units=['box']),
         # another task: ignored

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The project config through the real tools: ``tools/train.py`` (2 steps) then ``tools/test.py``
 producing ``point`` predictions and the ``point/*`` metrics."""
+
 import os.path as osp
 
 import pytest
@@ -19,6 +20,7 @@ def demo_root():
 
 def test_config_adds_the_point_unit():
     from mmrefvlm.apis import load_config
+
     cfg = load_config(CONFIG)
     assert set(cfg.model.unit_decoders) == {'point'}
     assert cfg.model.loss_weights == dict(llm=1.0, point=1.0)
@@ -33,11 +35,24 @@ def test_train_two_steps_then_test_predicts_points(demo_root, tmp_path, monkeypa
     from mmrefvlm.tokenization import build_tokenizer
 
     work = str(tmp_path / 'work')
-    common = ['train_dataloader.batch_size=2', 'test_dataloader.batch_size=2',
-              'test_dataloader.dataset.indices=2', 'model.max_new_tokens=24']
-    train_tool.main([CONFIG, '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
-                     'train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=2',
-                     *common])
+    common = [
+        'train_dataloader.batch_size=2',
+        'test_dataloader.batch_size=2',
+        'test_dataloader.dataset.indices=2',
+        'model.max_new_tokens=24',
+    ]
+    train_tool.main(
+        [
+            CONFIG,
+            '--work-dir',
+            work,
+            '--cfg-options',
+            'train_cfg.max_iters=2',
+            'train_cfg.val_interval=100',
+            'default_hooks.checkpoint.interval=2',
+            *common,
+        ]
+    )
     ckpt = osp.join(work, 'iter_2.pth')
     state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
     assert any(k.startswith('unit_decoders.point.head.') for k in state)
@@ -45,18 +60,20 @@ def test_train_two_steps_then_test_predicts_points(demo_root, tmp_path, monkeypa
     tok = build_tokenizer('demo')
     ids = tok.encode('<Phrase>the object</Phrase>(<Unit>point</Unit>[0]<REF>).') + [tok.ids.eos]
     real = refvlm_module.greedy_generate
-    monkeypatch.setattr(refvlm_module, 'greedy_generate',
-                        lambda llm, *a, **k: real(ScriptedLM(llm, ids), *a, **k))
+    monkeypatch.setattr(
+        refvlm_module, 'greedy_generate', lambda llm, *a, **k: real(ScriptedLM(llm, ids), *a, **k)
+    )
     predicted = []
     original_predict = refvlm_module.RefVLM.predict
 
     def spy_predict(self, inputs, data_samples):
         predicted.extend(original_predict(self, inputs, data_samples))
-        return predicted[-len(data_samples):]
+        return predicted[-len(data_samples) :]
 
     monkeypatch.setattr(refvlm_module.RefVLM, 'predict', spy_predict)
-    metrics = test_tool.main([CONFIG, ckpt, '--work-dir', str(tmp_path / 'test'),
-                              '--cfg-options', *common])
+    metrics = test_tool.main(
+        [CONFIG, ckpt, '--work-dir', str(tmp_path / 'test'), '--cfg-options', *common]
+    )
     assert {'point/acc', 'point/mean_dist', 'point/center_acc'} <= set(metrics)
     assert metrics['point/num_points'] == 2
     assert len(predicted) == 2

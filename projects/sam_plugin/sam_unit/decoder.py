@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """``SamMaskUnitDecoder``: a SAM mask decoder prompted by the ``<REF>`` state (REF-VLM stage 3,
 App. C.2 / Table 12; the LISA recipe): a drop-in replacement of the MaskFormer ``mask`` decoder."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -16,8 +17,12 @@ from mmrefvlm.models.matchers import flat_group_keys, mask_group_costs, match_in
 from mmrefvlm.models.unit_decoders import BaseVisualUnitDecoder
 from mmrefvlm.models.unit_decoders.layers import valid_region_mask
 from mmrefvlm.models.unit_decoders.mask import MASK_DICE_LOSS, MASK_FOCAL_LOSS, MASK_MATCH_COSTS
-from mmrefvlm.models.unit_decoders.utils import (gather_unit_targets, per_sample, resize_maps,
-                                                 square_to_original)
+from mmrefvlm.models.unit_decoders.utils import (
+    gather_unit_targets,
+    per_sample,
+    resize_maps,
+    square_to_original,
+)
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 
@@ -79,30 +84,49 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
 
     unit = 'mask'
 
-    def __init__(self, in_channels: int, *, num_queries: int = 30,
-                 sam: str | Mapping[str, Any] = 'sam_vit_l', checkpoint: str | None = None,
-                 checkpoint_prefix: str = '', freeze_image_encoder: bool = True,
-                 train_mask_decoder: bool = True, loss_focal: dict = MASK_FOCAL_LOSS,
-                 loss_dice: dict = MASK_DICE_LOSS, match_costs: dict = MASK_MATCH_COSTS,
-                 match_size: int = 64, mask_threshold: float = 0.5,
-                 pixel_mean: Sequence[float] = SAM_PIXEL_MEAN,
-                 pixel_std: Sequence[float] = SAM_PIXEL_STD, init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_queries: int = 30,
+        sam: str | Mapping[str, Any] = 'sam_vit_l',
+        checkpoint: str | None = None,
+        checkpoint_prefix: str = '',
+        freeze_image_encoder: bool = True,
+        train_mask_decoder: bool = True,
+        loss_focal: dict = MASK_FOCAL_LOSS,
+        loss_dice: dict = MASK_DICE_LOSS,
+        match_costs: dict = MASK_MATCH_COSTS,
+        match_size: int = 64,
+        mask_threshold: float = 0.5,
+        pixel_mean: Sequence[float] = SAM_PIXEL_MEAN,
+        pixel_std: Sequence[float] = SAM_PIXEL_STD,
+        init_cfg=None,
+    ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
-        if match_size <= 0 or not 0. < mask_threshold < 1.:
-            raise ValueError(f'need match_size > 0 and 0 < mask_threshold < 1, got {match_size}, '
-                             f'{mask_threshold}')
+        if match_size <= 0 or not 0.0 < mask_threshold < 1.0:
+            raise ValueError(
+                f'need match_size > 0 and 0 < mask_threshold < 1, got {match_size}, '
+                f'{mask_threshold}'
+            )
         spec = {'preset': sam} if isinstance(sam, str) else dict(sam)
         self.sam = build_sam_model(spec.pop('preset', None), spec)
         if checkpoint is not None:
             load_official_sam_checkpoint(self.sam, checkpoint, checkpoint_prefix)
         else:
-            print_log('SamMaskUnitDecoder: no SAM checkpoint given, the SAM weights are random '
-                      '(fine for tests, useless for real training)', logger='current',
-                      level=30)
+            print_log(
+                'SamMaskUnitDecoder: no SAM checkpoint given, the SAM weights are random '
+                '(fine for tests, useless for real training)',
+                logger='current',
+                level=30,
+            )
             self._official_random_init()
         prompt_dim = self.sam.config.prompt_encoder_config.hidden_size
-        self.text_proj = nn.Sequential(nn.Linear(in_channels, in_channels), nn.ReLU(inplace=True),
-                                       nn.Linear(in_channels, prompt_dim))
+        self.text_proj = nn.Sequential(
+            nn.Linear(in_channels, in_channels),
+            nn.ReLU(inplace=True),
+            nn.Linear(in_channels, prompt_dim),
+        )
         self.freeze_image_encoder = freeze_image_encoder
         self._set_trainable(freeze_image_encoder, train_mask_decoder)
         self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(3, 1, 1), False)
@@ -175,8 +199,9 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
         cfg = self.sam.config.prompt_encoder_config
         dtype = self.text_proj[0].weight.dtype
         side = cfg.image_embedding_size
-        out = torch.zeros(len(batch_data_samples), cfg.hidden_size, side, side,
-                          device=rows.device, dtype=dtype)
+        out = torch.zeros(
+            len(batch_data_samples), cfg.hidden_size, side, side, device=rows.device, dtype=dtype
+        )
         inds = rows.nonzero()[:, 0].tolist()
         if not inds:
             return out
@@ -184,24 +209,32 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
         for b in inds:
             img = batch_data_samples[b].get('sam_image')
             if img is None:
-                raise ValueError(f'sample {batch_data_samples[b].metainfo.get("record_id")} has '
-                                 'mask queries but no sam_image; add PackSamImage (and a `sam` '
-                                 'size in PrepareImages) to the pipeline')
+                raise ValueError(
+                    f'sample {batch_data_samples[b].metainfo.get("record_id")} has '
+                    'mask queries but no sam_image; add PackSamImage (and a `sam` '
+                    'size in PrepareImages) to the pipeline'
+                )
             images.append(torch.as_tensor(img, device=rows.device))
         pixels = torch.stack(images).float()
         if pixels.shape[-1] != self.image_size:
-            pixels = F.interpolate(pixels, size=(self.image_size, self.image_size),
-                                   mode='bilinear', align_corners=False)
+            pixels = F.interpolate(
+                pixels,
+                size=(self.image_size, self.image_size),
+                mode='bilinear',
+                align_corners=False,
+            )
         pixels = ((pixels - self.pixel_mean) / self.pixel_std).to(
-            self.sam.vision_encoder.patch_embed.projection.weight.dtype)
+            self.sam.vision_encoder.patch_embed.projection.weight.dtype
+        )
         with torch.set_grad_enabled(not self.freeze_image_encoder and torch.is_grad_enabled()):
             emb = self.sam.vision_encoder(pixels)[0]
         out[inds] = emb.to(dtype)
         return out
 
     # ------------------------------------------------------------------------------ decode
-    def forward(self, queries: UnitQueries, visual: VisualContext,
-                image_embeddings: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, queries: UnitQueries, visual: VisualContext, image_embeddings: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """``mask_logits`` (B, Q, H_m, W_m) float for every slot (zeros on padding).
 
         Args:
@@ -216,10 +249,11 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
         if not bool(mask.any()):
             # No query: decode one zero prompt on a zero image so that every trainable parameter
             # stays in the graph (0 x output), as the contract asks of zero-query batches.
-            fake = self._decode(self.text_proj(queries.embeds.new_zeros(1, self.in_channels)
-                                               .to(dtype)), None)
+            fake = self._decode(
+                self.text_proj(queries.embeds.new_zeros(1, self.in_channels).to(dtype)), None
+            )
             size = fake.shape[-2:]
-            return dict(mask_logits=fake.new_zeros(batch, slots, *size) + fake.sum() * 0.)
+            return dict(mask_logits=fake.new_zeros(batch, slots, *size) + fake.sum() * 0.0)
         if image_embeddings is not None:
             image_embeddings = image_embeddings[mask.nonzero()[:, 0]]
         logits = self._decode(self.text_proj(queries.embeds[mask].to(dtype)), image_embeddings)
@@ -241,18 +275,20 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
             image_positional_embeddings=image_pe.expand(num, -1, -1, -1),
             sparse_prompt_embeddings=sparse[:, None, None],
             dense_prompt_embeddings=dense.expand(num, -1, side, side),
-            multimask_output=False)
+            multimask_output=False,
+        )
         return logits[:, 0, 0]
 
-    def loss(self, queries: UnitQueries, visual: VisualContext,
-             batch_data_samples: SampleList) -> dict[str, Tensor]:
+    def loss(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> dict[str, Tensor]:
         """``loss_mask_focal`` and ``loss_mask_dice`` against ``gt_units.mask.masks``."""
         mask = queries.mask.bool()
         num = int(mask.sum())
         embeds = self.encode_images(batch_data_samples, mask.any(1)) if num else None
         logits = self(queries, visual, embeds)['mask_logits']
         if num == 0:
-            zero = logits.sum() * 0.
+            zero = logits.sum() * 0.0
             return dict(loss_mask_focal=zero, loss_mask_dice=zero)
         pred = logits[mask].float()
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['masks'], queries)['masks']
@@ -262,9 +298,13 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
         msize = min(self.match_size, size)
         small = F.adaptive_avg_pool2d(tgt.float()[:, None], msize)[:, 0] > 0.5
         pred_inds, tgt_inds = match_in_groups(
-            mask_group_costs, resize_maps(pred, msize), small,
+            mask_group_costs,
+            resize_maps(pred, msize),
+            small,
             flat_group_keys(queries.group_ids, mask),
-            valid=valid_region_mask(valid_hw, msize, msize), **self.match_costs)
+            valid=valid_region_mask(valid_hw, msize, msize),
+            **self.match_costs,
+        )
         p = resize_maps(pred[pred_inds], size).flatten(1)
         t = tgt[tgt_inds].flatten(1).float()
         val = valid_region_mask(valid_hw[pred_inds], size, size).flatten(1).float()
@@ -274,14 +314,19 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
         return dict(loss_mask_focal=focal, loss_mask_dice=dice)
 
     @torch.no_grad()
-    def predict(self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(
+        self,
+        queries: UnitQueries,
+        visual: VisualContext,
+        batch_data_samples: SampleList,
+        rescale: bool = True,
+    ) -> list[InstanceData]:
         """One ``InstanceData(masks, scores)`` per sample (see the class docstring)."""
         mask = queries.mask.bool()
         embeds = self.encode_images(batch_data_samples, mask.any(1)) if mask.any() else None
         logits = self(queries, visual, embeds)['mask_logits'].float()
         results = []
-        for sample, sel in zip(batch_data_samples, per_sample(logits, mask)):
+        for sample, sel in zip(batch_data_samples, per_sample(logits, mask), strict=True):
             prob = (square_to_original(sel, sample) if rescale else sel).sigmoid()
             masks = prob > self.mask_threshold
             area = masks.flatten(1).sum(1)

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """``PackSamImage``: hand the SAM-sized image to the SAM decoder through the data sample."""
+
 from __future__ import annotations
 
 from mmcv.transforms import BaseTransform

@@ -7,6 +7,7 @@ Written from the official segment-anything module definitions (``ImageEncoderViT
 test and of HF transformers: if the converter maps a tensor to the wrong HF parameter, HF's outputs
 differ from these.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,12 +17,22 @@ import torch.nn.functional as F
 
 #: The tiny SAM used by the plugin's tests (HF-side overrides for ``sam_config_dict``).
 TINY_SAM = dict(
-    vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       global_attn_indexes=[1], image_size=64, patch_size=8, window_size=4,
-                       output_channels=32, initializer_range=0.02),
+    vision_config=dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        global_attn_indexes=[1],
+        image_size=64,
+        patch_size=8,
+        window_size=4,
+        output_channels=32,
+        initializer_range=0.02,
+    ),
     prompt_encoder_config=dict(mask_input_channels=8),
-    mask_decoder_config=dict(mlp_dim=64, num_hidden_layers=2, num_attention_heads=2,
-                             iou_head_hidden_dim=32))
+    mask_decoder_config=dict(
+        mlp_dim=64, num_hidden_layers=2, num_attention_heads=2, iou_head_hidden_dim=32
+    ),
+)
 EMBED, DEPTH, GLOBAL, WINDOW, IMG, PATCH, OUT = 32, 2, (1,), 4, 64, 8, 32
 MASK_IN, TD_DEPTH, TD_MLP, IOU_HIDDEN, NUM_MASK_TOKENS = 8, 2, 64, 32, 4
 
@@ -59,10 +70,18 @@ def official_tiny_sam_state(seed: int = 0) -> dict[str, torch.Tensor]:
         shapes[f'{pe}point_embeddings.{i}.weight'] = (1, OUT)
     shapes[pe + 'not_a_point_embed.weight'] = shapes[pe + 'no_mask_embed.weight'] = (1, OUT)
     q = MASK_IN // 4
-    for name, shape in (('0.weight', (q, 1, 2, 2)), ('0.bias', (q,)), ('1.weight', (q,)),
-                        ('1.bias', (q,)), ('3.weight', (MASK_IN, q, 2, 2)), ('3.bias', (MASK_IN,)),
-                        ('4.weight', (MASK_IN,)), ('4.bias', (MASK_IN,)),
-                        ('6.weight', (OUT, MASK_IN, 1, 1)), ('6.bias', (OUT,))):
+    for name, shape in (
+        ('0.weight', (q, 1, 2, 2)),
+        ('0.bias', (q,)),
+        ('1.weight', (q,)),
+        ('1.bias', (q,)),
+        ('3.weight', (MASK_IN, q, 2, 2)),
+        ('3.bias', (MASK_IN,)),
+        ('4.weight', (MASK_IN,)),
+        ('4.bias', (MASK_IN,)),
+        ('6.weight', (OUT, MASK_IN, 1, 1)),
+        ('6.bias', (OUT,)),
+    ):
         shapes[f'{pe}mask_downscaling.{name}'] = shape
     md = 'mask_decoder.'
 
@@ -98,18 +117,28 @@ def official_tiny_sam_state(seed: int = 0) -> dict[str, torch.Tensor]:
         for j, (o, n) in enumerate(((OUT, OUT), (OUT, OUT), (OUT // 8, OUT))):
             shapes[f'{md}output_hypernetworks_mlps.{i}.layers.{j}.weight'] = (o, n)
             shapes[f'{md}output_hypernetworks_mlps.{i}.layers.{j}.bias'] = (o,)
-    for j, (o, n) in enumerate(((IOU_HIDDEN, OUT), (IOU_HIDDEN, IOU_HIDDEN),
-                                (NUM_MASK_TOKENS, IOU_HIDDEN))):
+    for j, (o, n) in enumerate(
+        ((IOU_HIDDEN, OUT), (IOU_HIDDEN, IOU_HIDDEN), (NUM_MASK_TOKENS, IOU_HIDDEN))
+    ):
         shapes[f'{md}iou_prediction_head.layers.{j}.weight'] = (o, n)
         shapes[f'{md}iou_prediction_head.layers.{j}.bias'] = (o,)
     state = {}
     for key, shape in shapes.items():
         scale = 1.0 if key.endswith('gaussian_matrix') else 0.2
         value = torch.randn(shape, generator=gen) * scale
-        if key.endswith(('norm1.weight', 'norm2.weight', 'norm3.weight', 'norm4.weight',
-                         'neck.1.weight', 'neck.3.weight', 'upscaling.1.weight',
-                         'norm_final_attn.weight')):
-            value = 1.0 + value * 0.5            # LayerNorm gains around 1
+        if key.endswith(
+            (
+                'norm1.weight',
+                'norm2.weight',
+                'norm3.weight',
+                'norm4.weight',
+                'neck.1.weight',
+                'neck.3.weight',
+                'upscaling.1.weight',
+                'norm_final_attn.weight',
+            )
+        ):
+            value = 1.0 + value * 0.5  # LayerNorm gains around 1
         state[key] = value
     return state
 
@@ -119,7 +148,7 @@ def _ln(x, sd, prefix, eps):
     return F.layer_norm(x, x.shape[-1:], sd[prefix + '.weight'], sd[prefix + '.bias'], eps)
 
 
-def _ln2d(x, sd, prefix, eps=1e-6):          # official LayerNorm2d: over channels of (B, C, H, W)
+def _ln2d(x, sd, prefix, eps=1e-6):  # official LayerNorm2d: over channels of (B, C, H, W)
     mean = x.mean(1, keepdim=True)
     var = (x - mean).pow(2).mean(1, keepdim=True)
     x = (x - mean) / torch.sqrt(var + eps)
@@ -132,7 +161,7 @@ def _lin(x, sd, prefix):
 
 def _rel(q, table, size):
     idx = torch.arange(size)[:, None] - torch.arange(size)[None] + size - 1
-    return table[idx]                         # (size, size, dh)
+    return table[idx]  # (size, size, dh)
 
 
 def _vit_attention(x, sd, prefix, heads):
@@ -144,25 +173,34 @@ def _vit_attention(x, sd, prefix, heads):
     rel_h = torch.einsum('bhwc,hkc->bhwk', r_q, _rel(q, sd[prefix + '.rel_pos_h'], h))
     rel_w = torch.einsum('bhwc,wkc->bhwk', r_q, _rel(q, sd[prefix + '.rel_pos_w'], w))
     attn = (attn.view(-1, h, w, h, w) + rel_h[..., None] + rel_w[:, :, :, None]).view(
-        -1, h * w, h * w)
-    out = (attn.softmax(-1) @ v).view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(
-        b, h, w, -1)
+        -1, h * w, h * w
+    )
+    out = (
+        (attn.softmax(-1) @ v).view(b, heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    )
     return _lin(out, sd, prefix + '.proj')
 
 
 def reference_image_encoder(sd, pixels, heads=2):
     """Official ``ImageEncoderViT`` forward (no window padding needed: window divides grid)."""
-    x = F.conv2d(pixels, sd['image_encoder.patch_embed.proj.weight'],
-                 sd['image_encoder.patch_embed.proj.bias'], stride=PATCH).permute(0, 2, 3, 1)
+    x = F.conv2d(
+        pixels,
+        sd['image_encoder.patch_embed.proj.weight'],
+        sd['image_encoder.patch_embed.proj.bias'],
+        stride=PATCH,
+    ).permute(0, 2, 3, 1)
     x = x + sd['image_encoder.pos_embed']
     for i in range(DEPTH):
         p = f'image_encoder.blocks.{i}'
         shortcut, y = x, _ln(x, sd, p + '.norm1', 1e-6)
         b, h, w, c = y.shape
-        if i not in GLOBAL:                      # window partition / unpartition
+        if i not in GLOBAL:  # window partition / unpartition
             n = h // WINDOW
-            y = y.view(b, n, WINDOW, n, WINDOW, c).permute(0, 1, 3, 2, 4, 5).reshape(
-                -1, WINDOW, WINDOW, c)
+            y = (
+                y.view(b, n, WINDOW, n, WINDOW, c)
+                .permute(0, 1, 3, 2, 4, 5)
+                .reshape(-1, WINDOW, WINDOW, c)
+            )
             y = _vit_attention(y, sd, p + '.attn', heads)
             y = y.view(b, n, n, WINDOW, WINDOW, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
         else:
@@ -177,8 +215,11 @@ def reference_image_encoder(sd, pixels, heads=2):
 
 
 def _attn(q, k, v, sd, prefix, heads):
-    q, k, v = _lin(q, sd, prefix + '.q_proj'), _lin(k, sd, prefix + '.k_proj'), \
-        _lin(v, sd, prefix + '.v_proj')
+    q, k, v = (
+        _lin(q, sd, prefix + '.q_proj'),
+        _lin(k, sd, prefix + '.k_proj'),
+        _lin(v, sd, prefix + '.v_proj'),
+    )
 
     def split(t):
         b, n, c = t.shape
@@ -232,21 +273,33 @@ def reference_mask_decoder(sd, image_emb, sparse, heads=2):
             queries = queries + _attn(q, q, queries, sd, p + '.self_attn', heads)
         queries = _ln(queries, sd, p + '.norm1', 1e-5)
         q, k = queries + tokens, keys + key_pe
-        queries = _ln(queries + _attn(q, k, keys, sd, p + '.cross_attn_token_to_image', heads),
-                      sd, p + '.norm2', 1e-5)
+        queries = _ln(
+            queries + _attn(q, k, keys, sd, p + '.cross_attn_token_to_image', heads),
+            sd,
+            p + '.norm2',
+            1e-5,
+        )
         mlp = _lin(F.relu(_lin(queries, sd, p + '.mlp.lin1')), sd, p + '.mlp.lin2')
         queries = _ln(queries + mlp, sd, p + '.norm3', 1e-5)
         q, k = queries + tokens, keys + key_pe
-        keys = _ln(keys + _attn(k, q, queries, sd, p + '.cross_attn_image_to_token', heads),
-                   sd, p + '.norm4', 1e-5)
+        keys = _ln(
+            keys + _attn(k, q, queries, sd, p + '.cross_attn_image_to_token', heads),
+            sd,
+            p + '.norm4',
+            1e-5,
+        )
     q, k = queries + tokens, keys + key_pe
     queries = queries + _attn(q, k, keys, sd, md + 'transformer.final_attn_token_to_image', heads)
     queries = _ln(queries, sd, md + 'transformer.norm_final_attn', 1e-5)
     x = keys.transpose(1, 2).reshape(1, -1, side, side)
-    x = F.conv_transpose2d(x, sd[md + 'output_upscaling.0.weight'],
-                           sd[md + 'output_upscaling.0.bias'], stride=2)
+    x = F.conv_transpose2d(
+        x, sd[md + 'output_upscaling.0.weight'], sd[md + 'output_upscaling.0.bias'], stride=2
+    )
     x = F.gelu(_ln2d(x, sd, md + 'output_upscaling.1'))
-    x = F.gelu(F.conv_transpose2d(x, sd[md + 'output_upscaling.3.weight'],
-                                  sd[md + 'output_upscaling.3.bias'], stride=2))
-    hyper = _mlp(queries[:, 1], sd, md + 'output_hypernetworks_mlps.0')   # mask token 0
+    x = F.gelu(
+        F.conv_transpose2d(
+            x, sd[md + 'output_upscaling.3.weight'], sd[md + 'output_upscaling.3.bias'], stride=2
+        )
+    )
+    hyper = _mlp(queries[:, 1], sd, md + 'output_hypernetworks_mlps.0')  # mask token 0
     return (hyper @ x.flatten(2)).view(1, *x.shape[-2:])

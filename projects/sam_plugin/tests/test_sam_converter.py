@@ -1,15 +1,24 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Official SAM checkpoint -> HF ``SamModel``: every key and shape, and identical outputs to a
 functional reference of the official forward."""
+
 import pytest
 import torch
 
-from projects.sam_plugin.sam_unit import (SamMaskUnitDecoder, build_sam_model,
-                                          convert_official_sam_state,
-                                          load_official_sam_checkpoint, sam_config_dict)
+from projects.sam_plugin.sam_unit import (
+    SamMaskUnitDecoder,
+    build_sam_model,
+    convert_official_sam_state,
+    load_official_sam_checkpoint,
+    sam_config_dict,
+)
 
-from .sam_reference import (TINY_SAM, official_tiny_sam_state, reference_image_encoder,
-                            reference_mask_decoder)
+from .sam_reference import (
+    TINY_SAM,
+    official_tiny_sam_state,
+    reference_image_encoder,
+    reference_mask_decoder,
+)
 
 
 @pytest.fixture(scope='module')
@@ -37,15 +46,18 @@ def test_converter_maps_every_official_key_with_its_shape(official):
 def test_converter_prefix_and_unknown_keys(official):
     lisa_style = {f'visual_model.{k}': v for k, v in official.items()}
     lisa_style['lm_head.weight'] = torch.zeros(1)
-    assert convert_official_sam_state(lisa_style, prefix='visual_model.').keys() == \
-        convert_official_sam_state(official).keys()
+    assert (
+        convert_official_sam_state(lisa_style, prefix='visual_model.').keys()
+        == convert_official_sam_state(official).keys()
+    )
     with pytest.raises(ValueError, match='not an official SAM key'):
         convert_official_sam_state({'image_encoderx.w': torch.zeros(1)})
 
 
 def test_loading_rejects_a_checkpoint_of_another_size(checkpoint):
-    model = build_sam_model(None, dict(TINY_SAM, mask_decoder_config=dict(
-        TINY_SAM['mask_decoder_config'], mlp_dim=48)))
+    model = build_sam_model(
+        None, dict(TINY_SAM, mask_decoder_config=dict(TINY_SAM['mask_decoder_config'], mlp_dim=48))
+    )
     with pytest.raises(ValueError, match='shape mismatches'):
         load_official_sam_checkpoint(model, checkpoint)
 
@@ -61,9 +73,9 @@ def test_converted_model_matches_the_official_forward(official, checkpoint):
         sparse = torch.randn(2, 32)
         logits = decoder._decode(sparse, ref)
         for i in range(2):
-            exp = reference_mask_decoder(official, ref[i:i + 1], sparse[i:i + 1, None])
-            torch.testing.assert_close(logits[i:i + 1], exp, atol=1e-4, rtol=1e-4)
-    assert logits.shape == (2, 32, 32)       # 4 x the 8 x 8 embedding grid
+            exp = reference_mask_decoder(official, ref[i : i + 1], sparse[i : i + 1, None])
+            torch.testing.assert_close(logits[i : i + 1], exp, atol=1e-4, rtol=1e-4)
+    assert logits.shape == (2, 32, 32)  # 4 x the 8 x 8 embedding grid
 
 
 def test_presets_follow_the_official_models():

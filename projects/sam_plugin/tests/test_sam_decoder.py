@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """SamMaskUnitDecoder: the core decoder contract on a tiny random SAM, freezing, image handling."""
+
 import torch
 
 from mmrefvlm.registry import MODELS, TRANSFORMS
@@ -9,8 +10,13 @@ from projects.sam_plugin.sam_unit import PackSamImage, SamMaskUnitDecoder
 
 from .sam_reference import TINY_SAM
 
-TINY_CFG = dict(type='SamMaskUnitDecoder', in_channels=DEMO_IN_CHANNELS, num_queries=4,
-                sam=TINY_SAM, match_size=16)
+TINY_CFG = dict(
+    type='SamMaskUnitDecoder',
+    in_channels=DEMO_IN_CHANNELS,
+    num_queries=4,
+    sam=TINY_SAM,
+    match_size=16,
+)
 
 
 def sam_inputs(seed=0, **kwargs):
@@ -53,8 +59,7 @@ def test_only_prompt_mlp_and_mask_decoder_train():
     names = {n for n, p in decoder.named_parameters() if p.requires_grad}
     assert all(n.startswith(('text_proj.', 'sam.mask_decoder.')) for n in names)
     assert any(n.startswith('sam.mask_decoder.transformer.') for n in names)
-    assert not any('iou_prediction_head' in n or 'output_hypernetworks_mlps.1.' in n
-                   for n in names)
+    assert not any('iou_prediction_head' in n or 'output_hypernetworks_mlps.1.' in n for n in names)
     assert all(not p.requires_grad for p in decoder.sam.vision_encoder.parameters())
     decoder.train()
     assert not decoder.sam.vision_encoder.training and decoder.sam.mask_decoder.training
@@ -67,7 +72,7 @@ def test_image_embeddings_come_from_each_samples_sam_image():
     decoder = MODELS.build(TINY_CFG).eval()
     queries, visual, samples = sam_inputs(num_queries=(1, 1), group_ids=[[0], [0]])
     emb = decoder.encode_images(samples, torch.tensor([True, False]))
-    assert emb[0].abs().sum() > 0 and emb[1].abs().sum() == 0   # only selected rows encoded
+    assert emb[0].abs().sum() > 0 and emb[1].abs().sum() == 0  # only selected rows encoded
 
     def logits():
         with torch.no_grad():
@@ -95,8 +100,7 @@ def test_missing_sam_image_is_an_error():
 
 def test_pack_sam_image_moves_the_image_into_the_sample():
     img = torch.zeros(3, 8, 8, dtype=torch.uint8)
-    results = dict(inputs=dict(images=dict(vit=img, sam=img + 1)),
-                   data_samples=RefVLMDataSample())
+    results = dict(inputs=dict(images=dict(vit=img, sam=img + 1)), data_samples=RefVLMDataSample())
     out = PackSamImage()(results)
     assert set(out['inputs']['images']) == {'vit'}
     assert torch.equal(out['data_samples'].sam_image, img + 1)

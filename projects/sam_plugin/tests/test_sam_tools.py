@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The tiny SAM config end to end: ``tools/train.py`` for a few steps on CPU, then ``tools/test.py``
 predicting masks with the SAM decoder from the trained checkpoint."""
+
 import os.path as osp
 
 import pytest
@@ -24,11 +25,24 @@ def test_train_few_steps_then_test_predicts_masks(demo_root, tmp_path, monkeypat
     from mmrefvlm.tokenization import build_tokenizer
 
     work = str(tmp_path / 'work')
-    common = ['train_dataloader.batch_size=2', 'test_dataloader.batch_size=2',
-              'test_dataloader.dataset.indices=2', 'model.max_new_tokens=24']
-    train_tool.main([CONFIG, '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
-                     'train_cfg.val_interval=100', 'default_hooks.checkpoint.interval=2',
-                     *common])
+    common = [
+        'train_dataloader.batch_size=2',
+        'test_dataloader.batch_size=2',
+        'test_dataloader.dataset.indices=2',
+        'model.max_new_tokens=24',
+    ]
+    train_tool.main(
+        [
+            CONFIG,
+            '--work-dir',
+            work,
+            '--cfg-options',
+            'train_cfg.max_iters=2',
+            'train_cfg.val_interval=100',
+            'default_hooks.checkpoint.interval=2',
+            *common,
+        ]
+    )
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
     state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
@@ -54,8 +68,9 @@ def test_train_few_steps_then_test_predicts_masks(demo_root, tmp_path, monkeypat
         return samples
 
     monkeypatch.setattr(refvlm_module.RefVLM, 'predict', spy_predict)
-    metrics = test_tool.main([CONFIG, ckpt, '--work-dir', str(tmp_path / 'test'),
-                              '--cfg-options', *common])
+    metrics = test_tool.main(
+        [CONFIG, ckpt, '--work-dir', str(tmp_path / 'test'), '--cfg-options', *common]
+    )
     assert calls and {'res/mIoU', 'res/cIoU'} <= set(metrics)
     assert len(predicted) == 2
     for sample in predicted:

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Demo dataset files: layout, determinism, validity against docs/data_format.md, depth maps."""
+
 import filecmp
 import json
 import os
@@ -45,8 +46,10 @@ def test_layout_and_metainfo(demo_root):
     assert meta['keypoint_names'] == ['centre', 'top', 'right', 'bottom', 'left']
     n_inst = sum(len(r['instances']) for r in _read(demo_root, 'train', 'caption'))
     assert meta['splits']['train']['num_instances'] == n_inst
-    sizes = {Image.open(osp.join(demo_root, 'images', 'train', f'{i:06d}.png')).size
-             for i in range(NUM_TRAIN)}
+    sizes = {
+        Image.open(osp.join(demo_root, 'images', 'train', f'{i:06d}.png')).size
+        for i in range(NUM_TRAIN)
+    }
     assert sizes <= {(64, 64), (64, 48), (48, 64)} and len(sizes) >= 2
 
 
@@ -54,14 +57,19 @@ def test_layout_and_metainfo(demo_root):
 def test_records_validate(demo_root, split):
     sets = load_template_sets()
     for task in DEMO_TASKS:
-        report = validate_file(osp.join(demo_root, 'annotations', f'{split}_{task}.jsonl'),
-                               data_root=demo_root, template_sets=sets,
-                               known_units=('box', 'mask', 'keypoint', 'depth'), max_errors=5)
+        report = validate_file(
+            osp.join(demo_root, 'annotations', f'{split}_{task}.jsonl'),
+            data_root=demo_root,
+            template_sets=sets,
+            known_units=('box', 'mask', 'keypoint', 'depth'),
+            max_errors=5,
+        )
         assert report.num_errors == 0, [str(e) for e in report.errors]
 
 
 def test_images_depth_and_instances_agree(demo_root):
     from pycocotools import mask as mask_utils
+
     for rec in _read(demo_root, 'val', 'depth'):
         img = np.asarray(Image.open(osp.join(demo_root, rec['image']['path'])))
         depth_img = Image.open(osp.join(demo_root, rec['depth']['path']))
@@ -80,7 +88,11 @@ def test_images_depth_and_instances_agree(demo_root):
             # centre keypoint on an object pixel; extremes on the box edges
             assert m[int(k[0, 1]), int(k[0, 0])]
             assert (k[1, 1], k[2, 0], k[3, 1], k[4, 0]) == (
-                inst['bbox'][1], inst['bbox'][2], inst['bbox'][3], inst['bbox'][0])
+                inst['bbox'][1],
+                inst['bbox'][2],
+                inst['bbox'][3],
+                inst['bbox'][0],
+            )
             union |= m
         # background: 6 m at the top row to 3 m at the bottom row, linear
         expected = np.rint(np.linspace(6000, 3000, h))[:, None].repeat(w, 1)
@@ -97,15 +109,19 @@ def test_byte_identical_and_seed_dependent(demo_root, tmp_path):
     assert not mismatch and not errors and len(match) == len(files)
     other = str(tmp_path / 'other')
     generate_demo_dataset(other, seed=4, num_train_images=4, num_val_images=0, tasks=['rec'])
-    assert not filecmp.cmp(osp.join(demo_root, 'images/train/000000.png'),
-                           osp.join(other, 'images/train/000000.png'), shallow=False)
+    assert not filecmp.cmp(
+        osp.join(demo_root, 'images/train/000000.png'),
+        osp.join(other, 'images/train/000000.png'),
+        shallow=False,
+    )
 
 
 def test_prefix_and_task_subset_stable(demo_root, tmp_path):
     """Image i and its samples do not depend on the number of images or on the task subset."""
     small = str(tmp_path / 'small')
-    generate_demo_dataset(small, seed=3, num_train_images=5, num_val_images=2,
-                          tasks=['gres', 'ig_mask'])
+    generate_demo_dataset(
+        small, seed=3, num_train_images=5, num_val_images=2, tasks=['gres', 'ig_mask']
+    )
     for split, n in (('train', 5), ('val', 2)):
         for task in ('gres', 'ig_mask'):
             assert _read(small, split, task) == _read(demo_root, split, task)[:n]
@@ -123,11 +139,16 @@ def test_ensure_demo_dataset_reuses(tmp_path):
     assert meta2['splits']['train']['num_images'] == 4
 
 
-@pytest.mark.parametrize('kwargs, msg', [
-    (dict(seed=-1), 'seed'), (dict(num_train_images=-2), 'train'),
-    (dict(tasks=['rec', 'nope']), 'tasks'), (dict(tasks=[]), 'tasks'),
-    (dict(image_sizes=[(16, 64)]), 'image size'),
-])
+@pytest.mark.parametrize(
+    'kwargs, msg',
+    [
+        (dict(seed=-1), 'seed'),
+        (dict(num_train_images=-2), 'train'),
+        (dict(tasks=['rec', 'nope']), 'tasks'),
+        (dict(tasks=[]), 'tasks'),
+        (dict(image_sizes=[(16, 64)]), 'image size'),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         generate_demo_dataset(str(tmp_path), **kwargs)

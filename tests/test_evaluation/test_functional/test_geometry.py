@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from mmrefvlm.evaluation.functional import (box_iou, depth_errors, greedy_paired_ious,
-                                            mask_inter_union, mask_iou, match_one_to_one,
-                                            union_mask)
+from mmrefvlm.evaluation.functional import (
+    box_iou,
+    depth_errors,
+    greedy_paired_ious,
+    mask_inter_union,
+    mask_iou,
+    match_one_to_one,
+    union_mask,
+)
 
 
 def _random_boxes(rng, n, size=50.0):
@@ -36,8 +42,9 @@ def test_mask_iou_brute_force():
     b = rng.random((4, 6, 7)) > 0.5
     b[3] = False
     a[2] = False  # empty vs empty -> union 0 -> IoU 0
-    brute = np.array([[(x & y).sum() / (x | y).sum() if (x | y).sum() else 0.0 for y in b]
-                      for x in a])
+    brute = np.array(
+        [[(x & y).sum() / (x | y).sum() if (x | y).sum() else 0.0 for y in b] for x in a]
+    )
     np.testing.assert_allclose(mask_iou(torch.from_numpy(a), b), brute)
     inter, union = mask_inter_union(a, b)
     assert inter[0, 0] == (a[0] & b[0]).sum() and union[0, 0] == (a[0] | b[0]).sum()

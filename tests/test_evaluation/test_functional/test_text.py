@@ -4,16 +4,32 @@ import math
 import numpy as np
 import pytest
 
-from mmrefvlm.evaluation.functional import (caption_tokenize, cider_d, count_answer_refs,
-                                            normalize_vqa_answer, pope_yes_no, strip_trp,
-                                            vqa_accuracy)
+from mmrefvlm.evaluation.functional import (
+    caption_tokenize,
+    cider_d,
+    count_answer_refs,
+    normalize_vqa_answer,
+    pope_yes_no,
+    strip_trp,
+    vqa_accuracy,
+)
 from mmrefvlm.evaluation.functional.text import _fallback_strip_trp
 
 
-@pytest.mark.parametrize('raw, norm', [
-    ('Two', '2'), ('the dog.', 'dog'), ('A red, white car', 'red white car'),
-    ('1,000', '1000'), ('3.5 meters', '3.5 meters'), ('yes!', 'yes'), ('Dont know', "don't know"),
-    ('left-hand side', 'left hand side'), ('(none)', '0')])
+@pytest.mark.parametrize(
+    'raw, norm',
+    [
+        ('Two', '2'),
+        ('the dog.', 'dog'),
+        ('A red, white car', 'red white car'),
+        ('1,000', '1000'),
+        ('3.5 meters', '3.5 meters'),
+        ('yes!', 'yes'),
+        ('Dont know', "don't know"),
+        ('left-hand side', 'left hand side'),
+        ('(none)', '0'),
+    ],
+)
 def test_normalize_vqa_answer(raw, norm):
     assert normalize_vqa_answer(raw) == norm
 
@@ -43,9 +59,11 @@ def test_caption_tokenize():
 
 
 def test_strip_trp_fallback_removes_cot_units_and_tags():
-    text = ('<Task>\nUnit decode (True). Class name, target unit and number:\n- Name: dog Unit: '
-            'box Num: 2\n</Task>\nTwo <Phrase>dogs</Phrase>(<Unit>box</Unit>[0]<REF>[1]<REF>) '
-            'play with <Phrase>a ball</Phrase>(<Unit>mask</Unit>[0]<REF>).')
+    text = (
+        '<Task>\nUnit decode (True). Class name, target unit and number:\n- Name: dog Unit: '
+        'box Num: 2\n</Task>\nTwo <Phrase>dogs</Phrase>(<Unit>box</Unit>[0]<REF>[1]<REF>) '
+        'play with <Phrase>a ball</Phrase>(<Unit>mask</Unit>[0]<REF>).'
+    )
     assert _fallback_strip_trp(text) == 'Two dogs play with a ball.'
     # mmrefvlm.trp.strip_trp when present, else the fallback: same plain text.
     assert strip_trp(text) == 'Two dogs play with a ball.'
@@ -54,10 +72,18 @@ def test_strip_trp_fallback_removes_cot_units_and_tags():
 
 
 def test_count_answer_refs_nested_and_multi_unit():
-    answer = [{'phrase': ['the ', {'phrase': 'cup', 'groups': [{'units': ['box'], 'n': 1}]},
-                          ' on a table'],
-               'groups': [{'units': ['box', 'mask'], 'n': 2}]},
-              ' and ', {'phrase': 'no cat', 'groups': [{'units': ['mask'], 'n': 0}]}]
+    answer = [
+        {
+            'phrase': [
+                'the ',
+                {'phrase': 'cup', 'groups': [{'units': ['box'], 'n': 1}]},
+                ' on a table',
+            ],
+            'groups': [{'units': ['box', 'mask'], 'n': 2}],
+        },
+        ' and ',
+        {'phrase': 'no cat', 'groups': [{'units': ['mask'], 'n': 0}]},
+    ]
     assert count_answer_refs(answer) == {'box': 3, 'mask': 2}
     assert count_answer_refs('plain text') == {} and count_answer_refs(None) == {}
     with pytest.raises(TypeError, match='segment'):
@@ -67,8 +93,9 @@ def test_count_answer_refs_nested_and_multi_unit():
 def test_cider_identical_caption_scores_ten():
     # Each image's n-grams appear only in its own references (df = 1), so both vectors are
     # proportional to the same counts: cosine 1 for n = 1..4, no length penalty -> 10.
-    score, per = cider_d(['a big red car', 'two small brown dogs'],
-                         [['a big red car'], ['two small brown dogs']])
+    score, per = cider_d(
+        ['a big red car', 'two small brown dogs'], [['a big red car'], ['two small brown dogs']]
+    )
     assert per == pytest.approx([10.0, 10.0]) and score == pytest.approx(10.0)
     # Three words have no 4-gram: s_4 = 0, so the score is 10 * 3 / 4.
     assert cider_d(['a red car', 'x y z'], [['a red car'], ['p q']])[1][0] == pytest.approx(7.5)
@@ -89,15 +116,25 @@ def test_cider_length_penalty_hand_computed():
 
 def test_cider_equals_pycocoevalcap():
     cider_mod = pytest.importorskip('pycocoevalcap.cider.cider')
-    refs = [['a man riding a horse on a beach', 'a person rides a brown horse',
-             'man on horse near the ocean'],
-            ['two dogs playing with a ball', 'dogs chase a red ball in the park'],
-            ['a plate of food with rice and vegetables', 'rice and vegetables on a plate'],
-            ['a cat sleeping on a sofa', 'a cat is asleep on the couch', 'sleeping cat']]
-    cands = ['a man rides a horse on the beach', 'two dogs chase a ball',
-             'a plate with rice', 'a dog on a sofa']
+    refs = [
+        [
+            'a man riding a horse on a beach',
+            'a person rides a brown horse',
+            'man on horse near the ocean',
+        ],
+        ['two dogs playing with a ball', 'dogs chase a red ball in the park'],
+        ['a plate of food with rice and vegetables', 'rice and vegetables on a plate'],
+        ['a cat sleeping on a sofa', 'a cat is asleep on the couch', 'sleeping cat'],
+    ]
+    cands = [
+        'a man rides a horse on the beach',
+        'two dogs chase a ball',
+        'a plate with rice',
+        'a dog on a sofa',
+    ]
     ours, per = cider_d(cands, refs)
     ref_score, ref_per = cider_mod.Cider().compute_score(
-        {i: r for i, r in enumerate(refs)}, {i: [c] for i, c in enumerate(cands)})
+        {i: r for i, r in enumerate(refs)}, {i: [c] for i, c in enumerate(cands)}
+    )
     assert ours == pytest.approx(ref_score, rel=1e-12)
     np.testing.assert_allclose(per, ref_per, rtol=1e-12)

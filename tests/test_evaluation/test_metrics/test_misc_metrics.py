@@ -13,20 +13,40 @@ def test_interactive_per_prompt_type(make_sample, evaluate, rect):
     s = (10, 10)
     samples = [
         # point prompt, box unit: IoU 8/16 = 0.5 (I 8, U 16).
-        make_sample('ig_box', shape=s, prompt_types=['point'],
-                    gt=[dict(unit='box', bbox=[0., 0., 4., 4.])],
-                    pred=[dict(unit='box', bbox=[0., 0., 4., 2.])]),
+        make_sample(
+            'ig_box',
+            shape=s,
+            prompt_types=['point'],
+            gt=[dict(unit='box', bbox=[0.0, 0.0, 4.0, 4.0])],
+            pred=[dict(unit='box', bbox=[0.0, 0.0, 4.0, 2.0])],
+        ),
         # box prompt, box unit, no prediction: IoU 0 (I 0, U 4).
-        make_sample('ig_box', shape=s, idx=1, prompt_types=['box'],
-                    gt=[dict(unit='box', bbox=[0., 0., 2., 2.])], pred=None),
+        make_sample(
+            'ig_box',
+            shape=s,
+            idx=1,
+            prompt_types=['box'],
+            gt=[dict(unit='box', bbox=[0.0, 0.0, 2.0, 2.0])],
+            pred=None,
+        ),
         # point prompt, mask unit: I 4, U 16 -> 0.25.
-        make_sample('ig_mask', shape=s, idx=2, prompt_types=['point'],
-                    gt=[dict(unit='mask', mask=rect(s, (0, 0, 4, 4)))],
-                    pred=[dict(unit='mask', mask=rect(s, (0, 0, 2, 2)))]),
+        make_sample(
+            'ig_mask',
+            shape=s,
+            idx=2,
+            prompt_types=['point'],
+            gt=[dict(unit='mask', mask=rect(s, (0, 0, 4, 4)))],
+            pred=[dict(unit='mask', mask=rect(s, (0, 0, 2, 2)))],
+        ),
         # scribble prompt, mask unit: perfect.
-        make_sample('ig_mask', shape=s, idx=3, prompt_types=['scribble'],
-                    gt=[dict(unit='mask', mask=rect(s, (5, 5, 7, 7)))],
-                    pred=[dict(unit='mask', mask=rect(s, (5, 5, 7, 7)))]),
+        make_sample(
+            'ig_mask',
+            shape=s,
+            idx=3,
+            prompt_types=['scribble'],
+            gt=[dict(unit='mask', mask=rect(s, (5, 5, 7, 7)))],
+            pred=[dict(unit='mask', mask=rect(s, (5, 5, 7, 7)))],
+        ),
     ]
     res = evaluate(InteractiveGroundingMetric(), samples)
     assert res['ig/box_point_mIoU'] == pytest.approx(50.0)
@@ -46,15 +66,29 @@ def test_depth_hand_computed(make_sample, evaluate):
     gt1 = torch.tensor([[1.0, 2.0], [4.0, 0.0]])
     pred1 = torch.tensor([[1.1, 2.0], [2.0, 7.0]])
     gt2 = torch.tensor([[2.0, 2.0]])
-    samples = [make_sample('depth', shape=(2, 2), gt=None, gt_depth=gt1, pred_depth=pred1),
-               # The same prediction as the depth decoder writes it (a 'depth' unit entry).
-               make_sample('depth', shape=(2, 2), gt=None, idx=3, gt_depth=gt1,
-                           pred=[dict(unit='depth', depth=pred1)]),
-               # No prediction: every pixel is min_depth = 1 -> |1-2|/2 = 0.5, RMSE 1, delta 0.
-               make_sample('depth', shape=(1, 2), gt=None, idx=1, gt_depth=gt2),
-               # No valid GT pixel: no defined error, reported in a warning, not averaged.
-               make_sample('depth', shape=(1, 1), gt=None, idx=2, gt_depth=torch.zeros(1, 1),
-                           pred_depth=torch.ones(1, 1))]
+    samples = [
+        make_sample('depth', shape=(2, 2), gt=None, gt_depth=gt1, pred_depth=pred1),
+        # The same prediction as the depth decoder writes it (a 'depth' unit entry).
+        make_sample(
+            'depth',
+            shape=(2, 2),
+            gt=None,
+            idx=3,
+            gt_depth=gt1,
+            pred=[dict(unit='depth', depth=pred1)],
+        ),
+        # No prediction: every pixel is min_depth = 1 -> |1-2|/2 = 0.5, RMSE 1, delta 0.
+        make_sample('depth', shape=(1, 2), gt=None, idx=1, gt_depth=gt2),
+        # No valid GT pixel: no defined error, reported in a warning, not averaged.
+        make_sample(
+            'depth',
+            shape=(1, 1),
+            gt=None,
+            idx=2,
+            gt_depth=torch.zeros(1, 1),
+            pred_depth=torch.ones(1, 1),
+        ),
+    ]
     res = evaluate(DepthMetric(min_depth=1.0), samples)
     assert res['depth/AbsRel'] == pytest.approx((0.2 + 0.2 + 0.5) / 3)
     assert res['depth/RMSE'] == pytest.approx((2 * math.sqrt(4.01 / 3) + 1.0) / 3)
@@ -71,23 +105,49 @@ def test_trp_parse_success_and_count_match(make_sample, evaluate):
     gt = _answer(['box'], 2)
     samples = [
         # clean parse, same counts.
-        make_sample('rec', gt=None, idx=0, pred_text='t', pred_answer=gt, gt_answer=gt,
-                    warnings=[]),
+        make_sample(
+            'rec', gt=None, idx=0, pred_text='t', pred_answer=gt, gt_answer=gt, warnings=[]
+        ),
         # recovered-without-loss warning, wrong count: parse ok, count mismatch.
-        make_sample('rec', gt=None, idx=1, pred_text='t', pred_answer=_answer(['box'], 1),
-                    gt_answer=gt, warnings=['index_mismatch: [3] before <REF> 1']),
+        make_sample(
+            'rec',
+            gt=None,
+            idx=1,
+            pred_text='t',
+            pred_answer=_answer(['box'], 1),
+            gt_answer=gt,
+            warnings=['index_mismatch: [3] before <REF> 1'],
+        ),
         # error-level parser code.
-        make_sample('rec', gt=None, idx=2, pred_text='t', pred_answer=gt, gt_answer=gt,
-                    warnings=['truncated: the input ends inside a group list']),
+        make_sample(
+            'rec',
+            gt=None,
+            idx=2,
+            pred_text='t',
+            pred_answer=gt,
+            gt_answer=gt,
+            warnings=['truncated: the input ends inside a group list'],
+        ),
         # no prediction at all.
         make_sample('rec', gt=None, idx=3, gt_answer=gt),
         # generation cut by max_new_tokens (the model's own warning) -> error.
-        make_sample('gres', gt=None, idx=4, pred_text='t', pred_answer=gt, gt_answer=gt,
-                    warnings=['generation stopped at max_new_tokens=64']),
+        make_sample(
+            'gres',
+            gt=None,
+            idx=4,
+            pred_text='t',
+            pred_answer=gt,
+            gt_answer=gt,
+            warnings=['generation stopped at max_new_tokens=64'],
+        ),
         # GT from gt_instances.units when gt_answer is absent: 2 box + 2 mask (multi-unit group).
-        make_sample('gres', idx=5, gt=[dict(unit='box'), dict(unit='box'), dict(unit='mask'),
-                                       dict(unit='mask')],
-                    pred_text='t', pred_answer=_answer(['box', 'mask'], 2)),
+        make_sample(
+            'gres',
+            idx=5,
+            gt=[dict(unit='box'), dict(unit='box'), dict(unit='mask'), dict(unit='mask')],
+            pred_text='t',
+            pred_answer=_answer(['box', 'mask'], 2),
+        ),
     ]
     res = evaluate(TRPParseMetric(), samples, batch_size=4)
     assert res['trp/parse_success'] == pytest.approx(3 / 6 * 100)
@@ -112,9 +172,18 @@ def test_trp_metric_on_real_parser_output(make_sample, evaluate):
     good = parse_answer('<Phrase>two dogs</Phrase>(<Unit>box</Unit>[0]<REF>[1]<REF>).')
     cut = parse_answer('<Phrase>two dogs</Phrase>(<Unit>box</Unit>[0]<REF>')
     gt = _answer(['box'], 2)
-    samples = [make_sample('rec', gt=None, idx=i, pred_text='t', pred_answer=r.answer,
-                           gt_answer=gt, warnings=[f'{w.code}: {w.message}' for w in r.warnings])
-               for i, r in enumerate((good, cut))]
+    samples = [
+        make_sample(
+            'rec',
+            gt=None,
+            idx=i,
+            pred_text='t',
+            pred_answer=r.answer,
+            gt_answer=gt,
+            warnings=[f'{w.code}: {w.message}' for w in r.warnings],
+        )
+        for i, r in enumerate((good, cut))
+    ]
     res = evaluate(TRPParseMetric(), samples)
     assert res == {'trp/parse_success': 50.0, 'trp/count_match': 50.0}
     assert np.isnan(evaluate(TRPParseMetric(tasks=('vqa',)), samples)['trp/parse_success'])

@@ -8,17 +8,23 @@ import pytest
 from mmrefvlm.evaluation import CaptionMetric, POPEMetric, VQAMetric, meteor_score
 from mmrefvlm.evaluation.functional import caption_tokenize
 
-REFS = [['A man riding a horse on a beach.', 'A person rides a brown horse.'],
-        ['Two dogs playing with a ball.', 'Dogs chase a red ball in the park.'],
-        ['A plate of food with rice and vegetables.'],
-        ['A cat sleeping on a sofa.', 'A cat is asleep on the couch.']]
-PREDS = ['<Phrase>A man</Phrase>(<Unit>box</Unit>[0]<REF>) rides a horse on the beach.',
-         'Two dogs chase a ball.', None, 'A dog on a sofa.']
+REFS = [
+    ['A man riding a horse on a beach.', 'A person rides a brown horse.'],
+    ['Two dogs playing with a ball.', 'Dogs chase a red ball in the park.'],
+    ['A plate of food with rice and vegetables.'],
+    ['A cat sleeping on a sofa.', 'A cat is asleep on the couch.'],
+]
+PREDS = [
+    '<Phrase>A man</Phrase>(<Unit>box</Unit>[0]<REF>) rides a horse on the beach.',
+    'Two dogs chase a ball.',
+    None,
+    'A dog on a sofa.',
+]
 
 
 def _caption_samples(make_sample):
     out = []
-    for i, (refs, pred) in enumerate(zip(REFS, PREDS)):
+    for i, (refs, pred) in enumerate(zip(REFS, PREDS, strict=True)):
         fields = dict(gt_captions=refs)
         if pred is not None:
             fields['pred_text'] = pred
@@ -32,18 +38,26 @@ def test_caption_cider_equals_pycocoevalcap(make_sample, evaluate):
     res = evaluate(CaptionMetric(), _caption_samples(make_sample), batch_size=3)
     # Reference: pycocoevalcap's Cider on the same tokenisation, TRP stripped, a missing
     # prediction as an empty caption, the VQA sample excluded.
-    cands = ['a man rides a horse on the beach', 'two dogs chase a ball', '',
-             'a dog on a sofa']
+    cands = ['a man rides a horse on the beach', 'two dogs chase a ball', '', 'a dog on a sofa']
     gts = {i: [caption_tokenize(r) for r in refs] for i, refs in enumerate(REFS)}
     expected, _ = cider_mod.Cider().compute_score(gts, {i: [c] for i, c in enumerate(cands)})
     assert res == {'caption/CIDEr': pytest.approx(expected * 100, rel=1e-12)}
 
 
 def test_caption_references_fall_back_to_gt_text(make_sample, evaluate):
-    sample = make_sample('caption', gt=None, pred_text='a big red car',
-                         gt_text='<Phrase>A big red car</Phrase>(<Unit>box</Unit>[0]<REF>)')
-    other = make_sample('caption', gt=None, idx=1, pred_text='two small brown dogs',
-                        gt_captions=['two small brown dogs'])
+    sample = make_sample(
+        'caption',
+        gt=None,
+        pred_text='a big red car',
+        gt_text='<Phrase>A big red car</Phrase>(<Unit>box</Unit>[0]<REF>)',
+    )
+    other = make_sample(
+        'caption',
+        gt=None,
+        idx=1,
+        pred_text='two small brown dogs',
+        gt_captions=['two small brown dogs'],
+    )
     # Identical captions whose n-grams are unique to their image: CIDEr-D = 10 (x100).
     assert evaluate(CaptionMetric(), [sample, other])['caption/CIDEr'] == pytest.approx(1000.0)
     with pytest.raises(ValueError, match='no reference caption'):
@@ -71,17 +85,26 @@ def test_meteor_through_pycocoevalcap(make_sample, evaluate):
 
 def test_vqa_accuracy_metric(make_sample, evaluate):
     ten = ['two', '2', 'three', 'three', 'three', 'four', 'four', 'five', 'six', 'seven']
-    samples = [make_sample('vqa', gt=None, pred_text='2', gt_vqa_answers=ten),
-               make_sample('vqa', gt=None, idx=1, pred_text='The Dog.', gt_vqa_answers=['dog']),
-               make_sample('vqa', gt=None, idx=2, gt_vqa_answers=['cat']),  # no prediction
-               make_sample('pope', gt=None, idx=3, pred_text='yes', gt_vqa_answers=['no'])]
+    samples = [
+        make_sample('vqa', gt=None, pred_text='2', gt_vqa_answers=ten),
+        make_sample('vqa', gt=None, idx=1, pred_text='The Dog.', gt_vqa_answers=['dog']),
+        make_sample('vqa', gt=None, idx=2, gt_vqa_answers=['cat']),  # no prediction
+        make_sample('pope', gt=None, idx=3, pred_text='yes', gt_vqa_answers=['no']),
+    ]
     res = evaluate(VQAMetric(), samples)
     assert res == {'vqa/accuracy': pytest.approx((0.6 + 1 + 0) / 3 * 100)}
 
 
 def test_pope_hand_computed(make_sample, evaluate):
-    pairs = [('yes', 'Yes, there is.'), ('yes', 'No.'), ('yes', None), ('no', 'There is no cat.'),
-             ('no', 'Yes'), ('no', 'no'), ('yes', 'yes')]
+    pairs = [
+        ('yes', 'Yes, there is.'),
+        ('yes', 'No.'),
+        ('yes', None),
+        ('no', 'There is no cat.'),
+        ('no', 'Yes'),
+        ('no', 'no'),
+        ('yes', 'yes'),
+    ]
     samples = []
     for i, (gt, pred) in enumerate(pairs):
         fields = dict(gt_vqa_answers=[gt])

@@ -1,13 +1,20 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """grouped_assignment / assign_in_groups / match_in_groups against brute force over permutations."""
+
 import itertools
 
 import pytest
 import torch
 
-from mmrefvlm.models.matchers import (GroupedHungarianMatcher, assign_in_groups, box_group_costs,
-                                      flat_group_keys, grouped_assignment, match_in_groups,
-                                      pad_by_group)
+from mmrefvlm.models.matchers import (
+    GroupedHungarianMatcher,
+    assign_in_groups,
+    box_group_costs,
+    flat_group_keys,
+    grouped_assignment,
+    match_in_groups,
+    pad_by_group,
+)
 from mmrefvlm.models.matchers import assignment as assignment_module
 from mmrefvlm.registry import TASK_UTILS
 
@@ -16,9 +23,10 @@ def brute_force_min(block: torch.Tensor) -> float:
     """Minimal total cost of a square block over all permutations (itertools)."""
     n = block.shape[0]
     if n == 0:
-        return 0.
-    return min(sum(float(block[i, p[i]]) for i in range(n))
-               for p in itertools.permutations(range(n)))
+        return 0.0
+    return min(
+        sum(float(block[i, p[i]]) for i in range(n)) for p in itertools.permutations(range(n))
+    )
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2, 3])
@@ -39,7 +47,7 @@ def test_grouped_assignment_is_optimal_per_group(seed):
         assert rows.dtype == torch.long and cols.dtype == torch.long
         assert rows.tolist() == list(range(n))
         assert sorted(cols.tolist()) == list(range(n))
-        total = float(costs[g, rows, cols].sum()) if n else 0.
+        total = float(costs[g, rows, cols].sum()) if n else 0.0
         assert total == pytest.approx(brute_force_min(costs[g, :n, :n]), abs=1e-4)
 
 
@@ -81,9 +89,10 @@ def test_grouped_assignment_rejects_bad_input():
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float64])
 def test_grouped_assignment_accepts_low_precision_and_grad_costs(dtype):
-    costs = torch.tensor([[[4., 1., 3.], [2., 0., 5.], [3., 2., 2.]]], dtype=dtype)
-    (rows, cols), = grouped_assignment(costs.requires_grad_(dtype != torch.float16),
-                                       torch.tensor([3]))
+    costs = torch.tensor([[[4.0, 1.0, 3.0], [2.0, 0.0, 5.0], [3.0, 2.0, 2.0]]], dtype=dtype)
+    ((rows, cols),) = grouped_assignment(
+        costs.requires_grad_(dtype != torch.float16), torch.tensor([3])
+    )
     assert rows.dtype == cols.dtype == torch.long and cols.device == costs.device
     assert cols.tolist() == [1, 0, 2]  # 1 + 2 + 2 = 5 is the unique optimum
 
@@ -104,7 +113,7 @@ def random_batch(seed: int, num_samples: int = 3, max_groups: int = 3, max_size:
 def test_assign_in_groups_matches_brute_force_on_flat_items(seed):
     keys, gen = random_batch(seed)
     num = keys.numel()
-    keys = keys[torch.randperm(num, generator=gen)]   # groups need not be contiguous
+    keys = keys[torch.randperm(num, generator=gen)]  # groups need not be contiguous
     # A cost for every pair of items; only pairs of the same group may be used.
     full = torch.rand(num, num, generator=gen)
     _, sizes, slots = pad_by_group(keys, keys)
@@ -112,13 +121,13 @@ def test_assign_in_groups_matches_brute_force_on_flat_items(seed):
     item_at = torch.zeros(num_groups * num_slots, dtype=torch.long)  # padded slots -> item 0
     item_at[slots] = torch.arange(num)
     item_at = item_at.view(num_groups, num_slots)
-    costs = full[item_at[:, :, None], item_at[:, None, :]]              # (G, N, N)
+    costs = full[item_at[:, :, None], item_at[:, None, :]]  # (G, N, N)
     pred_inds, tgt_inds = assign_in_groups(costs, sizes, slots)
     assert pred_inds.tolist() == list(range(num))
     assert sorted(tgt_inds.tolist()) == list(range(num))
-    assert torch.equal(keys[tgt_inds], keys)                            # never leaves its group
+    assert torch.equal(keys[tgt_inds], keys)  # never leaves its group
     total = float(full[pred_inds, tgt_inds].sum())
-    expected = 0.
+    expected = 0.0
     for key in keys.unique().tolist():
         items = (keys == key).nonzero().flatten()
         expected += brute_force_min(full[items][:, items])
@@ -138,7 +147,7 @@ def test_match_in_groups_recovers_a_within_group_shuffle():
     preds = targets[perm] + 0.001 * torch.randn(num, 4, generator=gen)
     pred_inds, tgt_inds = match_in_groups(box_group_costs, preds, targets, keys)
     assert torch.equal(tgt_inds, perm)
-    matcher = TASK_UTILS.build(dict(type=GroupedHungarianMatcher, cost='box', l1_weight=5.))
+    matcher = TASK_UTILS.build(dict(type=GroupedHungarianMatcher, cost='box', l1_weight=5.0))
     assert torch.equal(matcher(preds, targets, keys)[1], perm)
 
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """MaskGuidedAggregation against a per-prompt loop reference and hand-computed values."""
+
 import math
 
 import pytest
@@ -24,7 +25,7 @@ def reference_position_code(k, channels, temperature):
     return code
 
 
-def reference_aggregation(feats, masks, batch_idx, k=3, temperature=10000., alpha=1.):
+def reference_aggregation(feats, masks, batch_idx, k=3, temperature=10000.0, alpha=1.0):
     """Straightforward per-prompt, per-block loop."""
     _, channels, height, width = feats.shape
     code = reference_position_code(k, channels, temperature)
@@ -44,40 +45,46 @@ def reference_aggregation(feats, masks, batch_idx, k=3, temperature=10000., alph
 
 
 @pytest.mark.parametrize('soft', [False, True])
-@pytest.mark.parametrize('shape,mask_size,k', [((2, 8, 6, 6), (12, 12), 3),
-                                               ((3, 12, 7, 5), (14, 10), 3),   # not divisible
-                                               ((2, 4, 8, 8), (8, 8), 2),
-                                               ((1, 8, 9, 9), (20, 17), 4),    # non-integer
-                                               ((4, 8, 6, 9), (18, 9), 3)])
+@pytest.mark.parametrize(
+    'shape,mask_size,k',
+    [
+        ((2, 8, 6, 6), (12, 12), 3),
+        ((3, 12, 7, 5), (14, 10), 3),  # not divisible
+        ((2, 4, 8, 8), (8, 8), 2),
+        ((1, 8, 9, 9), (20, 17), 4),  # non-integer
+        ((4, 8, 6, 9), (18, 9), 3),
+    ],
+)
 def test_matches_per_prompt_loop_reference(shape, mask_size, k, soft):
     gen = torch.Generator().manual_seed(0)
     feats = torch.randn(*shape, generator=gen)
     masks = torch.rand(5, *mask_size, generator=gen)
     masks = masks * (masks > 0.5) if soft else masks > 0.6
     batch_idx = torch.randint(0, shape[0], (5,), generator=gen)
-    module = MaskGuidedAggregation(k=k, temperature=100.)
+    module = MaskGuidedAggregation(k=k, temperature=100.0)
     out = module(feats, masks, batch_idx)
     assert out.shape == (5, k * k, shape[1]) and module.num_tokens == k * k
-    ref = reference_aggregation(feats, masks, batch_idx, k=k, temperature=100.)
+    ref = reference_aggregation(feats, masks, batch_idx, k=k, temperature=100.0)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_hand_computed_6x6_k3():
-    h, w = torch.meshgrid(torch.arange(6.), torch.arange(6.), indexing='ij')
-    feats = torch.stack([h * 6 + w, torch.ones(6, 6), h, w])[None]   # (1, 4, 6, 6)
+    h, w = torch.meshgrid(torch.arange(6.0), torch.arange(6.0), indexing='ij')
+    feats = torch.stack([h * 6 + w, torch.ones(6, 6), h, w])[None]  # (1, 4, 6, 6)
     mask = torch.zeros(1, 6, 6, dtype=torch.bool)
-    mask[0, 0:2, 0:4] = True                                         # blocks (0, 0) and (0, 1)
-    tokens = MaskGuidedAggregation(k=3, alpha=0.)(feats, mask, torch.tensor([0]))[0]
+    mask[0, 0:2, 0:4] = True  # blocks (0, 0) and (0, 1)
+    tokens = MaskGuidedAggregation(k=3, alpha=0.0)(feats, mask, torch.tensor([0]))[0]
     expected = torch.zeros(9, 4)
-    expected[0] = torch.tensor([14 / 8, 4 / 8, 2 / 8, 2 / 8])        # cells 0, 1, 6, 7
-    expected[1] = torch.tensor([22 / 8, 4 / 8, 2 / 8, 10 / 8])       # cells 2, 3, 8, 9
+    expected[0] = torch.tensor([14 / 8, 4 / 8, 2 / 8, 2 / 8])  # cells 0, 1, 6, 7
+    expected[1] = torch.tensor([22 / 8, 4 / 8, 2 / 8, 10 / 8])  # cells 2, 3, 8, 9
     torch.testing.assert_close(tokens, expected)
     # C = 4: one frequency (1) per axis, so PE[r * 3 + c] = (sin r, cos r, sin c, cos c).
     code = grid_position_code(3, 4)
     for r in range(3):
         for c in range(3):
-            torch.testing.assert_close(code[r * 3 + c], torch.tensor(
-                [math.sin(r), math.cos(r), math.sin(c), math.cos(c)]))
+            torch.testing.assert_close(
+                code[r * 3 + c], torch.tensor([math.sin(r), math.cos(r), math.sin(c), math.cos(c)])
+            )
     with_code = MaskGuidedAggregation(k=3)(feats, mask, torch.tensor([0]))[0]
     torch.testing.assert_close(with_code, expected + code)
 
@@ -86,10 +93,10 @@ def test_blocks_are_a_true_2d_grid_not_raster_bands():
     # The authors' reshape(b, c, 9, 8, 8) of a 24 x 24 map gives horizontal bands; a mask in the
     # top-right 8 x 8 block would spread over the first bands. Here it must fill token k - 1 only.
     feats = torch.ones(1, 4, 24, 24)
-    module = MaskGuidedAggregation(k=3, alpha=0.)
-    for (r, c) in [(0, 2), (2, 0), (1, 1)]:
+    module = MaskGuidedAggregation(k=3, alpha=0.0)
+    for r, c in [(0, 2), (2, 0), (1, 1)]:
         mask = torch.zeros(1, 24, 24)
-        mask[0, 8 * r:8 * r + 8, 8 * c:8 * c + 8] = 1.
+        mask[0, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8] = 1.0
         tokens = module(feats, mask, torch.tensor([0]))[0]
         filled = tokens.abs().sum(-1).nonzero().flatten().tolist()
         assert filled == [r * 3 + c]
@@ -97,12 +104,12 @@ def test_blocks_are_a_true_2d_grid_not_raster_bands():
 
 
 def test_constant_feature_tokens_sum_to_the_constant():
-    constant = torch.tensor([1.5, -2., 0.25, 7.])
+    constant = torch.tensor([1.5, -2.0, 0.25, 7.0])
     feats = constant[None, :, None, None].expand(2, 4, 9, 11).contiguous()
     masks = torch.zeros(3, 30, 30)
-    masks[0, 3:20, 5:9] = 1.
+    masks[0, 3:20, 5:9] = 1.0
     masks[1] = torch.rand(30, 30)
-    masks[2, 29, 0] = 1.                                   # a single pixel (thin prompt keeps mass)
+    masks[2, 29, 0] = 1.0  # a single pixel (thin prompt keeps mass)
     module = MaskGuidedAggregation()
     tokens = module(feats, masks, torch.tensor([0, 1, 1]))
     code = grid_position_code(3, 4)
@@ -122,7 +129,7 @@ def test_zero_prompts_and_gradient_to_feats():
     no_masks = torch.zeros(0, 12, 12, dtype=torch.bool)
     empty = module(feats, no_masks, torch.zeros(0, dtype=torch.long))
     assert empty.shape == (0, 9, 8)
-    empty.sum().backward()                                      # still in the graph (fake inputs)
+    empty.sum().backward()  # still in the graph (fake inputs)
     assert feats.grad is not None and not feats.grad.any()
     feats.grad = None
     masks = torch.rand(3, 6, 6)
@@ -139,10 +146,13 @@ def test_images_without_prompts_and_bad_batch_idx():
     feats = torch.randn(4, 8, 6, 6, generator=gen)
     masks = torch.rand(2, 12, 12, generator=gen) > 0.5
     module = MaskGuidedAggregation()
-    batch_idx = torch.tensor([2, 2])                  # images 0, 1 and 3 have no prompt
-    torch.testing.assert_close(module(feats, masks, batch_idx).double(),
-                               reference_aggregation(feats, masks, batch_idx),
-                               atol=1e-5, rtol=1e-5)
+    batch_idx = torch.tensor([2, 2])  # images 0, 1 and 3 have no prompt
+    torch.testing.assert_close(
+        module(feats, masks, batch_idx).double(),
+        reference_aggregation(feats, masks, batch_idx),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     with pytest.raises(ValueError, match='batch_idx must be in'):
         module(feats, masks, torch.tensor([0, 4]))
 
@@ -155,8 +165,8 @@ def test_batch_idx_routing():
     module = MaskGuidedAggregation()
     out = module(feats, masks, batch_idx)
     for p, b in enumerate(batch_idx.tolist()):
-        alone = module(feats[b:b + 1], masks[p:p + 1], torch.tensor([0]))
-        torch.testing.assert_close(out[p:p + 1], alone)
+        alone = module(feats[b : b + 1], masks[p : p + 1], torch.tensor([0]))
+        torch.testing.assert_close(out[p : p + 1], alone)
 
 
 @pytest.mark.parametrize('dtype', [torch.float64, torch.bfloat16])
@@ -171,7 +181,7 @@ def test_dtype_and_device_kept(dtype):
 
 
 def test_no_parameters_registry_and_errors():
-    module = MODELS.build(dict(type=MaskGuidedAggregation, k=2, temperature=50.))
+    module = MODELS.build(dict(type=MaskGuidedAggregation, k=2, temperature=50.0))
     assert module.num_tokens == 4 and not list(module.parameters())
     with pytest.raises(ValueError, match='multiple of 4'):
         module(torch.zeros(1, 6, 4, 4), torch.ones(1, 4, 4), torch.tensor([0]))

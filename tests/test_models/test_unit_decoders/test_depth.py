@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """DepthUnitDecoder: the decoder contract + SILog properties and valid-pixel handling."""
+
 import math
 from unittest import mock
 
@@ -43,9 +44,13 @@ def test_silog_by_hand_and_scale_invariance():
     assert silog(d, gt, valid).item() == pytest.approx(0.11 / 3 - 0.85 * 0.01, rel=1e-5)
     pred, target = torch.randn(3, 50), torch.randn(3, 50)
     valid = torch.rand(3, 50) > 0.3
-    shifted = pred + math.log(7.3)                     # depth x 7.3
-    torch.testing.assert_close(silog(shifted, target, valid, lam=1.0),
-                               silog(pred, target, valid, lam=1.0), atol=1e-5, rtol=1e-5)
+    shifted = pred + math.log(7.3)  # depth x 7.3
+    torch.testing.assert_close(
+        silog(shifted, target, valid, lam=1.0),
+        silog(pred, target, valid, lam=1.0),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     assert not torch.allclose(silog(shifted, target, valid), silog(pred, target, valid))
     assert silog(pred, target, torch.zeros_like(valid)).eq(0).all()
 
@@ -57,14 +62,15 @@ def test_pairwise_silog_matches_brute_force():
     for g in range(2):
         for i in range(3):
             for j in range(4):
-                ref = silog(pred[g, i:i + 1], target[g, j:j + 1], valid[g, j:j + 1])
+                ref = silog(pred[g, i : i + 1], target[g, j : j + 1], valid[g, j : j + 1])
                 torch.testing.assert_close(got[g, i, j], ref[0], atol=1e-5, rtol=1e-4)
 
 
 def test_loss_matches_reference_and_ignores_invalid_pixels():
     decoder = _build()
-    queries, visual, samples = demo_unit_inputs('depth', num_queries=(1, 1), num_slots=1,
-                                                ori_shapes=[(16, 32), (32, 20)])
+    queries, visual, samples = demo_unit_inputs(
+        'depth', num_queries=(1, 1), num_slots=1, ori_shapes=[(16, 32), (32, 20)]
+    )
     log_depth = torch.randn(2, 1, 32, 32) * 0.2
 
     def loss_of(ld):
@@ -72,11 +78,14 @@ def test_loss_matches_reference_and_ignores_invalid_pixels():
             return decoder.loss(queries, visual, samples)['loss_depth_silog']
 
     base = loss_of(log_depth)
-    ref = 0.
+    ref = 0.0
     for b, s in enumerate(samples):
         gt = s.gt_units.depth
-        valid = gt.valid[0] & (gt.depth[0] > 0) & valid_region_mask(visual.valid_hw[b:b + 1],
-                                                                    32, 32)[0]
+        valid = (
+            gt.valid[0]
+            & (gt.depth[0] > 0)
+            & valid_region_mask(visual.valid_hw[b : b + 1], 32, 32)[0]
+        )
         d = (log_depth[b, 0] - gt.depth[0].clamp(min=1e-6).log())[valid]
         ref += (d.pow(2).mean() - 0.85 * d.mean().pow(2)).item()
     assert base.item() == pytest.approx(ref / 2, rel=1e-4)
@@ -89,10 +98,11 @@ def test_loss_matches_reference_and_ignores_invalid_pixels():
 
 def test_predict_depth_in_original_pixels():
     decoder = _build().eval()
-    queries, visual, samples = demo_unit_inputs('depth', num_queries=(2,), num_slots=2,
-                                                ori_shapes=[(24, 32)])
+    queries, visual, samples = demo_unit_inputs(
+        'depth', num_queries=(2,), num_slots=2, ori_shapes=[(24, 32)]
+    )
     log_depth = torch.full((1, 2, 16, 16), math.log(2.0))
-    log_depth[0, 1, :, 8:] = math.log(4.0)            # right half of the square frame
+    log_depth[0, 1, :, 8:] = math.log(4.0)  # right half of the square frame
     with mock.patch.object(decoder, 'forward', return_value=dict(log_depth=log_depth)):
         pred = decoder.predict(queries, visual, samples)[0]
     assert pred.depth.shape == (2, 24, 32)

@@ -1,11 +1,18 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Shared decoder layers: masks, query projection, fusion, masked DETR decoder, FPN."""
+
 import pytest
 import torch
 
-from mmrefvlm.models.unit_decoders.layers import (FPNPixelDecoder, FusedMemory, PyramidFusion,
-                                                  QueryDecoder, QueryProjection,
-                                                  self_attention_mask, valid_region_mask)
+from mmrefvlm.models.unit_decoders.layers import (
+    FPNPixelDecoder,
+    FusedMemory,
+    PyramidFusion,
+    QueryDecoder,
+    QueryProjection,
+    self_attention_mask,
+    valid_region_mask,
+)
 from mmrefvlm.structures import UnitQueries
 from mmrefvlm.testing import demo_unit_inputs
 
@@ -46,15 +53,19 @@ def test_query_decoder_equals_decoding_only_the_real_queries():
     torch.manual_seed(0)
     dec = QueryDecoder(d_model=16, num_layers=2, num_heads=2, ffn_dim=32).eval()
     dec.init_weights()
-    mem = FusedMemory(torch.randn(1, 10, 16), torch.randn(1, 10, 16),
-                      torch.tensor([[False] * 7 + [True] * 3]), (2, 5))
+    mem = FusedMemory(
+        torch.randn(1, 10, 16),
+        torch.randn(1, 10, 16),
+        torch.tensor([[False] * 7 + [True] * 3]),
+        (2, 5),
+    )
     query, pos = torch.randn(1, 5, 16), torch.randn(1, 5, 16)
     mask = torch.tensor([[True, False, True, True, False]])
     full = dec(query, pos, mask, mem)
     keep = mask[0]
     ref = dec(query[:, keep], pos[:, keep], torch.ones(1, 3, dtype=torch.bool), mem)
     torch.testing.assert_close(full[:, keep], ref, atol=1e-5, rtol=1e-5)
-    assert not full[:, ~keep].any()                      # padded outputs are zeroed
+    assert not full[:, ~keep].any()  # padded outputs are zeroed
     # Masked memory tokens do not matter.
     garbage = mem.memory.clone()
     garbage[:, 7:] = 1e3
@@ -79,8 +90,9 @@ def test_pyramid_fusion_shapes_and_padding_mask():
     mem = fusion(visual)
     assert mem.memory.shape == (2, 64, 32) and mem.pos.shape == (2, 64, 32)
     assert mem.hw == (8, 8)
-    torch.testing.assert_close(mem.padding_mask, ~valid_region_mask(visual.valid_hw, 8, 8)
-                               .flatten(1))
+    torch.testing.assert_close(
+        mem.padding_mask, ~valid_region_mask(visual.valid_hw, 8, 8).flatten(1)
+    )
     assert mem.padding_mask[0].view(8, 8)[4:].all() and not mem.padding_mask[0].view(8, 8)[:4].any()
     clip_only = PyramidFusion((8, 16, 24, 32), 24, 32, levels=(), use_clip=True)(visual)
     assert clip_only.hw == (4, 4)
@@ -93,8 +105,9 @@ def test_pyramid_fusion_shapes_and_padding_mask():
 @pytest.mark.parametrize('use_clip', [True, False])
 def test_fpn_pixel_decoder_shapes(use_clip):
     _, visual, _ = demo_unit_inputs('mask', num_queries=(1, 2))
-    fpn = FPNPixelDecoder((8, 16, 24, 32), 24, levels=(0, 1, 2), use_clip=use_clip,
-                          feat_channels=16, out_channels=12)
+    fpn = FPNPixelDecoder(
+        (8, 16, 24, 32), 24, levels=(0, 1, 2), use_clip=use_clip, feat_channels=16, out_channels=12
+    )
     src = visual.clip if use_clip else visual.pyramid[2]
     src.requires_grad_(True)
     visual.pyramid[0].requires_grad_(True)

@@ -1,16 +1,25 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Paper-scale decoder presets build (on the meta device: no memory) with the expected sizes."""
+
 import copy
 
 import pytest
 import torch
 
-from mmrefvlm.models.unit_decoders import (PAPER_BOX_DECODER, PAPER_DEPTH_DECODER,
-                                           PAPER_KEYPOINT_DECODER, PAPER_MASK_DECODER)
+from mmrefvlm.models.unit_decoders import (
+    PAPER_BOX_DECODER,
+    PAPER_DEPTH_DECODER,
+    PAPER_KEYPOINT_DECODER,
+    PAPER_MASK_DECODER,
+)
 from mmrefvlm.registry import MODELS
 
-PRESETS = dict(box=PAPER_BOX_DECODER, mask=PAPER_MASK_DECODER, keypoint=PAPER_KEYPOINT_DECODER,
-               depth=PAPER_DEPTH_DECODER)
+PRESETS = dict(
+    box=PAPER_BOX_DECODER,
+    mask=PAPER_MASK_DECODER,
+    keypoint=PAPER_KEYPOINT_DECODER,
+    depth=PAPER_DEPTH_DECODER,
+)
 
 
 def _count(cfg) -> int:
@@ -27,10 +36,18 @@ def _detr_layer(d: int, ffn: int) -> int:
 
 def test_box_preset_parameter_count_by_hand():
     d = 256
-    expected = (4096 * d + d + 100 * d                      # query projection + slot embedding
-                + (192 + 384 + 768 + 1024) * d + d          # fused memory Linear(2368 -> 256)
-                + 6 * _detr_layer(d, 2048) + 2 * d          # 6 DETR layers + final LayerNorm
-                + 2 * (d * d + d) + d * 4 + 4)              # 3-layer box MLP
+    expected = (
+        4096 * d
+        + d
+        + 100 * d  # query projection + slot embedding
+        + (192 + 384 + 768 + 1024) * d
+        + d  # fused memory Linear(2368 -> 256)
+        + 6 * _detr_layer(d, 2048)
+        + 2 * d  # 6 DETR layers + final LayerNorm
+        + 2 * (d * d + d)
+        + d * 4
+        + 4
+    )  # 3-layer box MLP
     assert _count(PAPER_BOX_DECODER) == expected == 11_286_532
 
 

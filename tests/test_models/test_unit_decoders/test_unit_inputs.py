@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The synthetic decoder inputs used by the contract suite follow the gt_units schema."""
+
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ def test_demo_inputs_are_seeded_and_inside_the_image(unit):
     assert torch.equal(q1.embeds, q2.embeds) and torch.equal(v1.clip, v2.clip)
     assert q1.mask.sum(1).tolist() == [3, 1, 2] and q1.mask.shape == (3, 4)
     assert q1.group_ids[0].tolist() == [0, 0, 1, -1] and not q1.embeds[~q1.mask].any()
-    for b, (sample, other) in enumerate(zip(s1, s2)):
+    for b, (sample, other) in enumerate(zip(s1, s2, strict=True)):
         h, w = sample.metainfo['ori_shape']
         assert sample.metainfo['square_size'] == max(h, w)
         torch.testing.assert_close(v1.valid_hw[b], torch.tensor([h, w]) / max(h, w))
@@ -26,13 +27,13 @@ def test_demo_inputs_are_seeded_and_inside_the_image(unit):
             boxes = gt.bboxes
             assert (boxes[:, 2] <= vw + 1e-6).all() and (boxes[:, 3] <= vh + 1e-6).all()
         if unit == 'mask':
-            outside = ~valid_region_mask(v1.valid_hw[b:b + 1], 32, 32)
+            outside = ~valid_region_mask(v1.valid_hw[b : b + 1], 32, 32)
             assert not (gt.masks & outside).any() and gt.masks.flatten(1).any(1).all()
         if unit == 'keypoint':
             unlabelled = gt.keypoints[..., 2] == 0
             assert not gt.keypoints[..., :2][unlabelled].any()
         if unit == 'depth':
-            outside = ~valid_region_mask(v1.valid_hw[b:b + 1], 32, 32)
+            outside = ~valid_region_mask(v1.valid_hw[b : b + 1], 32, 32)
             assert not (gt.valid & outside).any() and (gt.depth[gt.valid] > 0).all()
 
 

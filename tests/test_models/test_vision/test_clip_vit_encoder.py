@@ -87,8 +87,9 @@ def test_unfrozen_trains():
     # select_layer=-2: the last layer and the pooled-output norm never touch the output, so they
     # are frozen; every trainable parameter gets a gradient (DDP-safe without unused params)
     frozen = {n for n, p in enc.named_parameters() if not p.requires_grad}
-    assert frozen and all(n.startswith(('model.encoder.layers.1.', 'model.post_layernorm.'))
-                          for n in frozen)
+    assert frozen and all(
+        n.startswith(('model.encoder.layers.1.', 'model.post_layernorm.')) for n in frozen
+    )
     x = torch.randn(2, 3, 32, 32)
     w0 = enc.model.embeddings.patch_embedding.weight.detach().clone()
     opt = torch.optim.SGD(parent.parameters(), lr=0.1)
@@ -109,14 +110,24 @@ def test_local_path_roundtrip(tmp_path):
     torch.testing.assert_close(again(x), enc(x), rtol=0, atol=0)
     skeleton = CLIPViTEncoder(str(tmp_path / 'vision'), load_weights=False)
     assert skeleton.out_channels == 32
-    assert not torch.equal(skeleton.model.embeddings.patch_embedding.weight,
-                           enc.model.embeddings.patch_embedding.weight)
+    assert not torch.equal(
+        skeleton.model.embeddings.patch_embedding.weight,
+        enc.model.embeddings.patch_embedding.weight,
+    )
 
 
 def test_loads_full_clip_folder(tmp_path):
     # openai/clip-vit-large-patch14-336 is a full CLIPModel (vision_model.* + text_model.* keys)
-    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                vocab_size=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    text = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        vocab_size=64,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
     full = CLIPModel(CLIPConfig(vision_config=TINY_CLIP_VIT, text_config=text))
     full.save_pretrained(tmp_path)
     enc = CLIPViTEncoder(str(tmp_path))
@@ -130,8 +141,11 @@ def test_missing_weights_is_an_error(tmp_path):
     CLIPVisionModel(CLIPVisionConfig(**TINY_CLIP_VIT)).save_pretrained(tmp_path)
     sd = load_file(tmp_path / 'model.safetensors')
     dropped = [k for k in sd if 'layers.1.' in k]
-    save_file({k: v for k, v in sd.items() if k not in dropped}, tmp_path / 'model.safetensors',
-              metadata={'format': 'pt'})
+    save_file(
+        {k: v for k, v in sd.items() if k not in dropped},
+        tmp_path / 'model.safetensors',
+        metadata={'format': 'pt'},
+    )
     with pytest.raises(ValueError, match='lacks'):
         CLIPViTEncoder(str(tmp_path))
 

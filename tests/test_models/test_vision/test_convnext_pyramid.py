@@ -22,12 +22,20 @@ class _Parent(BaseModule):
 def test_shapes_and_properties():
     pyr = ConvNeXtPyramid(config=TINY_CONVNEXT)
     feats = pyr(torch.randn(2, 3, 64, 64))
-    assert [tuple(f.shape) for f in feats] == [(2, 16, 16, 16), (2, 32, 8, 8), (2, 64, 4, 4),
-                                               (2, 128, 2, 2)]
+    assert [tuple(f.shape) for f in feats] == [
+        (2, 16, 16, 16),
+        (2, 32, 8, 8),
+        (2, 64, 4, 4),
+        (2, 128, 2, 2),
+    ]
     assert pyr.out_channels == [16, 32, 64, 128] and pyr.strides == [4, 8, 16, 32]
     assert pyr.num_levels == 4 and pyr.image_size == 64 and pyr.mean == OPENAI_CLIP_MEAN
     assert [tuple(f.shape[-2:]) for f in pyr(torch.randn(1, 3, 96, 64))] == [
-        (24, 16), (12, 8), (6, 4), (3, 2)]
+        (24, 16),
+        (12, 8),
+        (6, 4),
+        (3, 2),
+    ]
 
 
 def test_levels_are_the_stage_outputs():

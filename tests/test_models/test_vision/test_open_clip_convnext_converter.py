@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """The open_clip -> HF ConvNext converter against an independent functional timm-layout forward."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -29,9 +30,12 @@ def make_timm_convnext(depths, dims, *, patch=4, gamma=True, conv_mlp=False, see
     def rnd(*shape, scale=0.2, offset=0.0):
         return torch.randn(*shape, generator=g) * scale + offset
 
-    sd = {'stem.0.weight': rnd(dims[0], 3, patch, patch), 'stem.0.bias': rnd(dims[0], scale=0.1),
-          'stem.1.weight': rnd(dims[0], scale=0.1, offset=1),
-          'stem.1.bias': rnd(dims[0], scale=0.1)}
+    sd = {
+        'stem.0.weight': rnd(dims[0], 3, patch, patch),
+        'stem.0.bias': rnd(dims[0], scale=0.1),
+        'stem.1.weight': rnd(dims[0], scale=0.1, offset=1),
+        'stem.1.bias': rnd(dims[0], scale=0.1),
+    }
     for i, (depth, c) in enumerate(zip(depths, dims, strict=True)):
         if i > 0:
             sd[f'stages.{i}.downsample.0.weight'] = rnd(dims[i - 1], scale=0.1, offset=1)
@@ -60,12 +64,20 @@ def as_open_clip(trunk):
     """Wrap trunk weights as open_clip does, with a projection head and text-tower keys."""
     sd = {f'visual.trunk.{k}': v for k, v in trunk.items()}
     c = trunk['head.norm.weight'].shape[0]
-    sd.update({'visual.head.mlp.fc1.weight': torch.randn(8, c), 'visual.head.mlp.fc1.bias':
-               torch.randn(8), 'visual.head.mlp.fc2.weight': torch.randn(4, 8),
-               'visual.head.mlp.fc2.bias': torch.randn(4), 'logit_scale': torch.tensor(4.6),
-               'token_embedding.weight': torch.randn(10, 4), 'positional_embedding':
-               torch.randn(7, 4), 'transformer.resblocks.0.attn.in_proj_weight': torch.randn(12, 4),
-               'ln_final.weight': torch.ones(4), 'text_projection': torch.randn(4, 4)})
+    sd.update(
+        {
+            'visual.head.mlp.fc1.weight': torch.randn(8, c),
+            'visual.head.mlp.fc1.bias': torch.randn(8),
+            'visual.head.mlp.fc2.weight': torch.randn(4, 8),
+            'visual.head.mlp.fc2.bias': torch.randn(4),
+            'logit_scale': torch.tensor(4.6),
+            'token_embedding.weight': torch.randn(10, 4),
+            'positional_embedding': torch.randn(7, 4),
+            'transformer.resblocks.0.attn.in_proj_weight': torch.randn(12, 4),
+            'ln_final.weight': torch.ones(4),
+            'text_projection': torch.randn(4, 4),
+        }
+    )
     return sd
 
 
@@ -81,17 +93,23 @@ def reference_stage_outputs(sd, x):
     while f'stages.{i}.blocks.0.conv_dw.weight' in sd:
         if f'stages.{i}.downsample.0.weight' in sd:
             x = _ln2d(x, sd[f'stages.{i}.downsample.0.weight'], sd[f'stages.{i}.downsample.0.bias'])
-            x = F.conv2d(x, sd[f'stages.{i}.downsample.1.weight'],
-                         sd[f'stages.{i}.downsample.1.bias'], stride=2)
+            x = F.conv2d(
+                x,
+                sd[f'stages.{i}.downsample.1.weight'],
+                sd[f'stages.{i}.downsample.1.bias'],
+                stride=2,
+            )
         j = 0
         while f'stages.{i}.blocks.{j}.conv_dw.weight' in sd:
             p, c = f'stages.{i}.blocks.{j}.', x.shape[1]
             y = F.conv2d(x, sd[p + 'conv_dw.weight'], sd[p + 'conv_dw.bias'], padding=3, groups=c)
-            y = F.layer_norm(y.permute(0, 2, 3, 1), (c,), sd[p + 'norm.weight'],
-                             sd[p + 'norm.bias'], 1e-6)
+            y = F.layer_norm(
+                y.permute(0, 2, 3, 1), (c,), sd[p + 'norm.weight'], sd[p + 'norm.bias'], 1e-6
+            )
             y = F.linear(y, sd[p + 'mlp.fc1.weight'].reshape(4 * c, c), sd[p + 'mlp.fc1.bias'])
-            y = F.linear(F.gelu(y), sd[p + 'mlp.fc2.weight'].reshape(c, 4 * c),
-                         sd[p + 'mlp.fc2.bias'])
+            y = F.linear(
+                F.gelu(y), sd[p + 'mlp.fc2.weight'].reshape(c, 4 * c), sd[p + 'mlp.fc2.bias']
+            )
             if p + 'gamma' in sd:
                 y = y * sd[p + 'gamma']
             x = x + y.permute(0, 3, 1, 2)
@@ -129,8 +147,9 @@ def test_cli_conversion_matches_functional_reference(tmp_path, fmt):
 
 @pytest.mark.parametrize('gamma,conv_mlp', [(False, False), (True, True)])
 def test_function_infers_arch_and_variants(gamma, conv_mlp):
-    trunk = make_timm_convnext([2, 1, 3, 1], [8, 16, 24, 32], gamma=gamma, conv_mlp=conv_mlp,
-                               seed=1)
+    trunk = make_timm_convnext(
+        [2, 1, 3, 1], [8, 16, 24, 32], gamma=gamma, conv_mlp=conv_mlp, seed=1
+    )
     wrapped = {'state_dict': {f'module.{k}': v for k, v in as_open_clip(trunk).items()}}
     hf_sd, cfg = convert_open_clip_convnext(wrapped, image_size=64)
     assert list(cfg.depths) == [2, 1, 3, 1] and list(cfg.hidden_sizes) == [8, 16, 24, 32]
@@ -160,8 +179,9 @@ def test_errors_name_the_keys(tmp_path):
     with pytest.raises(ValueError, match=r'missing \[.*stages.2.layers.0.pwconv1.bias'):
         convert_open_clip_convnext(broken)
     with pytest.raises(ValueError, match='shape mismatches.*dwconv'):
-        convert_open_clip_convnext(dict(trunk, **{'stages.1.blocks.0.conv_dw.weight':
-                                                  torch.ones(8, 1, 5, 5)}))
+        convert_open_clip_convnext(
+            dict(trunk, **{'stages.1.blocks.0.conv_dw.weight': torch.ones(8, 1, 5, 5)})
+        )
     with pytest.raises(ValueError, match='unexpected.*downsampling_layer'):  # stage 0 is stride 1
         convert_open_clip_convnext(dict(trunk, **{'stages.0.downsample.0.weight': torch.ones(8)}))
     with pytest.raises(ValueError, match='no ConvNeXt trunk'):

@@ -1,9 +1,14 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Paper-scale architectures built on the meta device: parameter counts and output shapes."""
+
 import torch
 
-from mmrefvlm.models.vision import (CLIP_CONVNEXT_L_512, CLIP_VIT_L14_336, CLIPViTEncoder,
-                                    ConvNeXtPyramid)
+from mmrefvlm.models.vision import (
+    CLIP_CONVNEXT_L_512,
+    CLIP_VIT_L14_336,
+    CLIPViTEncoder,
+    ConvNeXtPyramid,
+)
 
 # Exact counts of the HF modules (CLIPVisionModel incl. pre/post LayerNorm; ConvNextModel incl. the
 # unused pooled LayerNorm), pinned so an accidental architecture change is caught.
@@ -47,5 +52,9 @@ def test_clip_convnext_l_512_on_meta():
     print(f'CLIP-ConvNeXt-L trunk: {n:,} parameters')
     assert n == _convnext_formula() == CLIP_CONVNEXT_L_PARAMS
     assert pyr.out_channels == [192, 384, 768, 1536] and pyr.strides == [4, 8, 16, 32]
-    assert [tuple(f.shape) for f in feats] == [(1, 192, 128, 128), (1, 384, 64, 64),
-                                               (1, 768, 32, 32), (1, 1536, 16, 16)]
+    assert [tuple(f.shape) for f in feats] == [
+        (1, 192, 128, 128),
+        (1, 384, 64, 64),
+        (1, 768, 32, 32),
+        (1, 1536, 16, 16),
+    ]

@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Run a converter of tools/dataset_converters in-process on its fixture and load its output."""
+
 import importlib.util
 import json
 import os.path as osp
@@ -25,14 +26,22 @@ def template_dir(tmp_path_factory):
         if task.startswith('ig_') or task == 'reg':
             text = 'Look at [VPT]. ' + text
         with open(folder / f'{task}.json', 'w') as f:
-            json.dump({'task': task, 'slots': slots, 'system': f'{task} system',
-                       'templates': [text, '<image>\n' + text]}, f)
+            json.dump(
+                {
+                    'task': task,
+                    'slots': slots,
+                    'system': f'{task} system',
+                    'templates': [text, '<image>\n' + text],
+                },
+                f,
+            )
     return str(folder)
 
 
 def load_converter(name: str):
-    spec = importlib.util.spec_from_file_location(f'_converter_{name}',
-                                                  osp.join(CONVERTERS, f'{name}.py'))
+    spec = importlib.util.spec_from_file_location(
+        f'_converter_{name}', osp.join(CONVERTERS, f'{name}.py')
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,8 +56,11 @@ def run_converter(tmp_path, template_dir):
     def run(name: str, *argv: str) -> tuple[dict, Counter, str]:
         out = str(tmp_path / f'{name}.jsonl')
         skipped = load_converter(name).main([*argv, '--out', out, '--template-dir', template_dir])
-        report = validate_file(out, template_sets=load_template_sets(template_dir),
-                               known_units=['box', 'mask', 'keypoint', 'depth'])
+        report = validate_file(
+            out,
+            template_sets=load_template_sets(template_dir),
+            known_units=['box', 'mask', 'keypoint', 'depth'],
+        )
         assert report.num_errors == 0, [str(e) for e in report.errors]
         with open(out, encoding='utf-8') as f:
             records = [json.loads(line) for line in f]

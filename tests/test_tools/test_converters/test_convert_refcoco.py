@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """RefCOCO (refs pickle) -> rec/res, gRefCOCO -> gres, and the restricted unpickler."""
+
 import os
 import os.path as osp
 import pickle
@@ -13,39 +14,84 @@ def _refs(fixtures, *parts):
 
 def test_refcoco_rec_res(run_converter, fixtures):
     records, skipped, _ = run_converter(
-        'refcoco', _refs(fixtures, 'refcoco', 'refs(unc).p'),
-        _refs(fixtures, 'refcoco', 'instances.json'), '--split', 'val', '--data-root', fixtures,
-        '--image-dir', osp.join(fixtures, 'coco', 'train2014'))
-    assert sorted(records) == sorted(['refcoco-val-7-s0-rec', 'refcoco-val-7-s0-res',
-                                      'refcoco-val-7-s1-rec', 'refcoco-val-7-s1-res',
-                                      'refcoco-val-9-s3-rec'])
+        'refcoco',
+        _refs(fixtures, 'refcoco', 'refs(unc).p'),
+        _refs(fixtures, 'refcoco', 'instances.json'),
+        '--split',
+        'val',
+        '--data-root',
+        fixtures,
+        '--image-dir',
+        osp.join(fixtures, 'coco', 'train2014'),
+    )
+    assert sorted(records) == sorted(
+        [
+            'refcoco-val-7-s0-rec',
+            'refcoco-val-7-s0-res',
+            'refcoco-val-7-s1-rec',
+            'refcoco-val-7-s1-res',
+            'refcoco-val-9-s3-rec',
+        ]
+    )
     # ref 9's annotation is a 2-point polygon: its rec record exists, its res record cannot
     assert skipped == {'empty sentence': 1, 'res: annotation without a usable mask': 1}
     res = records['refcoco-val-7-s0-res']
-    assert res['image'] == {'path': 'coco/train2014/COCO_train2014_000000581857.jpg',
-                            'width': 48, 'height': 36}
-    assert res['instances'] == [{'bbox': [4.5, 6.0, 16.5, 26.0], 'category': 'person',
-                                 'source_id': 1001,
-                                 'mask': [[4.5, 6, 16.5, 6, 16.5, 26, 4.5, 26]]}]
+    assert res['image'] == {
+        'path': 'coco/train2014/COCO_train2014_000000581857.jpg',
+        'width': 48,
+        'height': 36,
+    }
+    assert res['instances'] == [
+        {
+            'bbox': [4.5, 6.0, 16.5, 26.0],
+            'category': 'person',
+            'source_id': 1001,
+            'mask': [[4.5, 6, 16.5, 6, 16.5, 26, 4.5, 26]],
+        }
+    ]
     assert res['conversation'] == [
         {'role': 'user', 'template': 'res', 'slots': {'expr': 'the woman in the red coat'}},
-        {'role': 'assistant', 'answer': [
-            {'phrase': 'the woman in the red coat',
-             'groups': [{'units': ['mask'], 'n': 1, 'targets': [0]}]}, '.']}]
-    assert res['meta'] == {'source': 'refcoco', 'split': 'val', 'ref_id': 7, 'sent_id': 0,
-                           'ann_id': 1001, 'image_id': 581857}
+        {
+            'role': 'assistant',
+            'answer': [
+                {
+                    'phrase': 'the woman in the red coat',
+                    'groups': [{'units': ['mask'], 'n': 1, 'targets': [0]}],
+                },
+                '.',
+            ],
+        },
+    ]
+    assert res['meta'] == {
+        'source': 'refcoco',
+        'split': 'val',
+        'ref_id': 7,
+        'sent_id': 0,
+        'ann_id': 1001,
+        'image_id': 581857,
+    }
     rec = records['refcoco-val-7-s1-rec']
     assert rec['conversation'][0]['slots'] == {'expr': 'left person'}  # whitespace collapsed
     assert 'mask' not in rec['instances'][0]
     assert rec['conversation'][1]['answer'][0]['groups'] == [
-        {'units': ['box'], 'n': 1, 'targets': [0]}]
+        {'units': ['box'], 'n': 1, 'targets': [0]}
+    ]
 
 
 def test_refcoco_split_filter(run_converter, fixtures):
     records, _, _ = run_converter(
-        'refcoco', _refs(fixtures, 'refcoco', 'refs(unc).p'),
-        _refs(fixtures, 'refcoco', 'instances.json'), '--split', 'train', '--tasks', 'rec',
-        '--dataset-name', 'refcoco+', '--data-root', fixtures)
+        'refcoco',
+        _refs(fixtures, 'refcoco', 'refs(unc).p'),
+        _refs(fixtures, 'refcoco', 'instances.json'),
+        '--split',
+        'train',
+        '--tasks',
+        'rec',
+        '--dataset-name',
+        'refcoco+',
+        '--data-root',
+        fixtures,
+    )
     assert list(records) == ['refcoco+-train-8-s2-rec']
     assert records['refcoco+-train-8-s2-rec']['instances'][0]['bbox'] == [30, 10, 40, 20]
 
@@ -55,12 +101,15 @@ class _Exploit:
         return (os.system, ('touch pwned_by_pickle',))
 
 
-@pytest.mark.parametrize('payload', [
-    pickle.dumps([{'ref_id': 1, 'x': _Exploit()}], protocol=2),
-    pickle.dumps(_Exploit(), protocol=0),
-    b"cbuiltins\neval\n(S'1+1'\ntR.",
-    b"c__builtin__\ngetattr\n(c__builtin__\ndict\nS'keys'\ntR.",
-])
+@pytest.mark.parametrize(
+    'payload',
+    [
+        pickle.dumps([{'ref_id': 1, 'x': _Exploit()}], protocol=2),
+        pickle.dumps(_Exploit(), protocol=0),
+        b"cbuiltins\neval\n(S'1+1'\ntR.",
+        b"c__builtin__\ngetattr\n(c__builtin__\ndict\nS'keys'\ntR.",
+    ],
+)
 def test_refs_pickle_refuses_code(converter, tmp_path, monkeypatch, payload):
     path = tmp_path / 'refs(unc).p'
     path.write_bytes(payload)
@@ -72,12 +121,15 @@ def test_refs_pickle_refuses_code(converter, tmp_path, monkeypatch, payload):
 
 def test_refs_pickle_reads_python2_protocols(converter, tmp_path):
     # protocol 0 as written by Python 2: STRING opcodes (S'...') and a LONG (L...L)
-    py2 = (b"(lp0\n(dp1\nS'sent'\np2\nS'a man'\np3\nsS'ref_id'\np4\nL12L\nsS'box'\np5\n"
-           b"(F1.5\nI2\ntp6\nsa.")
+    py2 = (
+        b"(lp0\n(dp1\nS'sent'\np2\nS'a man'\np3\nsS'ref_id'\np4\nL12L\nsS'box'\np5\n"
+        b'(F1.5\nI2\ntp6\nsa.'
+    )
     path = tmp_path / 'refs.p'
     path.write_bytes(py2)
     assert converter('refcoco').load_refs_pickle(str(path)) == [
-        {'sent': 'a man', 'ref_id': 12, 'box': (1.5, 2)}]
+        {'sent': 'a man', 'ref_id': 12, 'box': (1.5, 2)}
+    ]
     # protocol 2 with a set (builtins.set via REDUCE) is plain data too
     path.write_bytes(pickle.dumps([{'ids': {1, 2}}], protocol=2))
     assert converter('refcoco').load_refs_pickle(str(path)) == [{'ids': {1, 2}}]
@@ -88,12 +140,24 @@ def test_refs_pickle_reads_python2_protocols(converter, tmp_path):
 
 def test_grefcoco(run_converter, fixtures):
     records, skipped, _ = run_converter(
-        'grefcoco', _refs(fixtures, 'grefcoco', 'grefs(unc).json'),
-        _refs(fixtures, 'grefcoco', 'instances.json'), '--split', 'val', '--data-root', fixtures)
-    assert sorted(records) == ['grefcoco-val-0-s10', 'grefcoco-val-1-s11', 'grefcoco-val-1-s12',
-                               'grefcoco-val-2-s13']
-    assert skipped == {'crowd target annotation (dropped)': 1,
-                       'ref whose targets are all unusable': 1}
+        'grefcoco',
+        _refs(fixtures, 'grefcoco', 'grefs(unc).json'),
+        _refs(fixtures, 'grefcoco', 'instances.json'),
+        '--split',
+        'val',
+        '--data-root',
+        fixtures,
+    )
+    assert sorted(records) == [
+        'grefcoco-val-0-s10',
+        'grefcoco-val-1-s11',
+        'grefcoco-val-1-s12',
+        'grefcoco-val-2-s13',
+    ]
+    assert skipped == {
+        'crowd target annotation (dropped)': 1,
+        'ref whose targets are all unusable': 1,
+    }
 
     def group(rid):
         answer = records[rid]['conversation'][1]['answer']
@@ -108,4 +172,7 @@ def test_grefcoco(run_converter, fixtures):
     assert records['grefcoco-val-1-s12']['meta']['no_target'] is True
     assert group('grefcoco-val-2-s13') == {'units': ['mask'], 'n': 1, 'targets': [0]}
     assert records['grefcoco-val-2-s13']['conversation'][0] == {
-        'role': 'user', 'template': 'gres', 'slots': {'expr': 'the dog'}}
+        'role': 'user',
+        'template': 'gres',
+        'slots': {'expr': 'the dog'},
+    }

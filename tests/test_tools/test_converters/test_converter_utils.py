@@ -1,5 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Shared converter pieces: relative paths, the validating writer, COCO mask normalisation."""
+
 from collections import Counter
 
 import numpy as np
@@ -10,11 +11,21 @@ from mmrefvlm.datasets.geometry import decode_mask
 
 
 def _record(rid='a', bbox=(1, 1, 5, 5)):
-    return {'id': rid, 'task': 'rec', 'image': {'path': 'x.jpg', 'width': 8, 'height': 8},
-            'instances': [{'bbox': list(bbox)}],
-            'conversation': [{'role': 'user', 'template': 'rec', 'slots': {'expr': 'it'}},
-                             {'role': 'assistant', 'answer': [{'phrase': 'it', 'groups': [
-                                 {'units': ['box'], 'n': 1, 'targets': [0]}]}]}]}
+    return {
+        'id': rid,
+        'task': 'rec',
+        'image': {'path': 'x.jpg', 'width': 8, 'height': 8},
+        'instances': [{'bbox': list(bbox)}],
+        'conversation': [
+            {'role': 'user', 'template': 'rec', 'slots': {'expr': 'it'}},
+            {
+                'role': 'assistant',
+                'answer': [
+                    {'phrase': 'it', 'groups': [{'units': ['box'], 'n': 1, 'targets': [0]}]}
+                ],
+            },
+        ],
+    }
 
 
 def test_relative_path(converter, tmp_path):
@@ -61,14 +72,21 @@ def test_coco_instance_skips(converter):
     utils = converter('converter_utils')
     img = {'width': 10, 'height': 10}
     skipped = Counter()
-    inst = utils.coco_instance({'id': 5, 'bbox': [8, 8, 4, 4], 'segmentation': []}, img, 'cat',
-                               skipped)
+    inst = utils.coco_instance(
+        {'id': 5, 'bbox': [8, 8, 4, 4], 'segmentation': []}, img, 'cat', skipped
+    )
     assert inst == {'bbox': [8.0, 8.0, 10.0, 10.0], 'category': 'cat', 'source_id': 5}
     assert utils.coco_instance({'id': 6, 'bbox': [12, 0, 3, 3]}, img, 'cat', skipped) is None
-    assert utils.coco_instance({'id': 7, 'bbox': [1, 1, 3, 3], 'segmentation': []}, img, 'cat',
-                               skipped, need_mask=True) is None
-    assert skipped == {'annotation with an empty or out-of-image bbox': 1,
-                       'annotation without a usable mask': 1}
+    assert (
+        utils.coco_instance(
+            {'id': 7, 'bbox': [1, 1, 3, 3], 'segmentation': []}, img, 'cat', skipped, need_mask=True
+        )
+        is None
+    )
+    assert skipped == {
+        'annotation with an empty or out-of-image bbox': 1,
+        'annotation without a usable mask': 1,
+    }
 
 
 def test_outputs_match_packaged_templates(converter, fixtures, tmp_path):
@@ -76,9 +94,21 @@ def test_outputs_match_packaged_templates(converter, fixtures, tmp_path):
     import os.path as osp
 
     from mmrefvlm.datasets.records import load_template_sets, validate_file
+
     sets = load_template_sets()
-    needed = {'ovd', 'ovs', 'rec', 'res', 'gres', 'keypoint', 'gcg_box', 'gcg_mask', 'ig_box',
-              'ig_mask', 'depth'}
+    needed = {
+        'ovd',
+        'ovs',
+        'rec',
+        'res',
+        'gres',
+        'keypoint',
+        'gcg_box',
+        'gcg_mask',
+        'ig_box',
+        'ig_mask',
+        'depth',
+    }
     if not needed <= set(sets):
         pytest.skip(f'packaged template sets missing: {sorted(needed - set(sets))}')
     f = lambda *p: osp.join(fixtures, *p)  # noqa: E731
