@@ -33,6 +33,7 @@ demo: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy mmrefvlm
 
 # Lint, then the test suite (CPU, offline, one thread per process).
 test: lint

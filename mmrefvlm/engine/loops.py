@@ -24,9 +24,10 @@ class FastResumeIterBasedTrainLoop(IterBasedTrainLoop):
 
     def _skip_consumed(self) -> None:
         sampler = getattr(self.dataloader, 'sampler', None)
-        if callable(getattr(sampler, 'skip', None)):
+        skip = getattr(sampler, 'skip', None)
+        if callable(skip):
             consumed = self._iter * self.dataloader.batch_size
-            sampler.skip(consumed)
+            skip(consumed)
             # a fresh iterator (and fresh workers) reads the moved stream
             self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
             print_log(

@@ -19,6 +19,7 @@ Config (replaces ``OptimWrapper`` in ``optim_wrapper``)::
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, TypeAlias
 
 import torch
 from mmengine.dist import all_reduce
@@ -38,7 +39,15 @@ class NonFiniteLossError(FloatingPointError):
     """Training stopped: too many consecutive steps with a non-finite loss or gradient."""
 
 
-class _NaNGuardMixin:
+if TYPE_CHECKING:
+    # for the type checker the mixin is an OptimWrapper (it is only ever mixed into one); at
+    # runtime it stays a plain mixin so that the MRO of the concrete wrappers is unchanged
+    _GuardBase: TypeAlias = OptimWrapper
+else:
+    _GuardBase = object
+
+
+class _NaNGuardMixin(_GuardBase):
     """The guard logic, shared by the fp32 and the AMP wrapper (see the module docstring)."""
 
     def _init_guard(self, action: str, max_consecutive: int, check_grads: bool) -> None:

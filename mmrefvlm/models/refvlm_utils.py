@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +96,9 @@ def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -
     metrics select entries by ``units``.
     """
     out = InstanceData()
-    labels, units, gids, order = [None] * num, [None] * num, [0] * num, 0
+    labels: list[str | None] = [None] * num
+    units: list[str | None] = [None] * num
+    gids, order = [0] * num, 0
     protos: dict[str, Tensor] = {}
     items: dict[str, list] = {}
     for unit, refs, inst in parts:
@@ -130,11 +133,12 @@ def apply_lora(llm: nn.Module, lora: Mapping, trainable_token_ids: Sequence[int]
     except ImportError as err:  # pragma: no cover - peft is a runtime requirement
         raise ImportError('LoRA needs `peft` (requirements/runtime.txt)') from err
     cfg = dict(lora)
+    hf: Any = llm  # an HF PreTrainedModel: nn.Module does not declare its embedding API
     names = {id(m): n for n, m in llm.named_modules()}
-    emb_name = names[id(llm.get_input_embeddings())].split('.')[-1]
+    emb_name = names[id(hf.get_input_embeddings())].split('.')[-1]
     token_idx = {emb_name: list(trainable_token_ids)}
-    head = llm.get_output_embeddings()
-    if head is not None and head.weight is not llm.get_input_embeddings().weight:
+    head = hf.get_output_embeddings()
+    if head is not None and head.weight is not hf.get_input_embeddings().weight:
         token_idx[names[id(head)].split('.')[-1]] = list(trainable_token_ids)
     cfg.setdefault('trainable_token_indices', token_idx)
     cfg.setdefault('task_type', 'CAUSAL_LM')

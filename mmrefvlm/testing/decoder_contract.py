@@ -37,7 +37,9 @@ from .unit_inputs import demo_unit_inputs, pad_unit_inputs, swap_targets
 
 
 def _total(outputs: dict[str, Tensor]) -> Tensor:
-    return sum(v.float().sum() for v in outputs.values())
+    total = sum(v.float().sum() for v in outputs.values())
+    assert isinstance(total, Tensor), 'a decoder returns at least one output'
+    return total
 
 
 def _assert_finite_scalar(name: str, value: Tensor) -> None:

@@ -10,6 +10,7 @@ import importlib.util
 import os.path as osp
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ def load_tool(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         f'mmrefvlm_tools_{name}', osp.join(REPO_ROOT, 'tools', f'{name}.py')
     )
+    assert spec is not None and spec.loader is not None  # a .py path always gets a source loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -46,7 +48,8 @@ class ScriptedLM:
     """
 
     def __init__(self, llm: nn.Module, ids: Sequence[int]) -> None:
-        self.llm, self.ids, self.calls = llm, list(ids), 0
+        self.llm: Any = llm  # an HF PreTrainedModel: nn.Module does not declare its API
+        self.ids, self.calls = list(ids), 0
 
     def get_decoder(self) -> nn.Module:  # noqa: D102
         return self.llm.get_decoder()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -183,7 +184,10 @@ def demo_unit_inputs(
     slots = max(num_queries, default=0) + 1 if num_slots is None else num_slots
     if slots < max(num_queries, default=0):
         raise ValueError(f'num_slots={slots} < the largest num_queries {max(num_queries)}')
-    shapes = [tuple(s) for s in (ori_shapes or [DEMO_ORI_SHAPES[b % 3] for b in range(batch)])]
+    shapes = [
+        cast(tuple[int, int], tuple(s))
+        for s in (ori_shapes or [DEMO_ORI_SHAPES[b % 3] for b in range(batch)])
+    ]
     embeds = torch.zeros(batch, slots, in_channels)
     mask = torch.zeros(batch, slots, dtype=torch.bool)
     groups = torch.full((batch, slots), -1, dtype=torch.long)

@@ -58,6 +58,7 @@ def _push_text(events: list[Event], pos: int, text: str) -> None:
         return
     if events and events[-1][0] == TEXT:
         last = events[-1]
+        assert last[2] is not None, 'TEXT events always carry their text'
         events[-1] = (TEXT, last[1], last[2] + text)
     else:
         events.append((TEXT, pos, text))

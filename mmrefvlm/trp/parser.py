@@ -106,16 +106,23 @@ class TRPParser:
     def _segs(self) -> list:
         return self.stack[-1].segs if self.stack else self.root
 
+    def _text(self, j: int) -> str:
+        """The text of event ``j``, which must be a ``TEXT`` event (those always carry a str)."""
+        text = self.ev[j][2]
+        assert text is not None, 'TEXT events always carry their text'
+        return text
+
     # ----------------------------------------------------------------- main loop
     def run(self) -> ParseResult:
         """Parse all events and return the result."""
-        if self._kind(0) == TEXT and not self.ev[0][2].strip() and self._kind(1) == TS:
+        if self._kind(0) == TEXT and not self._text(0).strip() and self._kind(1) == TS:
             self.i = 1  # whitespace before a leading CoT block is dropped
         if self._kind(self.i) == TS:
             self._read_cot()
         while self.i < self.n:
             kind, pos, text = self.ev[self.i]
             if kind == TEXT:
+                assert text is not None, 'TEXT events always carry their text'
                 _append_text(self._segs(), text)
                 self.i += 1
             elif kind == PS:
@@ -140,13 +147,13 @@ class TRPParser:
         self.i += 1
         content = ''
         if self._kind(self.i) == TEXT:
-            content = self.ev[self.i][2]
+            content = self._text(self.i)
             self.i += 1
         kind = self._kind(self.i)
         if kind == TE:
             self.i += 1
-            if self._kind(self.i) == TEXT and self.ev[self.i][2].startswith('\n'):
-                _, p, text = self.ev[self.i]
+            if self._kind(self.i) == TEXT and self._text(self.i).startswith('\n'):
+                p, text = self.ev[self.i][1], self._text(self.i)
                 self.ev[self.i] = (TEXT, p, text[1:])  # the block's own closing newline
         elif kind == END:
             self._truncated('the <Task> block')
@@ -185,7 +192,7 @@ class TRPParser:
     def _after_phrase(self, node: _Node) -> str:
         """Parse the ``(...)`` part after ``</Phrase>`` if there is one; return text after it."""
         kind = self._kind(self.i)
-        if kind == TEXT and self.ev[self.i][2].strip() == '(':
+        if kind == TEXT and self._text(self.i).strip() == '(':
             nxt = self._kind(self.i + 1)
             if nxt == US:
                 self.i += 1
@@ -231,7 +238,7 @@ class TRPParser:
                 if rest is not None:
                     text, rest = rest, None
                 elif self._kind(self.i) == TEXT:
-                    text = self.ev[self.i][2]
+                    text = self._text(self.i)
                     self.i += 1
                 else:
                     text = ''
@@ -270,7 +277,7 @@ class TRPParser:
         self.i += 1
         text = ''
         if self._kind(self.i) == TEXT:
-            text = self.ev[self.i][2]
+            text = self._text(self.i)
             self.i += 1
         if self._kind(self.i) == UE:
             self.i += 1
@@ -279,7 +286,9 @@ class TRPParser:
             self._truncated('<Unit>')
             return _Group([], ()), ''
         self._warn('unclosed_unit', '<Unit> without </Unit>', pos)
-        names = _UNIT_PREFIX_RE.match(text).group()
+        prefix = _UNIT_PREFIX_RE.match(text)
+        assert prefix is not None  # the pattern matches the empty string, so never fails
+        names = prefix.group()
         return self._make_group(names, pos), text[len(names) :]
 
     def _make_group(self, text: str, pos: int) -> _Group:

@@ -130,7 +130,9 @@ def _parse(message: str) -> tuple[str, Registry | None, str] | None:
             reg = _find_registry(attr=groups['attr'])
         else:
             reg = _find_registry(name=groups['name'])
-        kind = reg.name if reg is not None else (groups.get('name') or groups.get('attr'))
+        label = groups.get('name') or groups.get('attr')
+        assert label is not None  # every pattern captures a non-empty name or attr
+        kind = reg.name if reg is not None else label
         return groups['type'], reg, kind
     return None
 

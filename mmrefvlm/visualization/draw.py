@@ -34,7 +34,7 @@ def depth_to_rgb(depth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     if not valid.any():
         return np.zeros((*d.shape, 3), np.uint8)
     lo, hi = np.percentile(d[valid], 2), np.percentile(d[valid], 98)
-    norm = np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1)
+    norm = np.clip((d - lo) / max(float(hi - lo), 1e-6), 0, 1)
     rgb = cv2.applyColorMap(((1 - norm) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
     rgb[~valid] = 0
     return np.ascontiguousarray(rgb)

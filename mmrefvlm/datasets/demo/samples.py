@@ -8,7 +8,7 @@ plain strings or structured answers whose targets index the record's ``instances
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -57,7 +57,7 @@ def _assistant(answer: str | list) -> dict:
     return {'role': 'assistant', 'answer': answer}
 
 
-def _group(phrase: str | list, unit: str, targets: list[int | None]) -> dict:
+def _group(phrase: str | list, unit: str, targets: Sequence[int | None]) -> dict:
     return {
         'phrase': phrase,
         'groups': [{'units': [unit], 'n': len(targets), 'targets': list(targets)}],
@@ -141,6 +141,7 @@ def _referring(unit: str, task: str) -> Callable:
 def _gres(objs, rles, size, rng) -> tuple[Conversation, VisualPrompts]:
     kind = rng.choice(3, p=GRES_KIND_PROBS)
     groups = group_expressions(objs)
+    targets: list[int]
     if kind == 0:
         expr, targets = empty_expression(objs, rng), []
     elif kind == 1 and groups:
@@ -153,7 +154,7 @@ def _gres(objs, rles, size, rng) -> tuple[Conversation, VisualPrompts]:
     return [_user('gres', expr=expr), _assistant(answer)], []
 
 
-def _reg(objs, rles, size, rng) -> tuple[Conversation, VisualPrompts]:
+def _reg(objs, rles, size: tuple[int, int], rng) -> tuple[Conversation, VisualPrompts]:
     target = int(rng.integers(len(objs)))
     kind = PROMPT_TYPES[int(rng.integers(len(PROMPT_TYPES)))]
     vp = visual_prompt(kind, objs[target], rles[target], target, *size, rng)
@@ -162,7 +163,7 @@ def _reg(objs, rles, size, rng) -> tuple[Conversation, VisualPrompts]:
 
 
 def _interactive(unit: str, task: str) -> Callable:
-    def build(objs, rles, size, rng) -> tuple[Conversation, VisualPrompts]:
+    def build(objs, rles, size: tuple[int, int], rng) -> tuple[Conversation, VisualPrompts]:
         target = int(rng.integers(len(objs)))
         kind = PROMPT_TYPES[int(rng.integers(len(PROMPT_TYPES)))]
         vp = visual_prompt(kind, objs[target], rles[target], target, *size, rng)

@@ -137,7 +137,9 @@ def shape_mask(shape: str, height: int, width: int, x0: int, y0: int, extent: in
     return np.asarray(canvas, dtype=np.uint8) > 0
 
 
-def mask_geometry(mask: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def mask_geometry(
+    mask: np.ndarray,
+) -> tuple[tuple[float, float, float, float], tuple[float, ...]]:
     """Tight box and the five extreme/centre keypoints of a mask.
 
     The centre keypoint is the centroid of the pixel centres; ``top`` / ``bottom`` lie on the

@@ -236,7 +236,8 @@ class FormatConversation(BaseTransform):
         # targets,
         # kept as ground truth for the metrics.
         target_answers = [last_answer] if self.predict and last_answer is not None else answers
-        refs, gid = [], 0
+        refs: list[RefTarget] = []
+        gid = 0
         for ans in target_answers:
             try:
                 refs.extend(iter_ref_targets(ans, start_group=gid))

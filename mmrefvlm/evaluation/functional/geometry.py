@@ -131,7 +131,7 @@ def union_mask(masks: Any, shape: tuple[int, int]) -> np.ndarray:
         return m
     if len(m) == 0:
         return np.zeros(m.shape[1:] if m.shape[1:] else shape, dtype=bool)
-    return m.any(axis=0)
+    return np.asarray(m.any(axis=0))  # (N, H, W) -> (H, W): always an array, never a scalar
 
 
 def pair_inter_union(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class InteractiveGroundingMetric(RefVLMBaseMetric):
         self.units = tuple(units)
 
     def process_sample(self, sample: dict) -> dict:  # noqa: D102
-        out = dict(prompt_type=prompt_type_of(sample), terms={})
+        out: dict[str, Any] = dict(prompt_type=prompt_type_of(sample), terms={})
         for unit in self.units:
             gt = select_unit(sample.get('gt_instances'), unit)
             if gt['num'] == 0:

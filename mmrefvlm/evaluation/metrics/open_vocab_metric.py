@@ -142,10 +142,11 @@ class OpenVocabMetric(RefVLMBaseMetric):
                     }
                 )
             for phrase, geom in zip(r['pred_labels'], r['pred_geom'], strict=True):
-                if assigned[phrase] is None:
+                hit = assigned[phrase]
+                if hit is None:
                     dropped += 1
                     continue
-                cat, score = assigned[phrase]
+                cat, score = hit
                 dets.append({'image_id': img_id, 'category_id': cat, key: geom, 'score': score})
         categories = [dict(id=i, name=n) for n, i in cat_of.items()]
         stats, summary = run_coco_eval(build_coco_gt(images, anns, categories), dets, self.iou_type)

@@ -40,18 +40,19 @@ def resize_embeddings_mean(model: nn.Module, new_size: int) -> int:
     Returns:
         int: The number of rows added (0 when the model is already large enough).
     """
-    emb = model.get_input_embeddings()
+    hf: Any = model  # an HF PreTrainedModel: nn.Module does not declare its embedding API
+    emb = hf.get_input_embeddings()
     old_size = emb.weight.shape[0]
     if new_size <= old_size:
         return 0
-    out = model.get_output_embeddings()
+    out = hf.get_output_embeddings()
     tied = out is not None and out.weight is emb.weight
     mean_in = emb.weight.float().mean(0)
     mean_out = None if out is None or tied else out.weight.float().mean(0)
-    model.resize_token_embeddings(new_size, mean_resizing=False)
-    model.get_input_embeddings().weight[old_size:] = mean_in.to(emb.weight.dtype)
+    hf.resize_token_embeddings(new_size, mean_resizing=False)
+    hf.get_input_embeddings().weight[old_size:] = mean_in.to(emb.weight.dtype)
     if mean_out is not None:
-        new_out = model.get_output_embeddings()
+        new_out = hf.get_output_embeddings()
         new_out.weight[old_size:] = mean_out.to(new_out.weight.dtype)
         if getattr(new_out, 'bias', None) is not None:
             new_out.bias[old_size:] = 0
@@ -128,6 +129,7 @@ def build_causal_lm(
                 'quantization needs pretrained weights (name_or_path, load_weights=True)'
             )
         kwargs['quantization_config'] = _bnb_config(quantization, dtype)
+    model: Any  # an HF PreTrainedModel (``hf_quantizer``, ``config``: not declared by nn.Module)
     if config is not None:
         cfg = dict(config)
         if 'model_type' not in cfg:
@@ -138,9 +140,11 @@ def build_causal_lm(
         hf_cfg = AutoConfig.for_model(cfg.pop('model_type'), **cfg, **overrides)
         model = _from_config(hf_cfg, dtype, attn_implementation)
     elif not load_weights:
+        assert name_or_path is not None  # exactly one of name_or_path / config (checked above)
         hf_cfg = AutoConfig.from_pretrained(name_or_path, **overrides, **kwargs)
         model = _from_config(hf_cfg, dtype, attn_implementation)
     else:
+        assert name_or_path is not None  # exactly one of name_or_path / config (checked above)
         if attn_implementation is not None:
             kwargs['attn_implementation'] = attn_implementation
         model = AutoModelForCausalLM.from_pretrained(
@@ -190,7 +194,8 @@ def _from_config(hf_cfg: Any, dtype: torch.dtype | None, attn: str | None) -> nn
 
 def _sync_special_ids(model: nn.Module, tok: RefTokenizer) -> None:
     """Make generation stop on the tokenizer's EOS and pad with its pad id."""
-    for cfg in (model.config, getattr(model, 'generation_config', None)):
+    hf: Any = model  # an HF PreTrainedModel: nn.Module does not declare ``config``
+    for cfg in (hf.config, getattr(model, 'generation_config', None)):
         if cfg is None:
             continue
         cfg.pad_token_id = tok.ids.pad

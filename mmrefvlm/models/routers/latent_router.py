@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from mmengine.model import BaseModule
@@ -14,7 +15,13 @@ from torch import Tensor
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import UnitQueries
 from mmrefvlm.tokenization import RefTokenizer
-from mmrefvlm.trp import parse_token_ids
+from mmrefvlm.trp import ParseResult, parse_token_ids
+
+#: One parsed ``<REF>`` of :func:`find_refs`: ``(position, units, (answer, triplet, group), phrase,
+#: phrase_span)``.
+FoundRef = tuple[
+    int, tuple[str, ...], tuple[int, int | None, int | None], str, tuple[int, int] | None
+]
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def find_refs(
     *,
     known_units: set[str],
     span_mask: Tensor | None = None,
-) -> tuple[list[tuple], list[str], list]:
+) -> tuple[list[FoundRef], list[str], list[ParseResult]]:
     """Parse one sample's answer tokens into ``(position, units, group_key, phrase)`` tuples.
 
     Args:
@@ -82,7 +89,10 @@ def find_refs(
     ids = token_ids[positions].tolist()
     pos = positions.tolist()
     eos = tokenizer.ids.eos
-    out, warnings, results, start, answer = [], [], [], 0, 0
+    out: list[FoundRef] = []
+    warnings: list[str] = []
+    results: list[ParseResult] = []
+    start, answer = 0, 0
     for end in [i for i, t in enumerate(ids) if t == eos] + [len(ids)]:
         if end > start:
             res = parse_token_ids(ids[start:end], tokenizer, known_units=known_units)
@@ -126,7 +136,10 @@ class LatentEmbeddingRouter(BaseModule):
     """
 
     def __init__(
-        self, ref_position: str = 'ref', phrase_pooling: bool = False, init_cfg=None
+        self,
+        ref_position: str = 'ref',
+        phrase_pooling: bool = False,
+        init_cfg: dict[str, Any] | list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         if ref_position not in ('ref', 'emitting'):
@@ -137,7 +150,7 @@ class LatentEmbeddingRouter(BaseModule):
     def forward(
         self,
         hidden: Tensor,
-        refs: Sequence[Sequence[tuple]],
+        refs: Sequence[Sequence[FoundRef]],
         capacities: Mapping[str, int],
         warnings: Sequence[Sequence[str]] | None = None,
     ) -> RoutingResult:
@@ -159,7 +172,7 @@ class LatentEmbeddingRouter(BaseModule):
         routed: list[list[RoutedRef]] = [[] for _ in range(bsz)]
         spans: dict[tuple[int, int], tuple[int, int]] = {}
         for b, sample_refs in enumerate(refs):
-            group_ids: dict[tuple, int] = {}
+            group_ids: dict[tuple[int, int | None, int | None], int] = {}
             counts: dict[str, int] = {}
             for position, units, key, phrase, span in sample_refs:
                 if span is not None and span[1] - span[0] > 1:
@@ -197,7 +210,12 @@ class LatentEmbeddingRouter(BaseModule):
         return RoutingResult(queries=queries, refs=routed, warnings=warns)
 
     @staticmethod
-    def _phrase_means(hidden: Tensor, items: list[RoutedRef], spans: dict, shift: int) -> Tensor:
+    def _phrase_means(
+        hidden: Tensor,
+        items: list[RoutedRef],
+        spans: dict[tuple[int, int], tuple[int, int]],
+        shift: int,
+    ) -> Tensor:
         """(M, D) mean state of each routed ref's phrase tokens (zeros without a phrase), from one
         cumulative sum over the sequence (no per-ref loop over tokens)."""
         csum = torch.cat(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
@@ -50,7 +50,13 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
 
     unit: ClassVar[str]
 
-    def __init__(self, in_channels: int, *, num_queries: int = 100, init_cfg=None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        num_queries: int = 100,
+        init_cfg: dict[str, Any] | list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(getattr(type(self), 'unit', None), str) or not type(self).unit:
             raise TypeError(f'{type(self).__name__} must define a non-empty class attribute `unit`')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -209,7 +210,9 @@ class DepthUnitDecoder(BaseVisualUnitDecoder):
         self.match_size, self.depth_range = match_size, tuple(depth_range)
 
     def _init_output(self) -> None:
-        nn.init.constant_(self.head[-1].bias, math.log(self.init_depth))
+        out = cast(nn.Conv2d, self.head[-1])
+        assert out.bias is not None  # the output conv is built with a bias
+        nn.init.constant_(out.bias, math.log(self.init_depth))
 
     def init_weights(self) -> None:
         """MMEngine init, then the output bias back at ``log(init_depth)``."""

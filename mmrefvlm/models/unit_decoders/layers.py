@@ -210,7 +210,11 @@ class PyramidFusion(BaseModule):
         feats = [visual.pyramid[lv] for lv in self.levels]
         if self.use_clip:
             feats.append(visual.clip)
-        hw = (self.size, self.size) if self.size is not None else tuple(feats[0].shape[-2:])
+        hw: tuple[int, int]
+        if self.size is not None:
+            hw = (self.size, self.size)
+        else:
+            hw = (feats[0].shape[-2], feats[0].shape[-1])
         dtype = self.proj.weight.dtype
         x = torch.cat([_resize(f.to(dtype), hw) for f in feats], dim=1)  # (B, C_in, H, W)
         memory = self.proj(x.flatten(2).transpose(1, 2))  # (B, HW, D)
@@ -386,7 +390,11 @@ class FPNPixelDecoder(BaseModule):
             Tensor: (B, out_channels, H, W) float at the finest used resolution.
         """
         dtype = self.out_proj.weight.dtype
-        src = visual.clip if self.use_clip else visual.pyramid[self.stem_level]
+        if self.use_clip:
+            src = visual.clip
+        else:
+            assert self.stem_level is not None  # always set when use_clip is False
+            src = visual.pyramid[self.stem_level]
         x = self.stem(src.to(dtype))
         for i in reversed(range(len(self.lateral_levels))):
             lat = self.laterals[i](visual.pyramid[self.lateral_levels[i]].to(dtype))

@@ -103,12 +103,12 @@ def sample_frame(sample: RefVLMDataSample) -> tuple[int, int, int]:
 
 def resize_maps(maps: Tensor, size: tuple[int, int] | int) -> Tensor:
     """Bilinear resize of (N, H, W) maps (no-op when the size already matches)."""
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if tuple(maps.shape[-2:]) == size:
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(maps.shape[-2:]) == hw:
         return maps
     if maps.shape[0] == 0:
-        return maps.new_zeros(0, *size)
-    return F.interpolate(maps[:, None], size=size, mode='bilinear', align_corners=False)[:, 0]
+        return maps.new_zeros(0, *hw)
+    return F.interpolate(maps[:, None], size=hw, mode='bilinear', align_corners=False)[:, 0]
 
 
 def square_to_original(maps: Tensor, sample: RefVLMDataSample) -> Tensor:

@@ -127,6 +127,7 @@ class HFVisionBackbone(BaseModule):
 
     _hf_model_cls: ClassVar[str]
     _hf_config_cls: ClassVar[str]
+    _is_init: bool  # set by mmengine's BaseModule
 
     def __init__(
         self,
@@ -141,8 +142,8 @@ class HFVisionBackbone(BaseModule):
         self.model = build_hf_vision_model(self._hf_model_cls, self._hf_config_cls, **build_kwargs)
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f'mean and std need 3 values (RGB), got {mean!r} and {std!r}')
-        self._mean = tuple(float(v) for v in mean)
-        self._std = tuple(float(v) for v in std)
+        self._mean = (float(mean[0]), float(mean[1]), float(mean[2]))
+        self._std = (float(std[0]), float(std[1]), float(std[2]))
         self.frozen = bool(frozen)
         if self.frozen:
             self.model.requires_grad_(False)
@@ -157,6 +158,11 @@ class HFVisionBackbone(BaseModule):
     def std(self) -> tuple[float, float, float]:
         """RGB normalisation std in [0, 1] pixel scale (x255 for uint8 inputs)."""
         return self._std
+
+    @property
+    def _model_config(self) -> Any:
+        """The wrapped model's transformers config (``nn.Module`` does not declare ``config``)."""
+        return self.model.config
 
     @property
     def dtype(self) -> torch.dtype:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -71,7 +72,7 @@ class CLIPViTEncoder(HFVisionBackbone):
             std=std,
             init_cfg=init_cfg,
         )
-        num_states = self.model.config.num_hidden_layers + 1
+        num_states = self._model_config.num_hidden_layers + 1
         if not -num_states <= select_layer < num_states:
             raise ValueError(
                 f'select_layer={select_layer} is out of range for '
@@ -79,26 +80,26 @@ class CLIPViTEncoder(HFVisionBackbone):
             )
         self.select_layer = select_layer
         self._freeze_unused_layers(select_layer % num_states)
-        if self.image_size % self.model.config.patch_size:
+        if self.image_size % self._model_config.patch_size:
             raise ValueError(
                 f'image_size {self.image_size} is not a multiple of patch_size '
-                f'{self.model.config.patch_size}'
+                f'{self._model_config.patch_size}'
             )
 
     @property
     def out_channels(self) -> int:
         """Feature width C (the CLIP hidden size)."""
-        return self.model.config.hidden_size
+        return self._model_config.hidden_size
 
     @property
     def image_size(self) -> int:
         """Input side S the position embeddings are built for."""
-        return self.model.config.image_size
+        return self._model_config.image_size
 
     @property
     def grid_size(self) -> int:
         """Side of the patch grid, ``S // patch_size``."""
-        return self.image_size // self.model.config.patch_size
+        return self.image_size // self._model_config.patch_size
 
     @property
     def num_tokens(self) -> int:
@@ -112,7 +113,8 @@ class CLIPViTEncoder(HFVisionBackbone):
         parameters without gradients (DDP with ``find_unused_parameters=False`` forbids those).
         They stay in the module so checkpoints and ``save_pretrained`` keep the HF layout.
         """
-        vm = getattr(self.model, 'vision_model', self.model)  # transformers 5 flattened it
+        # transformers 5 flattened it; typed Any: the HF submodules are not declared on nn.Module
+        vm: Any = getattr(self.model, 'vision_model', self.model)
         for layer in vm.encoder.layers[keep:]:
             layer.requires_grad_(False)
         vm.post_layernorm.requires_grad_(False)

@@ -79,22 +79,22 @@ class ConvNeXtPyramid(HFVisionBackbone):
     @property
     def num_levels(self) -> int:
         """Number of stages (pyramid levels)."""
-        return len(self.model.config.depths)
+        return len(self._model_config.depths)
 
     @property
     def out_channels(self) -> list[int]:
         """Channels of each level, finest first."""
-        return list(self.model.config.hidden_sizes)
+        return list(self._model_config.hidden_sizes)
 
     @property
     def strides(self) -> list[int]:
         """Downsampling factor of each level w.r.t. the input (patch stem, then x2 per stage)."""
-        return [self.model.config.patch_size * 2**i for i in range(self.num_levels)]
+        return [self._model_config.patch_size * 2**i for i in range(self.num_levels)]
 
     @property
     def image_size(self) -> int:
         """Input side the encoder is configured for (512 for REF-VLM)."""
-        return self.model.config.image_size
+        return self._model_config.image_size
 
     def forward(self, pixel_values: Tensor) -> tuple[Tensor, ...]:
         """Encode normalised images into a feature pyramid.
