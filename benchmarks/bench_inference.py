@@ -103,37 +103,6 @@ class Script:
         return torch.zeros_like(out).scatter_(-1, want[:, None], 1.0)
 
 
-def install_row_selection(model, flag: dict) -> None:
-    """Prototype (benchmark-local): with ``flag['on']`` each decoder's ``predict`` runs only on the
-    samples that have queries of its unit; the others get an empty ``InstanceData``. A sample's
-    predictions then no longer depend on its batch mates (see docs/benchmarks.md)."""
-    from mmengine.structures import InstanceData
-
-    from mmrefvlm.structures import UnitQueries, VisualContext
-
-    for dec in model.unit_decoders.values():
-
-        def predict(queries, visual, samples, rescale=True, _orig=dec.predict):
-            keep = queries.mask.any(1).nonzero(as_tuple=True)[0]
-            if not flag['on'] or len(keep) == len(samples):
-                return _orig(queries, visual, samples, rescale)
-            q = UnitQueries(
-                embeds=queries.embeds[keep],
-                mask=queries.mask[keep],
-                group_ids=queries.group_ids[keep],
-            )
-            v = VisualContext(
-                pyramid=tuple(p[keep] for p in visual.pyramid),
-                clip=visual.clip[keep],
-                valid_hw=visual.valid_hw[keep],
-            )
-            sub = iter(_orig(q, v, [samples[i] for i in keep.tolist()], rescale))
-            kept = set(keep.tolist())
-            return [next(sub) if i in kept else InstanceData() for i in range(len(samples))]
-
-        dec.predict = predict
-
-
 def compare_predictions(reference: list, other: list) -> dict:
     """Max |difference| of every tensor field of the entries both hold, and fields only one has."""
     worst, missing = 0.0, 0
@@ -290,21 +259,22 @@ def main() -> None:
     model, samples = build(args.seed)
     model.max_new_tokens = args.max_new_tokens
     script = Script(model, samples, args.max_new_tokens)
-    sec, rows_flag = Sections(), dict(on=False)
-    install_row_selection(model, rows_flag)
+    sec = Sections()
     instrument(model, sec, script)
-    variants = {f'B={b}': (b, False) for b in BATCHES}
-    variants['B=8, decoders on rows with queries (prototype)'] = (8, True)
+    # The default (dynamic, grown by concatenation) KV cache at every B, and the static cache
+    # (preallocated, written in place) at B = 1 and 8 as the alternative.
+    variants = {f'B={b}': (b, 'dynamic') for b in BATCHES}
+    variants.update({f'B={b}, static KV cache': (b, 'static') for b in (1, 8)})
     passes = {v: [] for v in variants}
     for rnd in range(args.repeats + 1):  # round 0 is a warm-up
-        for name, (b, rows) in variants.items():
-            rows_flag['on'] = rows
+        for name, (b, cache) in variants.items():
+            model.generation_cache = cache
             res = run_pass(model, samples, b, sec, script, keep=rnd == 0)
             if rnd:
                 passes[name].append(res)
             else:
                 passes.setdefault('_outputs', {})[name] = res['outputs']
-    rows_flag['on'] = False
+    model.generation_cache = 'dynamic'
     outputs = passes.pop('_outputs')
     consistency = {
         name: compare_predictions(outputs['B=1'], outputs[name])
@@ -317,6 +287,16 @@ def main() -> None:
         for name, runs in passes.items()
     }
     profiles = {f'B={b}': profile_top_ops(model, samples, b, sec, script, steps) for b in (1, 8)}
+    model.generation_cache = 'static'
+    profiles['B=8, static KV cache'] = profile_top_ops(model, samples, 8, sec, script, steps)
+    model.generation_cache = 'dynamic'
+    static_vs_dynamic = {
+        f'B={b}': ratio_summary(
+            [r['total'] for r in passes[f'B={b}']],
+            [r['total'] for r in passes[f'B={b}, static KV cache']],
+        )
+        for b in (1, 8)
+    }
     s8 = results['B=8']['speedup_vs_b1']
     post_worst = max(results[f'B={b}']['post_generation_share']['median'] for b in BATCHES)
     goals = dict(
@@ -340,10 +320,16 @@ def main() -> None:
             results=results,
             goals=goals,
             consistency_vs_b1=consistency,
+            static_vs_dynamic_cache_speedup=static_vs_dynamic,
             profile_top_ops_per_decode_step=profiles,
         ),
     )
     print_tables(results, goals, n, steps)
+    for name, r in static_vs_dynamic.items():
+        print(
+            f'static vs dynamic KV cache at {name}: {r["median"]:.2f}x '
+            f'[{r["low"]:.2f}, {r["high"]:.2f}]'
+        )
     for name, c in consistency.items():
         print(
             f'{name} vs B=1 predictions: max |diff| {c["max_abs_diff"]:.2e}, '
@@ -404,7 +390,7 @@ def print_tables(results: dict, goals: dict, n: int, steps: int) -> None:
         for k in names
     ]
     print(format_table(['section (% of time)'] + list(short.values()) + ['phase'], rows))
-    print('* = decoders on rows with queries (prototype)')
+    print('* = static KV cache')
     g1, g2 = goals['speedup_b8'], goals['post_generation']
     print(
         f'B=8 vs B=1: {g1["value"]:.2f}x (goal >= {g1["goal"]:.1f}x): '

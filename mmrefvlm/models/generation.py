@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +37,9 @@ def split_llm(llm: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
     Calling the decoder stack directly gives the final-norm hidden state without materialising every
     layer's states (``output_hidden_states`` would, at 33 layers x batch x length).
     """
-    base = llm.get_base_model() if hasattr(llm, 'get_base_model') else llm
+    # HF/PEFT methods are not declared on nn.Module: typed Any for the checker.
+    wrapped: Any = llm
+    base: Any = wrapped.get_base_model() if hasattr(wrapped, 'get_base_model') else wrapped
     return base.get_decoder(), base.get_output_embeddings(), base.get_input_embeddings()
 
 
@@ -49,6 +52,7 @@ def greedy_generate(
     eos_id: int,
     pad_id: int,
     max_new_tokens: int,
+    cache: str = 'dynamic',
 ) -> GenerationOutput:
     """Greedy decoding of a left-padded batch of prompt embeddings.
 
@@ -59,37 +63,56 @@ def greedy_generate(
         eos_id (int): Stops a sample.
         pad_id (int): Fill after EOS.
         max_new_tokens (int): Generation budget.
+        cache (str): ``'dynamic'`` (default): HF ``DynamicCache``, which grows every layer's K/V
+            by concatenation at each step; ``'static'``: K/V buffers of length
+            ``P + max_new_tokens`` allocated once and written in place (HF ``StaticCache``; every
+            step attends over all slots, unwritten ones masked). On CPU the static cache is no
+            faster (docs/benchmarks.md §4); it is the layout that CUDA graphs / ``torch.compile``
+            need.
+            Both give the same tokens and states.
 
     Returns:
         GenerationOutput
     """
-    from transformers import DynamicCache
+    from transformers import DynamicCache, StaticCache
 
     if max_new_tokens <= 0:
         raise ValueError(f'max_new_tokens must be positive, got {max_new_tokens}')
+    if cache not in ('static', 'dynamic'):
+        raise ValueError(f"cache must be 'static' or 'dynamic', got {cache!r}")
     decoder, head, embed = split_llm(llm)
-    bsz = inputs_embeds.shape[0]
+    bsz, prompt_len = inputs_embeds.shape[:2]
     device = inputs_embeds.device
-    mask = attention_mask.long()
-    cache = DynamicCache()
+    total = prompt_len + max_new_tokens
+    # One mask for the whole run (real prompt tokens, then every generated slot) and the positions
+    # it implies (left padding skipped): steps slice them instead of concatenating a column.
+    full_mask = torch.ones(bsz, total, dtype=torch.long, device=device)
+    full_mask[:, :prompt_len] = attention_mask.long()
+    full_pos = (full_mask.cumsum(-1) - 1).clamp_min(0)
+    kv = (
+        StaticCache(config=cast(Any, decoder).config, max_cache_len=total)
+        if cache == 'static'
+        else DynamicCache()
+    )
 
-    def step(embeds: Tensor, m: Tensor) -> Tensor:
-        pos = (m.cumsum(-1) - 1).clamp_min(0)[:, -embeds.shape[1] :]
+    def step(embeds: Tensor, start: int) -> Tensor:
+        end = start + embeds.shape[1]
         out = decoder(
             inputs_embeds=embeds,
-            attention_mask=m,
-            position_ids=pos,
-            past_key_values=cache,
+            # A static cache attends over all of its slots; unwritten ones lie in the causal future.
+            attention_mask=full_mask if cache == 'static' else full_mask[:, :end],
+            position_ids=full_pos[:, start:end],
+            past_key_values=kv,
             use_cache=True,
         )
         return out.last_hidden_state[:, -1]
 
-    h = step(inputs_embeds, mask)
+    h = step(inputs_embeds, 0)
     prompt_last = h
     tokens, states = [], []
     finished = torch.zeros(bsz, dtype=torch.bool, device=device)
     lengths = torch.zeros(bsz, dtype=torch.long, device=device)
-    for _ in range(max_new_tokens):
+    for t in range(max_new_tokens):
         nxt = head(h).argmax(-1)
         nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
         tokens.append(nxt)
@@ -98,8 +121,7 @@ def greedy_generate(
         if bool(finished.all()):
             states.append(torch.zeros_like(h))  # an EOS state is never used
             break
-        mask = torch.cat([mask, torch.ones(bsz, 1, dtype=mask.dtype, device=device)], 1)
-        h = step(embed(nxt)[:, None], mask)
+        h = step(embed(nxt)[:, None], prompt_len + t)
         states.append(h)
     tok = torch.stack(tokens, 1)
     st = torch.stack(states, 1)

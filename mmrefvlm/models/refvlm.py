@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from mmengine.model import BaseModel, ModuleDict
@@ -63,10 +64,12 @@ class RefVLM(BaseModel):
             new-token rows stay trainable when ``lora`` is set.
         freeze_projector (bool): Freeze the projector.
         lora (dict, optional): ``peft.LoraConfig`` kwargs (``r``, ``lora_alpha``,
-        ``target_modules``...).
+            ``target_modules``...).
         gradient_checkpointing (bool): Activation checkpointing in the LLM.
         image_keys (Mapping[str, str]): Which ``inputs['images']`` entry feeds which encoder.
         max_new_tokens (int): Greedy generation budget in ``predict``.
+        generation_cache (str): KV cache of ``predict``: ``'dynamic'`` (grown by concatenation)
+            or ``'static'`` (preallocated, written in place); same outputs.
         data_preprocessor (dict, optional): ``RefVLMDataPreprocessor`` config; ``pad_token_id`` and
             ``image_sizes`` are filled in from the tokenizer and encoders.
     """
@@ -89,6 +92,7 @@ class RefVLM(BaseModel):
         gradient_checkpointing: bool = False,
         image_keys: Mapping[str, str] = dict(vision='vit', pyramid='pyramid'),
         max_new_tokens: int = 128,
+        generation_cache: str = 'dynamic',
         data_preprocessor: dict | None = None,
         init_cfg=None,
     ) -> None:
@@ -108,7 +112,8 @@ class RefVLM(BaseModel):
         super().__init__(data_preprocessor=dp, init_cfg=init_cfg)
         self.vision_encoder, self.pyramid_encoder = vision, pyramid
         self.llm = self._build_llm(llm)
-        hidden = self.llm.get_input_embeddings().weight.shape[1]
+        hf_llm: Any = self.llm  # an HF PreTrainedModel: nn.Module does not declare its API
+        hidden = hf_llm.get_input_embeddings().weight.shape[1]
         self.projector = _build(
             projector or dict(type='MLPProjector'),
             in_channels=vision.out_channels,
@@ -147,6 +152,11 @@ class RefVLM(BaseModel):
         }
         self.image_keys = dict(image_keys)
         self.max_new_tokens = max_new_tokens
+        if generation_cache not in ('static', 'dynamic'):
+            raise ValueError(
+                f"generation_cache must be 'static' or 'dynamic', got {generation_cache!r}"
+            )
+        self.generation_cache = generation_cache
         self._setup_training(freeze_llm, freeze_projector, lora, gradient_checkpointing)
 
     # ----------------------------------------------------------------------------- build
@@ -172,7 +182,8 @@ class RefVLM(BaseModel):
         if freeze_projector:
             self.projector.requires_grad_(False)
         if gradient_checkpointing:
-            self.llm.gradient_checkpointing_enable(
+            hf_llm: Any = self.llm  # an HF PreTrainedModel: nn.Module does not declare its API
+            hf_llm.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={'use_reentrant': False}
             )
 
@@ -210,7 +221,8 @@ class RefVLM(BaseModel):
         """Token embeddings with ``<image>`` / ``[VPT]`` positions replaced; also a zero-valued term
         that keeps the unused visual paths in the graph (text-only batches, no prompts)."""
         ids = inputs['input_ids']
-        embed = self.llm.get_input_embeddings()
+        hf_llm: Any = self.llm  # an HF PreTrainedModel: nn.Module does not declare its API
+        embed = hf_llm.get_input_embeddings()
         embeds = embed(ids)
         has_image = inputs['has_image']
         n_img = image_tokens.shape[1]
@@ -259,8 +271,10 @@ class RefVLM(BaseModel):
     def forward(self, inputs: dict, data_samples: SampleList | None = None, mode: str = 'tensor'):
         """Dispatch to ``loss`` / ``predict`` / ``_forward`` as mmdet's ``BaseDetector`` does."""
         if mode == 'loss':
+            assert data_samples is not None, 'loss mode needs data_samples'
             return self.loss(inputs, data_samples)
         if mode == 'predict':
+            assert data_samples is not None, 'predict mode needs data_samples'
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             return self._forward(inputs, data_samples)
@@ -277,6 +291,7 @@ class RefVLM(BaseModel):
 
     def _forward(self, inputs: dict, data_samples: SampleList | None = None) -> dict[str, Tensor]:
         """Teacher-forced tensors: last-layer ``hidden`` (B, L, D) and per-unit decoder outputs."""
+        assert data_samples is not None, 'the image metainfo comes from data_samples'
         vis, hidden, _, _ = self._llm_hidden(inputs, data_samples)
         routing = self._route_labels(inputs, hidden)
         outs = {u: self.unit_decoders[u](q, vis) for u, q in routing.queries.items()}
@@ -357,6 +372,7 @@ class RefVLM(BaseModel):
             eos_id=self.tokenizer.ids.eos,
             pad_id=self.tokenizer.ids.pad,
             max_new_tokens=self.max_new_tokens,
+            cache=self.generation_cache,
         )
         # Hidden states indexed by generated position + 1; index 0 is the prompt's last state, so
         # the router's 'emitting' shift reads the state that predicted each token.

@@ -325,3 +325,16 @@ def test_init_weights_reaches_every_decoder(monkeypatch):
         monkeypatch.setattr(dec, 'init_weights', lambda u=unit, f=orig: (called.append(u), f()))
     model.init_weights()
     assert sorted(called) == ['box', 'depth', 'keypoint', 'mask']
+
+
+def test_predict_static_and_dynamic_cache_agree(scene):
+    model = build().eval()
+    model.max_new_tokens = 6
+    data = batch(scene, model, [box_record(scene), text_record(scene)], predict=True)
+    model.generation_cache = 'dynamic'
+    dyn = model(**data, mode='predict')
+    model.generation_cache = 'static'
+    sta = model(**data, mode='predict')
+    assert [s.pred_text for s in sta] == [s.pred_text for s in dyn]
+    with pytest.raises(ValueError, match='generation_cache'):
+        build(generation_cache='paged')

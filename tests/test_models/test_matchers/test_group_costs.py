@@ -108,7 +108,8 @@ def test_box_group_costs_match_per_pair_reference(seed):
 @pytest.mark.parametrize('with_valid', [False, True])
 def test_mask_group_costs_match_per_pair_reference(seed, with_valid):
     gen = torch.Generator().manual_seed(seed)
-    keys = random_keys(gen, num_groups=3, max_size=4)
+    # Sizes 1..7 span several of the builder's size classes (1, 2, 3-4, 5-8).
+    keys = random_keys(gen, num_groups=8, max_size=7)
     num, height, width = keys.numel(), 5, 6
     logits = torch.randn(num, height, width, generator=gen) * 3
     tgts = torch.rand(num, height, width, generator=gen) > 0.6
@@ -120,9 +121,12 @@ def test_mask_group_costs_match_per_pair_reference(seed, with_valid):
     out = mask_group_costs(
         logits, tgts, keys, focal_weight=20.0, dice_weight=1.0, valid=valid if with_valid else None
     )
+    inside = torch.zeros_like(out.costs, dtype=torch.bool)
     for i, j, (g, a, b) in pairs_in_groups(keys):
         ref = ref_mask_cost(logits[i].flatten(), tgts[j].flatten(), valid[j].flatten(), 20.0, 1.0)
         assert float(out.costs[g, a, b]) == pytest.approx(ref, rel=1e-4, abs=1e-5)
+        inside[g, a, b] = True
+    assert not out.costs[~inside].any()  # outside every group's block: exactly 0
 
 
 @pytest.mark.parametrize('with_visibility', [False, True])
