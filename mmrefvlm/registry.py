@@ -6,8 +6,7 @@ first time the registry is searched, so after ``init_default_scope('mmrefvlm')``
 ``MODELS.build(dict(type='RefVLM', ...))`` works without importing anything by hand. Components of
 other OpenMMLab packages are reachable with their scope prefix, e.g. ``dict(type='mmdet.DiceLoss')``
 (MMEngine imports ``mmdet.registry`` on demand; the mmcv ops guard in ``mmrefvlm/__init__`` makes
-that
-import work with mmcv-lite).
+that import work with mmcv-lite).
 """
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS

@@ -4,8 +4,7 @@
     python tools/run_demo.py [--work-dir work_dirs/demo] [--max-iters N]
 
 Writes ``<work_dir>/metrics.json`` (model), ``baseline_metrics.json``, ``report.md`` (the
-side-by-side
-table) and PNG overlays under ``<work_dir>/overlays``.
+side-by-side table) and PNG overlays under ``<work_dir>/overlays``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 # Stage 3, depth: a <REF>-conditioned dense depth decoder (own `depth` unit) trained with the LLM
-# and
-# projector on NYU-depth-v2 records (tools/dataset_converters/nyu_depth.py); lr 2e-5 (the stage-3
-# rate of Table 14; the paper reports no depth numbers, and the authors' depth decoder does not
-# run).
+# and projector on NYU-depth-v2 records (tools/dataset_converters/nyu_depth.py); lr 2e-5 (the
+# stage-3 rate of Table 14; the paper reports no depth numbers, and the authors' depth decoder does
+# not run).
 from mmengine.config import read_base
 from mmengine.dataset import ConcatDataset, DefaultSampler
 

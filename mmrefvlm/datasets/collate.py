@@ -1,7 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Collate function: keep per-sample ``inputs`` dicts (text-only samples have no images, so
-MMEngine's
-``pseudo_collate``, which transposes dicts by the first sample's keys, cannot be used)."""
+MMEngine's ``pseudo_collate``, which transposes dicts by the first sample's keys, cannot be
+used)."""
 
 from __future__ import annotations
 

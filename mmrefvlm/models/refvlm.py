@@ -56,9 +56,8 @@ class RefVLM(BaseModel):
         prompt_encoder (dict | nn.Module): Visual-prompt aggregator (``MaskGuidedAggregation``).
         router (dict | nn.Module): ``LatentEmbeddingRouter``.
         unit_decoders (Mapping[str, dict | nn.Module]): Unit name -> decoder; each decoder's
-            ``unit``
-            must equal its key. Configs get ``in_channels`` (LLM width), ``clip_channels`` and
-            ``pyramid_channels`` (encoder widths) filled in when left out and accepted.
+            ``unit`` must equal its key. Configs get ``in_channels`` (LLM width), ``clip_channels``
+            and ``pyramid_channels`` (encoder widths) filled in when left out and accepted.
         loss_weights (Mapping[str, float]): ``llm`` and one weight per unit (default 1.0 each).
         freeze_llm (bool): Freeze the whole LLM (stage 1). Ignored parts: LoRA adapters and the
             new-token rows stay trainable when ``lora`` is set.

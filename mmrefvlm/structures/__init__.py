@@ -11,8 +11,8 @@
    images per encoder, and moves everything to the device.
 4. ``RefVLM.forward(inputs, data_samples, mode)``: encoders -> ``VisualContext``; mask-guided
    aggregation of prompts; shared projector; splice at ``<image>`` / ``[VPT]`` tokens; LLM; the
-   router
-   turns ``<REF>`` states into one ``UnitQueries`` per unit; each decoder's ``loss`` / ``predict``.
+   router turns ``<REF>`` states into one ``UnitQueries`` per unit; each decoder's ``loss`` /
+   ``predict``.
 5. Metrics read ``pred_*`` / ``gt_*`` fields of ``RefVLMDataSample`` (as dicts).
 """
 

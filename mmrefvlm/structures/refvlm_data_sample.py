@@ -12,9 +12,8 @@ class RefVLMDataSample(BaseDataElement):
     Metainfo (set by the pipeline): ``sample_idx`` (int), ``record_id`` (str), ``task`` (str),
     ``img_path`` (str | None), ``ori_shape`` ((H, W) of the original image), ``square_size``
     (int, S = max(H, W): the image is padded right/bottom to S x S, so a normalised coordinate c
-    maps
-    back to c * S pixels), ``has_image`` (bool), ``prompt_types`` (list[str], type of each visual
-    prompt in order).
+    maps back to c * S pixels), ``has_image`` (bool), ``prompt_types`` (list[str], type of each
+    visual prompt in order).
 
     Data fields:
 
@@ -22,8 +21,7 @@ class RefVLMDataSample(BaseDataElement):
       entries in the order of that unit's ``<REF>`` tokens. Every unit has ``group_ids`` ((N,) long,
       index of the phrase group, i.e. triplet, within the sample; the matcher permutes only inside
       a group) and ``instance_ids`` ((N,) long, index into the record's instances, -1 for
-      image-level
-      targets). Unit fields, all in the square frame:
+      image-level targets). Unit fields, all in the square frame:
       ``box.bboxes`` (N, 4) float normalised xyxy; ``mask.masks`` (N, M, M) bool;
       ``keypoint.keypoints`` (N, K, 3) float (x, y normalised, visibility 0/1/2) and
       ``keypoint.bboxes``; ``depth.depth`` (N, D, D) float metres with ``depth.valid`` (N, D, D)
@@ -33,9 +31,9 @@ class RefVLMDataSample(BaseDataElement):
       ``group_ids``, and where available ``bboxes`` (N, 4) xyxy, ``masks`` (N, H, W) bool,
       ``keypoints`` (N, K, 3).
     * ``gt_answer`` (list): the structured answer (list of text / phrase-group segments);
-      ``gt_text``
-      (str) its rendered TRP string; ``gt_captions`` / ``gt_vqa_answers`` (list[str]) references for
-      text metrics; ``gt_depth`` (H, W) float metres in original pixels when the sample has depth.
+      ``gt_text`` (str) its rendered TRP string; ``gt_captions`` / ``gt_vqa_answers`` (list[str])
+      references for text metrics; ``gt_depth`` (H, W) float metres in original pixels when the
+      sample has depth.
     * Predictions (written by ``RefVLM.predict``): ``pred_text`` (str), ``pred_answer`` (structured
       answer parsed from the text), ``pred_units`` (like ``gt_units``), ``pred_instances``
       (InstanceData in original pixels: ``bboxes``, ``masks``, ``keypoints``, ``scores``, ``labels``

@@ -1,7 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Helpers for end-to-end tests of configs through ``tools/train.py`` and ``tools/test.py`` (core
-and
-plugin tests): the tools as modules, the demo dataset, and an LLM whose greedy choice is
+and plugin tests): the tools as modules, the demo dataset, and an LLM whose greedy choice is
 scripted."""
 
 from __future__ import annotations

@@ -9,10 +9,9 @@ Policy (one rule for every file, no "trusted" path):
   a file you trust.
 * mmrefvlm's own checkpoints are *written* weights-only-safe: :class:`SafeCheckpointHook` encodes
   the objects MMEngine puts in a checkpoint (``HistoryBuffer``, numpy arrays and scalars in the
-  message
-  hub) as tensors and plain containers before saving, and decodes them after loading, so resume
-  restores the exact same state while ``load_from``, ``--resume`` and ``tools/test.py`` all load
-  weights-only.
+  message hub) as tensors and plain containers before saving, and decodes them after loading, so
+  resume restores the exact same state while ``load_from``, ``--resume`` and ``tools/test.py`` all
+  load weights-only.
 """
 
 from __future__ import annotations
@@ -94,8 +93,8 @@ def encode_safe(obj: Any) -> Any:
 
     Handles ``HistoryBuffer``, ``np.ndarray`` and numpy scalars, recursively through dicts, lists
     and tuples. Anything else that ``torch.load(weights_only=True)`` would refuse raises
-    ``TypeError``
-    at save time, so a checkpoint can never be written that mmrefvlm cannot load again.
+    ``TypeError`` at save time, so a checkpoint can never be written that mmrefvlm cannot load
+    again.
     """
     from mmengine.logging import HistoryBuffer
 

@@ -3,13 +3,11 @@
 
 ``mmcv-lite`` ships ``mmcv.ops`` as Python files but not the compiled extension ``mmcv._ext``. mmdet
 imports ``mmcv.ops`` at module level almost everywhere (masks, boxes, layers, metrics), so without
-the
-extension nothing but ``mmdet.registry`` imports. :func:`install_mmcv_ops_guard` registers a
-stand-in
-``mmcv._ext`` module whose attributes are functions that raise :class:`MMCVOpsUnavailableError`
-naming the missing op. Everything mmrefvlm uses from mmdet (structures, metrics, assigners, losses,
-DETR layers) is pure PyTorch and never calls those functions; an op that *is* called (``nms``,
-``roi_align``...) fails loudly instead of silently.
+the extension nothing but ``mmdet.registry`` imports. :func:`install_mmcv_ops_guard` registers a
+stand-in ``mmcv._ext`` module whose attributes are functions that raise
+:class:`MMCVOpsUnavailableError` naming the missing op. Everything mmrefvlm uses from mmdet
+(structures, metrics, assigners, losses, DETR layers) is pure PyTorch and never calls those
+functions; an op that *is* called (``nms``, ``roi_align``...) fails loudly instead of silently.
 
 When a real ``mmcv._ext`` exists (full mmcv built with ops), the guard does nothing.
 """

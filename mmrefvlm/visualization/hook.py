@@ -19,8 +19,8 @@ from .draw import depth_to_rgb, draw_instances, side_by_side
 @HOOKS.register_module()
 class RefVLMVisualizationHook(Hook):
     """During ``test``/``val``, write ``<out_dir>/<record_id>.png`` for up to ``max_images``
-    samples:
-    ground truth | prediction (| GT depth | predicted depth when present), titled with the text.
+    samples: ground truth | prediction (| GT depth | predicted depth when present), titled with the
+    text.
 
     Args:
         out_dir (str): Output folder (created).

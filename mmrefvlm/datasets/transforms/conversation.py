@@ -233,8 +233,7 @@ class FormatConversation(BaseTransform):
                 f'otherwise, found {n_img}'
             )
         # Training: targets of every supervised answer. Predict: the final (unseen) answer's
-        # targets,
-        # kept as ground truth for the metrics.
+        # targets, kept as ground truth for the metrics.
         target_answers = [last_answer] if self.predict and last_answer is not None else answers
         refs: list[RefTarget] = []
         gid = 0

@@ -42,8 +42,8 @@ class PrepareImages(BaseTransform):
     """Square-pad ``results['img']`` and resize it for each encoder.
 
     Adds ``images``: ``{encoder name: (3, size, size) uint8 tensor}`` and ``square_size`` (S).
-    Text-only
-    records (``img`` None) get ``images = {}`` (the data preprocessor fills zeros and marks them).
+    Text-only records (``img`` None) get ``images = {}`` (the data preprocessor fills zeros and
+    marks them).
 
     Args:
         sizes (Mapping[str, int]): Input side per encoder, e.g. ``dict(vit=336, pyramid=512)``.

@@ -16,8 +16,7 @@ class SampleLoadError(RuntimeError):
     """A sample's file (image, depth) is missing, corrupt or unusable.
 
     ``RefVLMDataset`` raises it by default, or, with ``skip_bad_samples=True``, counts and logs it
-    and
-    moves on to the next sample. A missing image never becomes a black image.
+    and moves on to the next sample. A missing image never becomes a black image.
     """
 
 

@@ -16,8 +16,7 @@ class SafeCheckpointHook(Hook):
     """Encode MMEngine's pickled objects on save and decode them on load.
 
     MMEngine stores ``HistoryBuffer`` objects and numpy values in ``message_hub`` and ``meta``;
-    torch
-    refuses those under ``weights_only=True``. This hook rewrites them as tensors and plain
+    torch refuses those under ``weights_only=True``. This hook rewrites them as tensors and plain
     containers just before saving (lowest priority, so after every other hook has added its
     fields) and restores them right after loading (highest priority), so ``runner.resume`` sees
     exactly the objects it saved. Optimizer and model states are tensors already and pass through.

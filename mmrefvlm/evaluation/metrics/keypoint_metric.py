@@ -50,9 +50,8 @@ class KeypointMetric(RefVLMBaseMetric):
     Keys (percent): ``AP`` (OKS .50:.95), ``AP50``, ``AP75``, ``APm``, ``APl``, ``AR``, and
     ``PCK@a`` for each ``a`` of ``pck_thrs``: predicted instances are matched one-to-one to GT
     instances (Hungarian on the mean keypoint distance), and a labelled GT keypoint counts as
-    correct
-    when its matched prediction lies within ``a * max(box w, box h)``; GT instances without a match
-    count as misses. PCK shows progress where OKS-AP, strict on small objects, is still ~0.
+    correct when its matched prediction lies within ``a * max(box w, box h)``; GT instances without
+    a match count as misses. PCK shows progress where OKS-AP, strict on small objects, is still ~0.
 
     Args:
         tasks (Sequence[str]): Defaults to ``('keypoint',)``.

@@ -24,8 +24,7 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
     Contract:
       * ``forward`` is pure tensor compute on all B x Q slots (no targets, no data samples). Padded
         slots (``queries.mask == False``) must not influence real slots (mask them out of
-        attention).
-        The returned tensors must depend on every trainable parameter.
+        attention). The returned tensors must depend on every trainable parameter.
       * ``loss`` with **zero real queries** (``queries.mask`` all False) must not read targets and
         must return its usual keys with values ``0 * outputs``: ``RefVLM`` calls it on a one-slot
         fake input when a batch has no ``<REF>`` of this unit, which keeps every parameter in the
