@@ -47,6 +47,13 @@ train_cfg = dict(type=FastResumeIterBasedTrainLoop, max_iters=max_iters, val_int
 default_hooks.checkpoint.interval = 1000
 default_hooks.logger.interval = 50
 
+# The LLM's cross-entropy weighted 5x (the paper's stage 2 uses 1): the LLM is shared by the text
+# loss and every decoder's loss, and with AdamW its per-parameter step size adapts to the
+# decoders' much larger gradients (decoder losses ~8 vs CE ~0.2 here), which starved the text-only
+# decisions of a from-scratch LLM. With 1, GRES N-acc (the "no target" answer) was 0-39 % in the
+# last runs; with 5 or 10, 93-97 % in three runs, and REC / RES / CIDEr / PCK rose as well.
+model.loss_weights = dict(llm=5.0, box=1.0, mask=1.0, keypoint=1.0, depth=1.0)
+
 val_evaluator = [
     dict(type=RECMetric),
     dict(type=RESMetric),
