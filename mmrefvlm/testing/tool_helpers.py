@@ -66,3 +66,73 @@ class ScriptedLM:
             return logits
 
         return head
+
+
+def train_then_test_scripted(
+    config: str, work_dir: str, monkeypatch: Any, answer: str
+) -> tuple[str, dict, list]:
+    """Run a config through the real tools on tiny budgets, with a scripted LLM answer at test time.
+
+    ``tools/train.py`` trains 2 iterations (batch 2) and writes ``iter_2.pth``; ``tools/test.py``
+    then evaluates that checkpoint on the first 2 samples of the test split, with greedy decoding
+    forced to emit ``answer`` (a TRP string; EOS is appended) so that the routed ``<REF>`` states,
+    the decoders and the metrics all run for real on a model too young to write TRP itself.
+
+    Args:
+        config (str): Config path.
+        work_dir (str): Parent folder; ``train`` and ``test`` sub-folders are created.
+        monkeypatch (pytest.MonkeyPatch): Used to script ``greedy_generate`` and to record the
+            samples that ``RefVLM.predict`` returns.
+        answer (str): The TRP answer every test sample generates.
+
+    Returns:
+        tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
+    """
+    from mmrefvlm.models import refvlm as refvlm_module
+    from mmrefvlm.tokenization import build_tokenizer
+
+    common = [
+        'train_dataloader.batch_size=2',
+        'test_dataloader.batch_size=2',
+        'test_dataloader.dataset.indices=2',
+        'model.max_new_tokens=24',
+    ]
+    train_dir, test_dir = osp.join(work_dir, 'train'), osp.join(work_dir, 'test')
+    load_tool('train').main(
+        [
+            config,
+            '--work-dir',
+            train_dir,
+            '--cfg-options',
+            'train_cfg.max_iters=2',
+            'train_cfg.val_interval=100',
+            'default_hooks.checkpoint.interval=2',
+            *common,
+        ]
+    )
+    ckpt = osp.join(train_dir, 'iter_2.pth')
+    tok = build_tokenizer('demo')
+    ids = tok.encode(answer) + [tok.ids.eos]
+    real_generate = refvlm_module.greedy_generate
+    scripted_calls = []
+
+    def scripted_generate(llm: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        scripted_calls.append(1)
+        scripted: Any = ScriptedLM(llm, ids)  # duck-types the HF model API that generation uses
+        return real_generate(scripted, *args, **kwargs)
+
+    predicted: list = []
+    real_predict = refvlm_module.RefVLM.predict
+
+    def recording_predict(self: Any, inputs: dict, data_samples: list) -> list:
+        samples = real_predict(self, inputs, data_samples)
+        predicted.extend(samples)
+        return samples
+
+    monkeypatch.setattr(refvlm_module, 'greedy_generate', scripted_generate)
+    monkeypatch.setattr(refvlm_module.RefVLM, 'predict', recording_predict)
+    metrics = load_tool('test').main(
+        [config, ckpt, '--work-dir', test_dir, '--cfg-options', *common]
+    )
+    assert scripted_calls, 'tools/test.py never generated: the scripted answer was not used'
+    return ckpt, metrics, predicted

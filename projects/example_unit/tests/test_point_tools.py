@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 import torch
 
-from mmrefvlm.testing.tool_helpers import ScriptedLM, demo_data_root, load_tool
+from mmrefvlm.testing.tool_helpers import demo_data_root, train_then_test_scripted
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 CONFIG = osp.join(REPO, 'projects', 'example_unit', 'configs', 'refvlm_tiny_point_demo.py')
@@ -29,51 +29,14 @@ def test_config_adds_the_point_unit():
 
 
 def test_train_two_steps_then_test_predicts_points(demo_root, tmp_path, monkeypatch):
-    train_tool, test_tool = load_tool('train'), load_tool('test')
-
-    from mmrefvlm.models import refvlm as refvlm_module
-    from mmrefvlm.tokenization import build_tokenizer
-
-    work = str(tmp_path / 'work')
-    common = [
-        'train_dataloader.batch_size=2',
-        'test_dataloader.batch_size=2',
-        'test_dataloader.dataset.indices=2',
-        'model.max_new_tokens=24',
-    ]
-    train_tool.main(
-        [
-            CONFIG,
-            '--work-dir',
-            work,
-            '--cfg-options',
-            'train_cfg.max_iters=2',
-            'train_cfg.val_interval=100',
-            'default_hooks.checkpoint.interval=2',
-            *common,
-        ]
+    ckpt, metrics, predicted = train_then_test_scripted(
+        CONFIG,
+        str(tmp_path),
+        monkeypatch,
+        '<Phrase>the object</Phrase>(<Unit>point</Unit>[0]<REF>).',
     )
-    ckpt = osp.join(work, 'iter_2.pth')
     state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
     assert any(k.startswith('unit_decoders.point.head.') for k in state)
-
-    tok = build_tokenizer('demo')
-    ids = tok.encode('<Phrase>the object</Phrase>(<Unit>point</Unit>[0]<REF>).') + [tok.ids.eos]
-    real = refvlm_module.greedy_generate
-    monkeypatch.setattr(
-        refvlm_module, 'greedy_generate', lambda llm, *a, **k: real(ScriptedLM(llm, ids), *a, **k)
-    )
-    predicted = []
-    original_predict = refvlm_module.RefVLM.predict
-
-    def spy_predict(self, inputs, data_samples):
-        predicted.extend(original_predict(self, inputs, data_samples))
-        return predicted[-len(data_samples) :]
-
-    monkeypatch.setattr(refvlm_module.RefVLM, 'predict', spy_predict)
-    metrics = test_tool.main(
-        [CONFIG, ckpt, '--work-dir', str(tmp_path / 'test'), '--cfg-options', *common]
-    )
     assert {'point/acc', 'point/mean_dist', 'point/center_acc'} <= set(metrics)
     assert metrics['point/num_points'] == 2
     assert len(predicted) == 2
