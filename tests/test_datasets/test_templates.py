@@ -8,25 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from mmrefvlm.datasets.records import TASKS
 from mmrefvlm.datasets.template_bank import DEFAULT_TEMPLATE_DIR, TemplateBank, parse_template_set
 
-TASKS = (
-    'caption',
-    'vqa',
-    'rec',
-    'res',
-    'reg',
-    'gres',
-    'ig_box',
-    'ig_mask',
-    'ig_keypoint',
-    'gcg_box',
-    'gcg_mask',
-    'ovd',
-    'ovs',
-    'keypoint',
-    'depth',
-)
 VPT_TASKS = {'reg', 'ig_box', 'ig_mask', 'ig_keypoint'}
 EXPECTED_SLOTS = {'vqa': ['question'], 'rec': ['expr'], 'res': ['expr'], 'gres': ['expr']}
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..records import TASKS
 from .expressions import (
     caption_text,
     empty_expression,
@@ -23,24 +24,9 @@ from .expressions import (
 )
 from .scene import SHAPES, DemoObject
 
-#: Every task the demo dataset writes, in a fixed order (also the per-task RNG stream id).
-DEMO_TASKS: tuple[str, ...] = (
-    'caption',
-    'vqa',
-    'rec',
-    'res',
-    'reg',
-    'gres',
-    'ig_box',
-    'ig_mask',
-    'ig_keypoint',
-    'gcg_box',
-    'gcg_mask',
-    'ovd',
-    'ovs',
-    'keypoint',
-    'depth',
-)
+#: Every task the demo dataset writes, in a fixed order (also the per-task RNG stream id): all the
+#: tasks of the record format.
+DEMO_TASKS: tuple[str, ...] = TASKS
 PROMPT_TYPES: tuple[str, ...] = ('point', 'box', 'scribble', 'mask')
 #: Probabilities of the three GRES sample kinds: empty target, several targets, one target.
 GRES_KIND_PROBS: tuple[float, float, float] = (0.4, 0.3, 0.3)
