@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo lint test test-all bench clean-venv
+.PHONY: install demo lint test test-all gpu-check bench clean-venv
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ lint: install
 test: lint
 	$(PY) -m pytest -q -m "not slow and not gpu" tests projects; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# On a CUDA machine, in an environment that has CUDA torch and this package (`pip install -e .`,
+# see docs/get_started.md "GPU"): the suite and the gpu-marked tests with pytest-xdist, then a
+# summary (work_dirs/gpu_check/summary.md). Not part of `make test` / CI.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) tools/misc/gpu_check.py
 
 test-all: install
 	$(PY) -m pytest -q tests projects

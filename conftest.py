@@ -1,6 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Settings for every test under tests/ and projects/: offline, one thread, no network, seeded."""
 
+import json
 import os
 import socket
 
@@ -39,3 +40,36 @@ socket.socket.connect = _guarded_connect
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests need CUDA: skipped, with the reason shown, where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU (run `make gpu-check` on a GPU machine)')
+    for item in items:
+        if 'gpu' in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def gpu_report():
+    """``record(name, **values)``: appends one JSON line to ``$MMREFVLM_GPU_REPORT`` (when set),
+    which ``tools/misc/gpu_check_summary.py`` turns into the summary of ``make gpu-check``."""
+    path = os.environ.get('MMREFVLM_GPU_REPORT')
+
+    def record(name: str, **values) -> None:
+        if path:
+            with open(path, 'a', encoding='utf-8') as f:
+                f.write(json.dumps(dict(name=name, **values)) + '\n')
+
+    return record
+
+
+@pytest.fixture
+def no_tf32():
+    """Full fp32 matmuls and convolutions on CUDA (TF32 would differ from the CPU by ~1e-3)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

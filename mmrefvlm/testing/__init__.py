@@ -2,6 +2,7 @@
 """Test helpers shipped with the package: synthetic inputs and reusable contract test suites."""
 
 from .decoder_contract import UnitDecoderContract
+from .tool_helpers import subprocess_pythonpath
 from .unit_inputs import (
     DEMO_CLIP_CHANNELS,
     DEMO_IN_CHANNELS,
@@ -14,6 +15,7 @@ from .unit_inputs import (
 
 __all__ = [
     'UnitDecoderContract',
+    'subprocess_pythonpath',
     'demo_unit_inputs',
     'pad_unit_inputs',
     'swap_targets',

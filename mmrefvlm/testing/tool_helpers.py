@@ -6,8 +6,9 @@ scripted."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import os.path as osp
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -16,6 +17,24 @@ from torch import nn
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_ROOT = osp.join(REPO_ROOT, 'data', 'demo')
+
+
+def subprocess_pythonpath(environ: Mapping[str, str] | None = None) -> str:
+    """``PYTHONPATH`` for a tool or torchrun subprocess: the repository first, then the caller's.
+
+    Prepending (rather than replacing) keeps packages that the caller reaches through
+    ``PYTHONPATH`` (``pip install --target`` trees, site folders of a cluster module) importable
+    in the child, while ``mmrefvlm`` and ``projects.*`` still resolve to this checkout.
+
+    Args:
+        environ (Mapping[str, str], optional): The caller's environment (default ``os.environ``).
+
+    Returns:
+        str: ``REPO_ROOT`` followed by the caller's entries, without duplicates or empty entries.
+    """
+    env = os.environ if environ is None else environ
+    parts = [REPO_ROOT] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(parts))
 
 
 def load_tool(name: str) -> ModuleType:

@@ -150,7 +150,8 @@ def decode_safe(obj: Any) -> Any:
             buf._count_history = decode_safe(obj['count_history'])
             return buf
         if tag == 'ndarray':
-            return obj['data'].numpy().astype(obj['dtype'], copy=True)
+            # ``runner.resume`` maps checkpoints to the training device: bring arrays home first.
+            return obj['data'].cpu().numpy().astype(obj['dtype'], copy=True)
         if tag == 'npscalar':
             return np.array(obj['value'], dtype=obj['dtype'])[()]
         items = ((k, decode_safe(v)) for k, v in obj.items())

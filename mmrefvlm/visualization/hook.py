@@ -58,7 +58,7 @@ class RefVLMVisualizationHook(Hook):
             'pred: ' + str(sample.get('pred_text', ''))[:36],
         ]
         if sample.get('gt_depth') is not None:
-            panels.append(depth_to_rgb(sample.gt_depth.numpy()))
+            panels.append(depth_to_rgb(sample.gt_depth.detach().cpu().numpy()))
             titles.append('GT depth')
         if pred is not None and 'depth' in pred:
             d = pred.depth.detach().cpu().numpy()

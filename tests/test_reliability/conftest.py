@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mmrefvlm.testing import subprocess_pythonpath
+
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = str(REPO / 'tools' / 'train.py')
 CONFIGS = REPO / 'tests' / 'data' / 'configs'
@@ -41,18 +43,28 @@ class Result:
     log: str
 
 
-def run_tool(args: list[str], cwd: Path, log_file: Path, timeout: float) -> Result:
+def run_tool(
+    args: list[str], cwd: Path, log_file: Path, timeout: float, *, cuda: bool = False
+) -> Result:
     """Run ``python ARGS`` in its own process group, one thread per process; on timeout kill the
-    whole group (torchrun's workers included) and fail."""
+    whole group (torchrun's workers included) and fail.
+
+    The child keeps the caller's environment (``PYTHONPATH`` gets the repository prepended). With
+    ``cuda=False`` (the default) it sees no GPU, so the CPU semantics these tests pin down (gloo
+    DDP, bitwise-exact resume) are checked on GPU machines too; the ``gpu``-marked tests pass
+    ``cuda=True``.
+    """
     env = dict(
         os.environ,
         OMP_NUM_THREADS='1',
         MKL_NUM_THREADS='1',
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=subprocess_pythonpath(),
         HF_HUB_OFFLINE='1',
         TRANSFORMERS_OFFLINE='1',
         TOKENIZERS_PARALLELISM='false',
     )
+    if not cuda:
+        env['CUDA_VISIBLE_DEVICES'] = ''
     with open(log_file, 'w') as log:
         proc = subprocess.Popen(
             [sys.executable, *args],

@@ -29,6 +29,9 @@ def parse_args() -> argparse.Namespace:
         metavar='TASK',
         help=f'tasks to write (default all: {" ".join(DEMO_TASKS)})',
     )
+    parser.add_argument(
+        '--workers', type=int, default=1, help='processes drawing images (same files; default 1)'
+    )
     return parser.parse_args()
 
 
@@ -41,6 +44,7 @@ def main() -> None:
         num_train_images=args.num_train,
         num_val_images=args.num_val,
         tasks=args.tasks,
+        workers=args.workers,
     )
     splits = ', '.join(
         f'{k}: {v["num_images"]} images / {v["num_instances"]} objects'

@@ -86,6 +86,68 @@ def _save_png(array: np.ndarray, path: str) -> None:
     Image.fromarray(array).save(path, format='PNG', compress_level=6)
 
 
+def _render_images(
+    out_dir: str,
+    split: str,
+    indices: range,
+    seed: int,
+    tasks: Sequence[str],
+    image_sizes: Sequence[Sequence[int]],
+) -> tuple[dict[str, list[str]], int]:
+    """Draw and save the images (and depth maps) ``indices`` of a split.
+
+    Returns:
+        tuple: the JSONL lines of each task for these images (in image order), and their number
+        of object instances.
+    """
+    split_id = SPLIT_IDS[split]
+    lines: dict[str, list[str]] = {t: [] for t in tasks}
+    num_instances = 0
+    for idx in indices:
+        rng = np.random.default_rng([seed, split_id, idx, 1])
+        width, height = (int(v) for v in image_sizes[int(rng.integers(len(image_sizes)))])
+        scene = sample_scene(rng, width, height)
+        num_instances += len(scene.objects)
+        img_rel = f'images/{split}/{idx:06d}.png'
+        depth_rel = f'depth/{split}/{idx:06d}.png'
+        _save_png(scene.image, osp.join(out_dir, img_rel))
+        if 'depth' in tasks:
+            _save_png(scene.depth_mm, osp.join(out_dir, depth_rel))
+        instances, rles = _instances(scene)
+        meta = {
+            'source': 'demo',
+            'split': split,
+            'image_idx': idx,
+            'attributes': [[o.colour, o.shape, o.size] for o in scene.objects],
+        }
+        for task in tasks:
+            task_id = 100 + DEMO_TASKS.index(task)
+            task_rng = np.random.default_rng([seed, split_id, idx, task_id])
+            conversation, prompts = SAMPLE_BUILDERS[task](
+                scene.objects, rles, (width, height), task_rng
+            )
+            record = {
+                'id': f'demo-{split}-{idx:06d}-{task}',
+                'task': task,
+                'image': {'path': img_rel, 'width': width, 'height': height},
+                'instances': instances,
+                'depth': (
+                    {'path': depth_rel, 'scale': DEPTH_SCALE, 'format': 'png16'}
+                    if task == 'depth'
+                    else None
+                ),
+                'visual_prompts': prompts,
+                'conversation': conversation,
+                'meta': meta,
+            }
+            lines[task].append(json.dumps(record, separators=(',', ':')) + '\n')
+    return lines, num_instances
+
+
+#: Images per work item when several processes generate (small enough to balance the load).
+CHUNK_IMAGES = 250
+
+
 def _write_split(
     out_dir: str,
     split: str,
@@ -93,65 +155,34 @@ def _write_split(
     seed: int,
     tasks: Sequence[str],
     image_sizes: Sequence[Sequence[int]],
+    workers: int = 1,
 ) -> dict:
-    """Write one split; return its statistics for ``metainfo.json``."""
-    split_id = SPLIT_IDS[split]
+    """Write one split (``workers`` processes draw chunks of images; the parent writes the JSONL
+    files in image order, so the output does not depend on ``workers``); return its statistics
+    for ``metainfo.json``."""
     os.makedirs(osp.join(out_dir, 'images', split), exist_ok=True)
     if 'depth' in tasks:
         os.makedirs(osp.join(out_dir, 'depth', split), exist_ok=True)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-    files = {
-        t: open(
-            osp.join(out_dir, 'annotations', f'{split}_{t}.jsonl'),
-            'w',
-            encoding='utf-8',
-            newline='\n',
-        )
-        for t in tasks
-    }
-    num_instances = 0
-    try:
-        for idx in range(num_images):
-            rng = np.random.default_rng([seed, split_id, idx, 1])
-            width, height = (int(v) for v in image_sizes[int(rng.integers(len(image_sizes)))])
-            scene = sample_scene(rng, width, height)
-            num_instances += len(scene.objects)
-            img_rel = f'images/{split}/{idx:06d}.png'
-            depth_rel = f'depth/{split}/{idx:06d}.png'
-            _save_png(scene.image, osp.join(out_dir, img_rel))
-            if 'depth' in tasks:
-                _save_png(scene.depth_mm, osp.join(out_dir, depth_rel))
-            instances, rles = _instances(scene)
-            meta = {
-                'source': 'demo',
-                'split': split,
-                'image_idx': idx,
-                'attributes': [[o.colour, o.shape, o.size] for o in scene.objects],
-            }
-            for task in tasks:
-                task_id = 100 + DEMO_TASKS.index(task)
-                task_rng = np.random.default_rng([seed, split_id, idx, task_id])
-                conversation, prompts = SAMPLE_BUILDERS[task](
-                    scene.objects, rles, (width, height), task_rng
-                )
-                record = {
-                    'id': f'demo-{split}-{idx:06d}-{task}',
-                    'task': task,
-                    'image': {'path': img_rel, 'width': width, 'height': height},
-                    'instances': instances,
-                    'depth': (
-                        {'path': depth_rel, 'scale': DEPTH_SCALE, 'format': 'png16'}
-                        if task == 'depth'
-                        else None
-                    ),
-                    'visual_prompts': prompts,
-                    'conversation': conversation,
-                    'meta': meta,
-                }
-                files[task].write(json.dumps(record, separators=(',', ':')) + '\n')
-    finally:
-        for f in files.values():
-            f.close()
+    chunks = [
+        range(i, min(i + CHUNK_IMAGES, num_images)) for i in range(0, num_images, CHUNK_IMAGES)
+    ]
+    args = [(out_dir, split, c, seed, tasks, image_sizes) for c in chunks]
+    if workers > 1 and len(chunks) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: the caller may already run torch (autograd or CUDA threads), which fork breaks
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp.get_context('spawn')) as pool:
+            results = list(pool.map(_render_images, *zip(*args, strict=True)))
+    else:
+        results = [_render_images(*a) for a in args]
+    for task in tasks:
+        path = osp.join(out_dir, 'annotations', f'{split}_{task}.jsonl')
+        with open(path, 'w', encoding='utf-8', newline='\n') as f:
+            for lines, _ in results:
+                f.writelines(lines[task])
+    num_instances = sum(n for _, n in results)
     return {
         'num_images': num_images,
         'num_instances': num_instances,
@@ -167,6 +198,7 @@ def generate_demo_dataset(
     num_val_images: int = 200,
     tasks: Sequence[str] = DEMO_TASKS,
     image_sizes: Sequence[Sequence[int]] = DEFAULT_IMAGE_SIZES,
+    workers: int = 1,
 ) -> dict:
     """Generate the demo dataset deterministically under ``out_dir``.
 
@@ -179,17 +211,21 @@ def generate_demo_dataset(
         tasks (Sequence[str]): Tasks to write, a subset of :data:`DEMO_TASKS`. Default all.
         image_sizes (Sequence[Sequence[int]]): ``(width, height)`` choices, one drawn per image.
             Default ``((64, 64), (64, 48), (48, 64))``.
+        workers (int): Processes that draw images (chunks of :data:`CHUNK_IMAGES`); the files are
+            byte-identical for any value. Default 1 (this process).
 
     Returns:
         dict: The content written to ``metainfo.json``.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f'workers must be a positive int, got {workers!r}')
     num_images = {'train': num_train_images, 'val': num_val_images}
     _check_args(seed, num_images, tasks, image_sizes)
     tasks = [t for t in DEMO_TASKS if t in tasks]  # canonical order
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     splits = {
-        split: _write_split(out_dir, split, num, seed, tasks, image_sizes)
+        split: _write_split(out_dir, split, num, seed, tasks, image_sizes, workers)
         for split, num in num_images.items()
     }
     metainfo = expected_metainfo(seed, num_images, tasks, image_sizes)

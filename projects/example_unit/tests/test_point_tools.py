@@ -44,4 +44,5 @@ def test_train_two_steps_then_test_predicts_points(demo_root, tmp_path, monkeypa
         pred = sample.pred_instances
         h, w = sample.metainfo['ori_shape']
         assert pred.units == ['point'] and pred.points.shape == (1, 2)
-        assert (pred.points >= 0).all() and (pred.points <= torch.tensor([w, h])).all()
+        points = pred.points.cpu()  # predictions stay on the model's device (CUDA when present)
+        assert (points >= 0).all() and (points <= torch.tensor([w, h])).all()

@@ -100,9 +100,15 @@ def test_images_depth_and_instances_agree(demo_root):
         assert depth.min() > 0
 
 
-def test_byte_identical_and_seed_dependent(demo_root, tmp_path):
+def test_byte_identical_and_seed_dependent(demo_root, tmp_path, monkeypatch):
+    # again, by two processes on chunks of 5 images: the same bytes as one process
+    from mmrefvlm.datasets.demo import generator
+
+    monkeypatch.setattr(generator, 'CHUNK_IMAGES', 5)
     again = str(tmp_path / 'again')
-    generate_demo_dataset(again, seed=3, num_train_images=NUM_TRAIN, num_val_images=NUM_VAL)
+    generate_demo_dataset(
+        again, seed=3, num_train_images=NUM_TRAIN, num_val_images=NUM_VAL, workers=2
+    )
     files = _all_files(demo_root)
     assert files == _all_files(again)
     match, mismatch, errors = filecmp.cmpfiles(demo_root, again, files, shallow=False)
@@ -147,6 +153,7 @@ def test_ensure_demo_dataset_reuses(tmp_path):
         (dict(tasks=['rec', 'nope']), 'tasks'),
         (dict(tasks=[]), 'tasks'),
         (dict(image_sizes=[(16, 64)]), 'image size'),
+        (dict(workers=0), 'workers'),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, msg):
