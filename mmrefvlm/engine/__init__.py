@@ -1,13 +1,14 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Training-engine pieces: hooks, the training loop, NaN-guarding optimizer wrappers."""
 
-from .hooks import InitUnitDecoderHook, SafeCheckpointHook
+from .hooks import InitUnitDecoderHook, SafeCheckpointHook, TimeBudgetHook
 from .loops import FastResumeIterBasedTrainLoop
 from .optim_wrappers import NaNGuardAmpOptimWrapper, NaNGuardOptimWrapper, NonFiniteLossError
 
 __all__ = [
     'SafeCheckpointHook',
     'InitUnitDecoderHook',
+    'TimeBudgetHook',
     'FastResumeIterBasedTrainLoop',
     'NaNGuardOptimWrapper',
     'NaNGuardAmpOptimWrapper',

@@ -1,0 +1,43 @@
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+"""``tools/run_demo.py``: ``--max-iters`` stretches the lr schedule; the GPU demo config's data."""
+
+import os.path as osp
+
+from mmengine.config import Config
+
+from mmrefvlm.testing.tool_helpers import REPO_ROOT, load_tool
+
+CFG = osp.join(REPO_ROOT, 'configs', 'refvlm')
+
+
+def test_max_iters_rescales_the_schedule():
+    tool = load_tool('run_demo')
+    cfg = Config.fromfile(osp.join(CFG, 'demo_stage2.py'))  # 4200 iterations, warm-up 100
+    opts = dict(o.split('=', 1) for o in tool.schedule_overrides(cfg, 420))
+    assert opts == {
+        'train_cfg.max_iters': '420',
+        'train_cfg.val_interval': '420',
+        'param_scheduler.0.begin': '0',
+        'param_scheduler.0.end': '10',
+        'param_scheduler.1.begin': '10',
+        'param_scheduler.1.end': '420',
+        'param_scheduler.1.T_max': '410',
+    }
+    cfg.merge_from_dict({k: int(v) for k, v in opts.items()})
+    assert cfg.param_scheduler[1].end == cfg.train_cfg.max_iters == 420
+
+
+def test_gpu_demo_config_reads_its_own_larger_dataset():
+    cfg = Config.fromfile(osp.join(CFG, 'demo_gpu.py'))
+    cpu = Config.fromfile(osp.join(CFG, 'demo_stage2.py'))
+    roots = {
+        d.data_root
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        for d in cfg[loader].dataset.datasets
+    }
+    assert roots == {cfg.data_root} == {'data/demo_gpu'}
+    assert cfg.demo_dataset['num_train_images'] > 5 * 1500  # the CPU demo's default
+    assert cfg.demo_dataset['num_val_images'] == 200  # the same val split as the CPU demo
+    assert cfg.train_dataloader.batch_size > cpu.train_dataloader.batch_size
+    assert cfg.param_scheduler[1].end == cfg.train_cfg.max_iters
+    assert cfg.model == cpu.model  # the same model: the two demos' metrics compare directly
