@@ -128,6 +128,11 @@ def main(argv=None) -> int:
         print('gpu-check needs a CUDA GPU (torch.cuda.is_available() is False)', file=sys.stderr)
         return 1
     os.makedirs(args.out, exist_ok=True)
+    # the tests share data/demo: generate it once here, not in several xdist workers at a time
+    sys.path.insert(0, REPO_ROOT)
+    from mmrefvlm.datasets import ensure_demo_dataset
+
+    ensure_demo_dataset(osp.join(REPO_ROOT, 'data', 'demo'), workers=min(8, os.cpu_count() or 1))
     junit, report = osp.join(args.out, 'junit.xml'), osp.join(args.out, 'report.jsonl')
     if osp.exists(report):
         os.remove(report)
