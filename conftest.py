@@ -52,6 +52,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_runtest_logreport(report):
+    """With ``MMREFVLM_FAILURE_LOG`` set (``make gpu-check``), append each failure as it happens,
+    so a run cut short by a time limit still says what failed and why (controller process only
+    under xdist, which forwards the workers' reports)."""
+    path = os.environ.get('MMREFVLM_FAILURE_LOG')
+    if path and report.failed and not os.environ.get('PYTEST_XDIST_WORKER'):
+        with open(path, 'a', encoding='utf-8') as f:
+            f.write(f'=== {report.nodeid} ({report.when})\n{report.longreprtext[-4000:]}\n')
+
+
 @pytest.fixture
 def gpu_report():
     """``record(name, **values)``: appends one JSON line to ``$MMREFVLM_GPU_REPORT`` (when set),

@@ -7,7 +7,8 @@ Runs, in one ``pytest -n WORKERS`` (pytest-xdist) over ``tests`` and ``projects`
 is not ``slow``: the CPU suite and the ``@pytest.mark.gpu`` tests (AMP, resume, CPU/GPU parity,
 LoRA + checkpointing, QLoRA, FSDP, DeepSpeed, the SAM plugin). The GPU tests append measurements
 to a report file; this script then writes ``OUT/summary.md`` (and prints it): pass / fail / skip
-counts, the failing tests, the AMP step time and peak memory, the GPU, torch and the commit.
+counts, the failing tests, the AMP step time and peak memory, the GPU, torch and the commit;
+``OUT/failures.txt`` gets each failure with its traceback as it happens (kept if the run is cut).
 Exit status: 0 when nothing failed and the GPU tests ran, 1 otherwise. Needs CUDA.
 """
 
@@ -134,9 +135,13 @@ def main(argv=None) -> int:
 
     ensure_demo_dataset(osp.join(REPO_ROOT, 'data', 'demo'), workers=min(8, os.cpu_count() or 1))
     junit, report = osp.join(args.out, 'junit.xml'), osp.join(args.out, 'report.jsonl')
-    if osp.exists(report):
-        os.remove(report)
-    env = dict(os.environ, MMREFVLM_GPU_REPORT=report, HF_HUB_OFFLINE='1')
+    failures = osp.join(args.out, 'failures.txt')  # written as failures happen
+    for path in (report, failures):
+        if osp.exists(path):
+            os.remove(path)
+    env = dict(
+        os.environ, MMREFVLM_GPU_REPORT=report, MMREFVLM_FAILURE_LOG=failures, HF_HUB_OFFLINE='1'
+    )
     env.setdefault('TRANSFORMERS_OFFLINE', '1')
     cmd = [sys.executable, '-m', 'pytest', '-q', '-n', args.workers, '-m', 'not slow',
            f'--junitxml={junit}', 'tests', 'projects', *args.pytest_args]  # fmt: skip
