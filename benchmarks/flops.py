@@ -24,7 +24,10 @@ a lookup does no multiply-add):
 ``model`` FLOPs (what MFU divides) = the sum of the above + the vision and decoder terms below.
 Activation checkpointing recomputes the forward of every decoder layer once more
 (``2 N T + 2 N_lora T + 4 L h s^2 B``): reported apart as ``recompute`` and **not** counted in
-MFU (the convention of PaLM's MFU; ``hfu`` in the results counts it).
+MFU (the convention of PaLM's MFU; ``hfu`` in the results counts it). It is an upper bound:
+non-reentrant checkpointing stops a layer's recomputation after its last tensor saved for
+backward, which skips the trailing ``down_proj`` without LoRA (``2 h I T`` per layer less;
+checked against ``FlopCounterMode`` in ``tests/test_benchmarks/test_flops.py``).
 
 **Vision, projector, decoders**: forward FLOPs per sample counted by
 ``torch.utils.flop_counter.FlopCounterMode`` on the built modules (matmuls, convolutions,
@@ -210,12 +213,10 @@ def step_flops(
     )
 
 
-def refvlm_module_flops(
-    model, *, refs: int, device: torch.device, ctx: Callable[[], Any]
-) -> dict[str, tuple[float, bool]]:
+def refvlm_module_flops(model, *, refs: int, device: torch.device) -> dict[str, tuple[float, bool]]:
     """Forward FLOPs per sample of the encoders, projector and decoders (and whether each is
-    trained), counted on this model with one sample and ``refs`` queries per decoder. ``ctx``
-    gives the autocast context of a training step."""
+    trained), counted on this model with one sample and ``refs`` queries per decoder, under bf16
+    autocast as the configs train (bf16 encoder outputs meet fp32 projector weights)."""
     from mmrefvlm.structures import UnitQueries, VisualContext
 
     sizes = model.data_preprocessor.image_sizes
@@ -223,7 +224,7 @@ def refvlm_module_flops(
     llm: Any = model.llm
     hidden = llm.get_input_embeddings().weight.shape[1]
     out: dict[str, tuple[float, bool]] = {}
-    with torch.no_grad(), ctx():
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
         vit = torch.zeros(1, 3, sizes[keys['vision']], sizes[keys['vision']], device=device)
         clip = model.vision_encoder(vit)
         out['vision encoder'] = (

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -146,30 +147,18 @@ def run(args) -> dict:
                         times[b][tokens].append(sec)
             except torch.OutOfMemoryError as err:
                 status[b] = 'oom: ' + str(err).split('\n')[0]
-                for larger in args.batch_sizes:
-                    if larger > b:
-                        status[larger] = 'skipped after OOM'
-                if device.type == 'cuda':
-                    torch.cuda.empty_cache()
-    results = {}
-    for b in args.batch_sizes:
-        if not times[b][T]:
-            results[str(b)] = dict(status=status[b] if status[b] != 'ok' else 'not timed')
-            continue
-        t_full, t_one = statistics.median(times[b][T]), statistics.median(times[b][1])
-        results[str(b)] = dict(
-            status='ok',
-            prompt_len=prompt_len[b],
-            seconds=dict(full=times[b][T], one_token=times[b][1]),
-            tokens_per_s=b * T / t_full,
-            decode_ms_per_step=1e3 * (t_full - t_one) / (T - 1),
-            prefill_s=t_one,
-            decode_tokens_per_s=b * (T - 1) / max(t_full - t_one, 1e-9),
-        )
-    ok = {int(b): r for b, r in results.items() if r['status'] == 'ok'}
-    ratios = {
-        f'B={b}/B=1': r['tokens_per_s'] / ok[1]['tokens_per_s'] for b, r in ok.items() if 1 in ok
-    }
+            except Exception as err:  # noqa: BLE001 - keep what was measured, say what failed
+                traceback.print_exc()
+                status[b] = f'error: {type(err).__name__}: {str(err)[:300]}'
+            if status[b] != 'ok':
+                for other in args.batch_sizes:
+                    if other > b or status[b].startswith('error'):
+                        status[other] = status[other] if other == b else 'skipped'
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+        results, ratios = summarise(args, status, times, prompt_len)  # kept if killed later
+        write_results(name, dict(args=args.argv, results=results, throughput_ratio=ratios))
+    results, ratios = summarise(args, status, times, prompt_len)
     r8 = ratios.get('B=8/B=1')
     out = dict(
         command='python benchmarks/bench_inference.py ' + ' '.join(args.argv),
@@ -194,11 +183,36 @@ def run(args) -> dict:
     return out
 
 
+def summarise(args, status, times, prompt_len) -> tuple[dict, dict]:
+    """Per-batch results and the throughput ratios from the timings so far."""
+    T = args.max_new_tokens
+    results = {}
+    for b in args.batch_sizes:
+        if not (times[b][T] and times[b][1]):
+            results[str(b)] = dict(status=status[b] if status[b] != 'ok' else 'not timed')
+            continue
+        t_full, t_one = statistics.median(times[b][T]), statistics.median(times[b][1])
+        results[str(b)] = dict(
+            status=status[b] if status[b] == 'ok' else f'partial, then {status[b]}',
+            prompt_len=prompt_len[b],
+            seconds=dict(full=times[b][T], one_token=times[b][1]),
+            tokens_per_s=b * T / t_full,
+            decode_ms_per_step=1e3 * (t_full - t_one) / (T - 1),
+            prefill_s=t_one,
+            decode_tokens_per_s=b * (T - 1) / max(t_full - t_one, 1e-9),
+        )
+    ok = {int(b): r for b, r in results.items() if 'tokens_per_s' in r}
+    ratios = {
+        f'B={b}/B=1': r['tokens_per_s'] / ok[1]['tokens_per_s'] for b, r in ok.items() if 1 in ok
+    }
+    return results, ratios
+
+
 def report(out: dict) -> str:
     """Markdown table of the batch sizes."""
     rows = []
     for b, r in out['results'].items():
-        if r['status'] != 'ok':
+        if 'tokens_per_s' not in r:
             rows.append([b, '', '', '', '', '', r['status']])
             continue
         ratio = out['throughput_ratio'].get(f'B={b}/B=1')
@@ -210,7 +224,7 @@ def report(out: dict) -> str:
                 f'{r["decode_ms_per_step"]:.1f}',
                 f'{r["prefill_s"]:.3f}',
                 '' if ratio is None else f'{ratio:.2f}x',
-                'ok',
+                r['status'],
             ]
         )
     goal = out['goal']

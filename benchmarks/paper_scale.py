@@ -27,9 +27,10 @@ Method:
 * the memory model's prediction (:func:`benchmarks.memory_model.predict_for_model`, decoder bytes
   measured with this model on this device) next to the measured peak; a relative difference above
   15 % is flagged;
-* a CUDA out-of-memory error ends the batch sweep of that sequence length cleanly (recorded, memory
-  freed); ``--time-limit`` skips the batch sizes that would not finish in time. The results file
-  is rewritten after every batch size, so a killed run keeps what it measured.
+* a CUDA out-of-memory error (or any other error) ends the sweep cleanly: it is recorded with its
+  message, the remaining points are marked skipped, memory is freed; ``--time-limit`` skips the
+  batch sizes that would not finish in time. The results file is rewritten after every batch
+  size, so a run killed by an outer ``timeout`` keeps what it measured.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import gc
 import statistics
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 
@@ -151,7 +153,7 @@ class Bench:
         """Model / 6N / hardware FLOPs of one step (see benchmarks/flops.py)."""
         if spec.refs_per_unit not in self.module_flops:
             self.module_flops[spec.refs_per_unit] = refvlm_module_flops(
-                self.model, refs=spec.refs_per_unit, device=self.device, ctx=self.ctx
+                self.model, refs=spec.refs_per_unit, device=self.device
             )
         llm = llm_train_flops(
             self.shape,
@@ -243,7 +245,8 @@ class Bench:
         try:
             measured = forward_flops(lambda: self.step(data))
         except Exception as err:  # noqa: BLE001 - a cross-check must not end the run
-            return dict(error=f'{type(err).__name__}: {err}')
+            self.ow.zero_grad()
+            return dict(error=f'{type(err).__name__}: {str(err)[:300]}')
         return dict(measured=measured, ratio_to_hardware_formula=measured / fl['hardware'])
 
 
@@ -292,33 +295,38 @@ def run(args) -> dict:
         startup_s=startup,
         points=[],
     )
+    stopped = None
     for seq in args.seq_len or ([224] if args.tiny else [1024]):
         spec = batch_spec(args, seq, cfg)
         out.setdefault('batch_spec', {})[str(seq)] = asdict(spec)
         per_sample = None
         for batch in args.batch_sizes:
             left = deadline - time.perf_counter()
+            if stopped is not None:
+                out['points'].append(dict(seq_len=seq, batch=batch, status='skipped'))
+                continue
             if per_sample is not None and per_sample * batch * (args.warmup + args.steps) > left:
                 out['points'].append(dict(seq_len=seq, batch=batch, status='skipped: time limit'))
                 continue
+            count = not out['points'] and not args.no_step_flop_count
             try:
-                rec = bench.measure(
-                    spec,
-                    batch,
-                    deadline,
-                    count_flops=not out['points'] and not args.no_step_flop_count,
-                )
+                rec = bench.measure(spec, batch, deadline, count_flops=count)
             except torch.OutOfMemoryError as err:
-                rec = dict(seq_len=seq, batch=batch, status='oom', error=str(err).split('\n')[0])
-                bench.ow.zero_grad()
-                _free(device)
-                out['points'].append(rec)
-                write_results(name, out)
-                break
-            per_sample = rec['step_s']['median'] / batch
+                # The run stops at the first OOM or error (larger batches would not fit either,
+                # and the AMP scaler may be mid-step); memory is freed once the traceback is gone.
+                stopped = str(err).split('\n')[0]
+                rec = dict(seq_len=seq, batch=batch, status='oom', error=stopped)
+            except Exception as err:  # noqa: BLE001 - keep what was measured, say what failed
+                traceback.print_exc()
+                stopped = f'{type(err).__name__}: {str(err)[:500]}'
+                rec = dict(seq_len=seq, batch=batch, status='error', error=stopped)
+            per_sample = rec['step_s']['median'] / batch if rec['status'] == 'ok' else per_sample
             out['points'].append(rec)
             out['seconds'] = time.perf_counter() - start
             write_results(name, out)
+        if stopped is not None:
+            bench.ow.zero_grad()
+            _free(device)
     out['seconds'] = time.perf_counter() - start
     path = write_results(name, out)
     print(report(out))

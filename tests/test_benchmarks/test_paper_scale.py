@@ -169,3 +169,21 @@ def test_inference_two_batch_sizes(tmp_path):
     assert out['throughput_ratio']['B=1/B=1'] == 1.0
     assert out['goal']['met'] is None  # no B=8 here
     assert _finite(out)
+
+
+def test_out_of_memory_ends_the_sweep_cleanly(tmp_path, monkeypatch):
+    measure = paper_scale.Bench.measure
+
+    def fake_oom(self, spec, batch, deadline, count_flops):
+        if batch == 2:
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+        return measure(self, spec, batch, deadline, count_flops)
+
+    monkeypatch.setattr(paper_scale.Bench, 'measure', fake_oom)
+    name = str(tmp_path / 'oom')
+    argv = ['--config', LORA, '--random-init', '--tiny', '--batch-sizes', '1', '2', '4']
+    argv += ['--steps', '1', '--warmup', '0', '--seq-len', '192', '--answer-tokens', '144']
+    paper_scale.main(argv + ['--no-step-flop-count', '--name', name])
+    out = json.loads(open(name + '.json').read())
+    assert [p['status'] for p in out['points']] == ['ok', 'oom', 'skipped']
+    assert 'out of memory' in out['points'][1]['error']
