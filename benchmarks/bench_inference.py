@@ -2,7 +2,9 @@
 """Inference throughput at B = 1, 2, 4, 8 and the share of time after generation.
 
 Run: ``python benchmarks/bench_inference.py`` (about 1 minute; writes
-``benchmarks/results/inference.json`` and prints the tables).
+``benchmarks/results/inference.json`` and prints the tables). With ``--config CONFIG
+[--device cuda] [--random-init]`` it measures the paper-scale model instead (generated tokens/s at
+B = 1, 8, 32): see :mod:`benchmarks.paper_inference`.
 
 Model and data: the tiny demo model of ``configs/refvlm/demo_stage2.py`` (random weights, seed 0)
 in eval mode; 8 samples of the demo validation set, one from each of 8 tasks (REC, RES, GRES,
@@ -248,12 +250,19 @@ def summarise(runs: list[dict], base: list[dict], n: int, steps: int, batch: int
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Paper-scale mode with ``--config`` (:mod:`benchmarks.paper_inference`), else the demo."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == '--config' or a.startswith('--config=') for a in argv):
+        from benchmarks.paper_inference import main as paper_main
+
+        paper_main(argv)
+        return
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=5, help='interleaved rounds')
     parser.add_argument('--max-new-tokens', type=int, default=48, help='T (demo config: 48)')
     parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     setup_single_thread()
     os.chdir(ROOT)
     model, samples = build(args.seed)

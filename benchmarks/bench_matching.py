@@ -19,6 +19,11 @@ Implementations, all in this process on the same inputs:
 
 Goal: ours >= 5x faster than ``per_group_loop``; every method reaches the same total matched cost.
 Also measured: 16 x 16 and 32 x 32 masks, and box/mask with a caching-style malloc (``mallopt``).
+
+``--device cuda`` puts the predictions and targets on the GPU: every method computes its costs
+there (the per-group loop moves each group's block to the host, as REF-VLM's matcher does; ours
+moves all blocks in one transfer), and every timed call ends with ``torch.cuda.synchronize()``.
+The results go to ``benchmarks/results/matching_cuda.json``; the malloc variant is CPU-only.
 """
 
 from __future__ import annotations
@@ -99,14 +104,14 @@ def mask_pair_cost(pred: torch.Tensor, tgt: torch.Tensor, valid: torch.Tensor) -
 
 @torch.no_grad()
 def per_group_loop(preds, tgts, slices, cost_fn, *extra) -> torch.Tensor:
-    """Baseline: costs and solver group by group. Returns tgt_inds (M,)."""
+    """Baseline: costs and solver group by group. Returns tgt_inds (M,) on the inputs' device."""
     tgt_inds = torch.empty(preds.shape[0], dtype=torch.long)
     for start, size in slices:
         sl = slice(start, start + size)
         block = cost_fn(preds[sl], tgts[sl], *[e[sl] for e in extra]).cpu()
         rows, cols = linear_sum_assignment(block.numpy())
         tgt_inds[start + torch.as_tensor(rows)] = start + torch.as_tensor(cols)
-    return tgt_inds
+    return tgt_inds.to(preds.device)
 
 
 @torch.no_grad()
@@ -117,7 +122,7 @@ def full_then_slice(preds, tgts, slices, cost_fn, *extra) -> torch.Tensor:
     for start, size in slices:
         rows, cols = linear_sum_assignment(full[start : start + size, start : start + size])
         tgt_inds[start + torch.as_tensor(rows)] = start + torch.as_tensor(cols)
-    return tgt_inds
+    return tgt_inds.to(preds.device)
 
 
 def total_cost(pair_cost, preds, tgts, tgt_inds, *extra) -> float:
@@ -130,8 +135,27 @@ def total_cost(pair_cost, preds, tgts, tgt_inds, *extra) -> float:
     return float(torch.cat([c.flatten() for c in per_pair]).double().sum())
 
 
+def on_device(wl: dict, device: torch.device) -> dict:
+    """The workload with every tensor moved to ``device``."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in wl.items()}
+
+
+def synced(fn, device: torch.device):
+    """``fn`` followed by a device synchronisation (CUDA work is asynchronous)."""
+    if device.type != 'cuda':
+        return fn
+
+    def call():
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return call
+
+
 def run_case(name: str, wl: dict, repeats: int) -> dict:
     keys, slices = wl['keys'], wl['slices']
+    device = keys.device
     if name == 'box':
         preds, tgts, extra = wl['pred_boxes'], wl['tgt_boxes'], ()
         pair_cost = box_pair_cost
@@ -150,6 +174,7 @@ def run_case(name: str, wl: dict, repeats: int) -> dict:
         per_group_loop=lambda: per_group_loop(preds, tgts, slices, pair_cost, *extra),
         full_then_slice=lambda: full_then_slice(preds, tgts, slices, pair_cost, *extra),
     )
+    methods = {m: synced(fn, device) for m, fn in methods.items()}
     totals = {m: total_cost(pair_cost, preds, tgts, fn(), *extra) for m, fn in methods.items()}
     # Interleave the methods round by round so that load changes hit all of them alike.
     samples: dict[str, list[float]] = {m: [] for m in methods}
@@ -187,9 +212,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=21)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     args = parser.parse_args()
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: CUDA is not available on this machine')
+    device = torch.device(args.device)
     setup_single_thread()
-    wl = make_workload(args.seed)
+    wl = on_device(make_workload(args.seed), device)
     sizes = torch.tensor([s for _, s in wl['slices']])
     workload = dict(
         samples=16,
@@ -209,10 +238,11 @@ def main() -> None:
     #    speed-up shrinks as the mask grows (see docs/benchmarks.md).
     for side in (16, 32):
         cases[f'mask{side}'] = run_case(
-            'mask', make_workload(args.seed, mask_size=side), args.repeats
+            'mask', on_device(make_workload(args.seed, mask_size=side), device), args.repeats
         )
-    # 3. Same cases with a caching-style malloc (must come last: it cannot be undone).
-    tuned = tune_malloc()
+    # 3. Same cases with a caching-style malloc (must come last: it cannot be undone). CPU only:
+    #    CUDA tensors live in PyTorch's caching allocator already.
+    tuned = device.type == 'cpu' and tune_malloc()
     if tuned:
         for name in ('box', 'mask'):
             cases[f'{name}+tuned_malloc'] = run_case(name, wl, args.repeats)
@@ -236,9 +266,11 @@ def main() -> None:
         for name in ('box', 'mask')
     }
     path = write_results(
-        'matching',
+        'matching' if device.type == 'cpu' else f'matching_{device.type}',
         dict(
-            command='python benchmarks/bench_matching.py',
+            command='python benchmarks/bench_matching.py'
+            + ('' if device.type == 'cpu' else f' --device {device.type}'),
+            device=torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu',
             workload=workload,
             repeats=args.repeats,
             goal=f'>= {GOAL}x vs per_group_loop (median, default malloc) and equal total cost',

@@ -4,7 +4,10 @@
 Run: ``python benchmarks/bench_memory.py`` (about 1 minute on CPU; writes
 ``benchmarks/results/memory.json`` and prints the table).
 
-Terms, per GPU, no sharding (ZeRO/FSDP divide the gradient and optimizer terms by the world size):
+The formulas live in :mod:`benchmarks.memory_model` (``predict_memory`` / ``predict_for_model``
+answer one (model, batch, sequence, LoRA rank, checkpointing) query; the paper-scale GPU benchmark
+sets them next to the measured peaks). Terms, per GPU, no sharding (ZeRO/FSDP divide the gradient
+and optimizer terms by the world size):
 
 * **parameters / gradients / optimizer states** from the real module tree of
   ``configs/refvlm/stage2.py`` built on the meta device (``tools/analysis/count_params.py``), per
@@ -43,7 +46,6 @@ of stage 2 with a 7B random-weight LLM are not in the table (``measured_gpu: nul
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -54,126 +56,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import format_table, setup_single_thread, write_results  # noqa: E402
-
-GIB = 2**30
-DTYPE_BYTES = {'float32': 4, 'bfloat16': 2, 'float16': 2}
-LORA_TARGETS = 7  # q, k, v, o, gate, up, down
-
-
-def load_count_params():
-    """``tools/analysis/count_params.py`` as a module (tools/ is not a package)."""
-    path = ROOT / 'tools' / 'analysis' / 'count_params.py'
-    spec = importlib.util.spec_from_file_location('count_params_tool', path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-# ----------------------------------------------------------------------------- formulas
-def layer_activation_bytes(
-    hidden: int,
-    intermediate: int,
-    heads: int,
-    *,
-    lora_r: int | None = None,
-    lora_modules: int = LORA_TARGETS,
-) -> int:
-    """Bytes saved for backward per token by one HF Llama decoder layer (bf16, SDPA attention).
-
-    Attention half: RMSNorm (fp32 input copy 4h, rsqrt 4, bf16 normalised 2h, scaled output 2h,
-    shared by q/k/v) + rotated q, k and v for attention (6h) + attention output (2h, also the
-    o_proj input) + log-sum-exp (fp32, 4 per head) = 16h + 4a + 4. MLP half: RMSNorm 8h + 4,
-    gate output (SiLU input), SiLU output, up output, down_proj input (2I each) = 8h + 8I + 4.
-    With LoRA under bf16 autocast each adapted projection also saves its r-wide intermediate (2r),
-    and the attention block keeps two more bf16 copies of its inputs (4h) because q/k/v and o_proj
-    no longer share the saved input tensor.
-    """
-    total = 24 * hidden + 8 * intermediate + 4 * heads + 8
-    if lora_r:
-        total += 4 * hidden + 2 * lora_r * lora_modules
-    return total
-
-
-def final_norm_bytes(hidden: int) -> int:
-    """The final RMSNorm (fp32 copy, rsqrt, bf16 output), per token."""
-    return 6 * hidden + 4
-
-
-def llm_activation_bytes(
-    hidden: int,
-    intermediate: int,
-    heads: int,
-    layers: int,
-    tokens: int,
-    *,
-    checkpointing: bool,
-    lora_r: int | None = None,
-) -> int:
-    """Saved activations of the decoder stack for ``tokens`` = batch x sequence tokens.
-
-    Without checkpointing every layer keeps :func:`layer_activation_bytes`; with (non-reentrant,
-    per layer, as HF ``gradient_checkpointing_enable``) a layer keeps its bf16 input and the layer
-    being recomputed holds its full set.
-    """
-    full = layer_activation_bytes(hidden, intermediate, heads, lora_r=lora_r)
-    per_layer = layers * (2 * hidden) + full if checkpointing else layers * full
-    return tokens * (per_layer + final_norm_bytes(hidden))
-
-
-def lm_head_bytes(hidden: int, vocab: int, labelled_tokens: int) -> int:
-    """LM head + cross-entropy on the labelled tokens only (``refvlm_utils.lm_loss``)."""
-    return labelled_tokens * (10 * vocab + 2 * hidden)
-
-
-def vision_bytes_per_sample(
-    pyramid_shapes: list[tuple[int, int, int]],
-    clip_shape: tuple,
-    projector_in: int,
-    projector_out: int,
-) -> int:
-    """Encoder outputs kept for the decoders (bf16) + projector activations of the image tokens."""
-    feats = sum(c * h * w for c, h, w in pyramid_shapes)
-    feats += clip_shape[0] * clip_shape[1] * clip_shape[2]
-    tokens = clip_shape[1] * clip_shape[2]
-    return 2 * feats + tokens * 2 * (projector_in + 2 * projector_out)
-
-
-def static_bytes(rows, policy: str, shards: int = 1) -> dict[str, int]:
-    """Parameters, gradients and AdamW states (bytes) from ``count_params`` rows (whole model).
-
-    ``shards`` > 1 models ZeRO-2 (``configs/refvlm/stage2_deepspeed.py``): gradients and optimizer
-    states are partitioned over that many GPUs, parameters are replicated.
-    """
-    total = next(r for r in rows if r.name == 'total')
-    params = sum(DTYPE_BYTES[d] * n for d, n in total.dtypes.items())
-    grads = sum(DTYPE_BYTES[d] * n for d, n in total.trainable_dtypes.items())
-    if policy == 'configured':
-        optim = sum(2 * DTYPE_BYTES[d] * n for d, n in total.trainable_dtypes.items())
-    elif policy == 'fp32-master':
-        optim = sum((8 if d == 'float32' else 12) * n for d, n in total.trainable_dtypes.items())
-    else:
-        raise ValueError(f"optimizer policy must be 'configured' or 'fp32-master', got {policy!r}")
-    return dict(parameters=params, gradients=grads // shards, optimizer=optim // shards)
+from benchmarks.memory_model import (  # noqa: E402,F401  (re-exported for the tests)
+    DTYPE_BYTES,
+    GIB,
+    LORA_TARGETS,
+    activation_terms,
+    decoder_bytes_per_sample,
+    final_norm_bytes,
+    layer_activation_bytes,
+    llm_activation_bytes,
+    lm_head_bytes,
+    load_count_params,
+    model_vision_bytes,
+    predict_memory,
+    saved_tensor_bytes,
+    static_bytes,
+    usable_gib,
+    vision_bytes_per_sample,
+)
 
 
 # ----------------------------------------------------------------------------- measurement
-def saved_tensor_bytes(fn, exclude: set[int]) -> int:
-    """Bytes of distinct storages autograd saves while ``fn`` runs (storages in ``exclude``, e.g.
-    parameters, are skipped)."""
-    seen: dict[tuple[int, int], int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        st = t.untyped_storage()
-        if st.data_ptr() not in exclude:
-            seen[(st.data_ptr(), st.nbytes())] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
 def measured_layer_bytes(
     hidden: int,
     intermediate: int,
@@ -254,77 +157,31 @@ def measure_decoder_bytes(refs: int, batches=(1, 2, 4)) -> dict[str, float]:
     from mmrefvlm.models.unit_decoders.box import PAPER_BOX_DECODER
     from mmrefvlm.models.unit_decoders.mask import PAPER_MASK_DECODER
     from mmrefvlm.registry import MODELS
-    from mmrefvlm.structures import UnitQueries, VisualContext
+    from mmrefvlm.structures import VisualContext
 
     init_default_scope('mmrefvlm')
-    out = {}
-    for name, cfg in (('box', PAPER_BOX_DECODER), ('mask', PAPER_MASK_DECODER)):
-        dec = MODELS.build(dict(cfg)).train()
-        params = {p.untyped_storage().data_ptr() for p in dec.parameters()}
-        sizes = []
-        for b in batches:
-            pyramid = tuple(
-                torch.randn(b, c, s, s, dtype=torch.bfloat16)
-                for c, s in zip((192, 384, 768, 1536), (128, 64, 32, 16), strict=True)
-            )
-            vis = VisualContext(
-                pyramid=pyramid,
-                valid_hw=torch.ones(b, 2),
-                clip=torch.randn(b, 1024, 24, 24, dtype=torch.bfloat16),
-            )
-            queries = UnitQueries(
-                embeds=torch.randn(b, refs, 4096, dtype=torch.bfloat16, requires_grad=True),
-                mask=torch.ones(b, refs, dtype=torch.bool),
-                group_ids=torch.zeros(b, refs, dtype=torch.long),
-            )
+    decoders = {
+        name: MODELS.build(dict(cfg)).train()
+        for name, cfg in (('box', PAPER_BOX_DECODER), ('mask', PAPER_MASK_DECODER))
+    }
 
-            def fwd() -> None:
-                with torch.autocast('cpu', dtype=torch.bfloat16):
-                    dec(queries, vis)  # noqa: B023
-
-            sizes.append(saved_tensor_bytes(fwd, params))
-        n = len(batches)
-        mb, ms = sum(batches) / n, sum(sizes) / n
-        slope = sum((b - mb) * (s - ms) for b, s in zip(batches, sizes, strict=True)) / sum(
-            (b - mb) ** 2 for b in batches
+    def make_visual(b: int) -> VisualContext:
+        pyramid = tuple(
+            torch.randn(b, c, s, s, dtype=torch.bfloat16)
+            for c, s in zip((192, 384, 768, 1536), (128, 64, 32, 16), strict=True)
         )
-        out[name] = slope
-        out[f'{name}_raw'] = dict(zip(map(str, batches), sizes, strict=True))
-    return out
+        return VisualContext(
+            pyramid=pyramid,
+            valid_hw=torch.ones(b, 2),
+            clip=torch.randn(b, 1024, 24, 24, dtype=torch.bfloat16),
+        )
 
-
-# ----------------------------------------------------------------------------- the table
-def usable_gib(capacity_gib: float) -> float:
-    """Memory a training step may use on a GPU of ``capacity_gib`` (context + fragmentation)."""
-    return 0.95 * capacity_gib - 1.0
-
-
-def activation_terms(
-    llm_cfg,
-    *,
-    batch: int,
-    seq: int,
-    answer: int,
-    checkpointing: bool,
-    lora_r: int | None,
-    decoder_per_sample: float,
-    vision_per_sample: float,
-) -> dict[str, float]:
-    """Activation terms (bytes) of one micro-batch."""
-    h, inter = llm_cfg.hidden_size, llm_cfg.intermediate_size
-    a, n_layers, vocab = llm_cfg.num_attention_heads, llm_cfg.num_hidden_layers, llm_cfg.vocab_size
-    tokens = batch * seq
-    return dict(
-        llm=llm_activation_bytes(
-            h, inter, a, n_layers, tokens, checkpointing=checkpointing, lora_r=lora_r
-        ),
-        lm_head=lm_head_bytes(h, vocab, batch * answer),
-        decoders=batch * decoder_per_sample,
-        vision=batch * vision_per_sample,
-        backward_working_set=tokens * layer_activation_bytes(h, inter, a, lora_r=lora_r),
+    return decoder_bytes_per_sample(
+        decoders, make_visual, in_channels=4096, refs=refs, batches=batches
     )
 
 
+# ----------------------------------------------------------------------------- the table
 def build_table(
     models: dict,
     args,
@@ -340,8 +197,9 @@ def build_table(
         static = static_bytes(counts, policy, shards)
         for ckpt in (False, True):
             for batch in args.batches:
-                act = activation_terms(
+                pred = predict_memory(
                     llm_cfg,
+                    static=static,
                     batch=batch,
                     seq=seq,
                     answer=args.answer_tokens,
@@ -350,7 +208,7 @@ def build_table(
                     decoder_per_sample=decoder_per_sample,
                     vision_per_sample=vision_per_sample,
                 )
-                total = sum(static.values()) + sum(act.values())
+                total = pred['total']
                 rows.append(
                     dict(
                         mode=mode,
@@ -359,7 +217,7 @@ def build_table(
                         seq=seq,
                         policy=policy,
                         static=static,
-                        activations=act,
+                        activations=pred['activations'],
                         total=total,
                         fits={g: total / GIB <= usable_gib(g) for g in args.gpus},
                     )
@@ -453,16 +311,7 @@ def main() -> None:
         }
         base = model.llm.get_base_model() if hasattr(model.llm, 'get_base_model') else model.llm
         models[mode] = (counts, base.config, lora['r'] if lora else None)
-    vcfg = model.vision_encoder.model.config
-    grid = vcfg.image_size // vcfg.patch_size
-    pyr = model.pyramid_encoder
-    side = pyr.image_size
-    pyramid_shapes = [
-        (c, side // s, side // s) for c, s in zip(pyr.out_channels, pyr.strides, strict=True)
-    ]
-    vision = vision_bytes_per_sample(
-        pyramid_shapes, (vcfg.hidden_size, grid, grid), vcfg.hidden_size, base.config.hidden_size
-    )
+    vision = model_vision_bytes(model)
     formula = check_formula()
     bf16_check = bf16_update_check()
     decoders = measure_decoder_bytes(args.refs)

@@ -4,6 +4,10 @@
 Run: ``python benchmarks/bench_train_step.py`` (about 1-2 minutes; writes
 ``benchmarks/results/train_step.json`` and prints the table).
 
+With ``--config CONFIG`` naming another config (e.g. ``configs/refvlm/stage2_lora.py``), the
+script runs the paper-scale measurement instead (step time, throughput, MFU, peak memory per batch
+size, on ``--device cpu|cuda``): see :mod:`benchmarks.paper_scale` for its options and method.
+
 Method: ``configs/refvlm/demo_stage2.py`` (batch 8, all demo tasks, the four decoders) is built with
 ``Runner.from_cfg`` and trained for ``--warmup + --iters`` iterations with its own hooks (timer,
 logger, scheduler, checkpoint; validation disabled). A ``before_train`` hook instruments, in this
@@ -346,8 +350,31 @@ def profile_crosscheck(prof, names: set[str], n_steps: int) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Paper-scale mode when ``--config`` names another config than the demo, else the demo
+    breakdown."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument('--config')
+    known, _ = pre.parse_known_args(argv)
+    if known.config and Path(known.config).resolve() != CONFIG:
+        from benchmarks.paper_scale import main as paper_main
+
+        paper_main(argv)
+        return
+    demo_main(argv)
+
+
+def demo_main(argv: list[str]) -> None:
+    """The demo breakdown (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--config', default=str(CONFIG), help='the demo config (this mode)')
+    parser.add_argument(
+        '--device',
+        default='cpu',
+        choices=['cpu'],
+        help='the demo breakdown times host-side sections: CPU only for now',
+    )
     parser.add_argument(
         '--iters',
         type=int,
@@ -356,7 +383,7 @@ def main() -> None:
     )
     parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--profile-iters', type=int, default=4)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.profile_iters = max(1, args.profile_iters)
     setup_single_thread()
     os.chdir(ROOT)  # the config's data_root is relative to the repository

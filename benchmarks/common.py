@@ -166,3 +166,47 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     ]
     lines.insert(1, '|' + '|'.join('-' * (w + 2) for w in widths) + '|')
     return '\n'.join(lines)
+
+
+class CudaPhasePeaks:
+    """Peak allocated CUDA memory of the forward, backward and optimizer-step phases of the
+    wrapper's ``update_params`` (instance attributes wrapped; nothing on CPU)."""
+
+    def __init__(self, ow, device: torch.device) -> None:
+        self.enabled = device.type == 'cuda'
+        self.peaks: dict[str, int] = {}
+        if not self.enabled:
+            return
+        for phase, attr in (('backward', 'backward'), ('optimizer step', 'step')):
+            self._wrap(ow, attr, phase)
+
+    def _wrap(self, ow, attr: str, phase: str) -> None:
+        fn = getattr(ow, attr)
+
+        def wrapped(*args, **kwargs):
+            before = 'forward' if phase == 'backward' else 'between'
+            self._close(before)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._close(phase)
+
+        setattr(ow, attr, wrapped)
+
+    def _close(self, phase: str) -> None:
+        peak = torch.cuda.max_memory_allocated()
+        self.peaks[phase] = max(self.peaks.get(phase, 0), peak)
+        torch.cuda.reset_peak_memory_stats()
+
+    def reset(self) -> None:
+        """Forget the peaks (before the timed steps)."""
+        self.peaks = {}
+        if self.enabled:
+            torch.cuda.reset_peak_memory_stats()
+
+    def overall(self) -> int | None:
+        """The peak over every phase (None on CPU)."""
+        if not self.enabled:
+            return None
+        self._close('between')
+        return max(self.peaks.values())

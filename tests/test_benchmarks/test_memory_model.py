@@ -116,3 +116,42 @@ def test_static_terms_match_a_real_adamw_step():
     )
     with pytest.raises(ValueError, match='optimizer policy'):
         bench.static_bytes(rows, 'fp64')
+
+
+def test_query_function_reproduces_the_published_tables():
+    """``predict_memory`` (the query the GPU benchmark uses) gives, for every preset row of
+    ``benchmarks/results/memory.json`` (full / LoRA r=128, checkpointing on / off, batches 1-16,
+    sequences 1024 and 2048, configured / fp32-master / ZeRO-2 states), the row's activation
+    terms and total from its parameter-state bytes, Vicuna-7B's shape and the recorded
+    decoder and vision bytes."""
+    import json
+    from types import SimpleNamespace
+
+    cp = bench.load_count_params()
+    results = json.loads(open(osp.join(ROOT, 'benchmarks', 'results', 'memory.json')).read())
+    vicuna = SimpleNamespace(
+        **dict(cp.VICUNA_7B, vocab_size=cp.VICUNA_7B['vocab_size'] + cp.LLAMA_ADDED_TOKENS)
+    )
+    dec = results['decoder_bytes_per_sample']
+    rows = [r for t in results['tables'].values() for r in t]
+    rows += results['long_seq_table'] + results['zero2_table']
+    assert len(rows) == 80
+    for row in rows:
+        lora = int(row['mode'].split('r=')[1]) if row['mode'].startswith('LoRA') else None
+        pred = bench.predict_memory(
+            vicuna,
+            static=row['static'],
+            batch=row['batch'],
+            seq=row['seq'],
+            answer=results['assumptions']['answer_tokens'],
+            checkpointing=row['checkpointing'],
+            lora_r=lora,
+            decoder_per_sample=dec['box'] + dec['mask'],
+            vision_per_sample=results['vision_bytes_per_sample'],
+        )
+        assert pred['activations'] == pytest.approx(row['activations'], rel=1e-12)
+        assert pred['total'] == pytest.approx(row['total'], rel=1e-12)
+    # the vision term of the paper encoders, by hand: pyramid + CLIP grid in bf16, projector
+    # activations of the 576 image tokens
+    feats = 192 * 128**2 + 384 * 64**2 + 768 * 32**2 + 1536 * 16**2 + 1024 * 24**2
+    assert results['vision_bytes_per_sample'] == 2 * feats + 576 * 2 * (1024 + 2 * 4096)
