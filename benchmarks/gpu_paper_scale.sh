@@ -52,8 +52,11 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 if ! $PY -c 'import mmengine, mmdet' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
-  step install 20 bash -c "$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl && $PY -m pip install -q --no-deps --no-build-isolation --no-index -e ."
+  step install 20 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl
 fi
+# The repository on the path instead of `pip install -e .`: offline, setuptools >= 80 turns the
+# editable install into a nested pip call that needs the index (seen on the H200, 2026-12-04).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 # 1. LoRA stage 2 (configs/refvlm/stage2_lora.py: frozen bf16 LLM + LoRA r=64, checkpointing).
 step train_lora 50 $PY benchmarks/bench_train_step.py --config configs/refvlm/stage2_lora.py \

@@ -39,6 +39,12 @@ def parse_args(argv=None):
         type=int,
         help="override the config's training length (the lr schedule is rescaled to it)",
     )
+    p.add_argument(
+        '--time-budget',
+        type=float,
+        help="training wall-clock budget in seconds: the config's TimeBudgetHook measures the "
+        'step time and compresses the schedule to fit (GPU demo)',
+    )
     p.add_argument('--skip-train', action='store_true', help='test the existing last checkpoint')
     return p.parse_args(argv)
 
@@ -84,6 +90,18 @@ def schedule_overrides(cfg, max_iters: int) -> list[str]:
         if 'T_max' in sched and len(bounds) == 2:
             opts.append(f'param_scheduler.{i}.T_max={max(1, bounds["end"] - bounds["begin"])}')
     return opts
+
+
+def time_budget_overrides(cfg, seconds: float) -> list[str]:
+    """``--cfg-options`` that give the config's ``TimeBudgetHook`` this budget, fitting the
+    schedule to the measured step time."""
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        if 'TimeBudgetHook' in str(hook['type']):
+            return [
+                f'custom_hooks.{i}.max_seconds={seconds}',
+                f'custom_hooks.{i}.fit_schedule=True',
+            ]
+    raise ValueError(f'--time-budget needs a TimeBudgetHook in custom_hooks of {cfg.filename}')
 
 
 def report(model: dict, base: dict, seconds: dict, aims: dict | None = None) -> str:
@@ -135,6 +153,8 @@ def main(argv=None) -> None:
             opts.append(f'{loader}.dataset.datasets.{i}.data_root={args.data_root}')
     if args.max_iters:
         opts += schedule_overrides(cfg, args.max_iters)
+    if args.time_budget is not None:
+        opts += time_budget_overrides(cfg, args.time_budget)
     seconds = {}
     t0 = time.time()
     if not args.skip_train:  # no validation during training: the test below evaluates once

@@ -3,6 +3,7 @@
 
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
@@ -29,8 +30,27 @@ class Data(Dataset):
         return dict(inputs=torch.full((2,), float(i)))
 
 
-def _train(tmp_path, budget: float, max_iters: int = 6) -> tuple[Runner, TimeBudgetHook]:
-    hook = TimeBudgetHook(max_seconds=budget)
+class FakeClock(Hook):
+    """A clock for the budget hook that advances one second per iteration (runs first)."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.t += 1.0
+
+
+def _train(
+    tmp_path, budget: float, max_iters: int = 6, schedule=None, **kwargs
+) -> tuple[Runner, TimeBudgetHook]:
+    hook = TimeBudgetHook(max_seconds=budget, **kwargs)
+    clock = FakeClock()
+    hook.clock = clock
     runner = Runner(
         model=Toy(),
         work_dir=str(tmp_path),
@@ -44,7 +64,8 @@ def _train(tmp_path, budget: float, max_iters: int = 6) -> tuple[Runner, TimeBud
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False)),
-        custom_hooks=[hook],
+        custom_hooks=[hook, clock],
+        param_scheduler=schedule,
         experiment_name=f'budget_{tmp_path.name}',
     )
     runner.train()
@@ -52,10 +73,10 @@ def _train(tmp_path, budget: float, max_iters: int = 6) -> tuple[Runner, TimeBud
 
 
 def test_budget_exceeded_ends_after_one_more_iteration_and_saves(tmp_path):
-    runner, hook = _train(tmp_path, budget=0.0)
-    assert hook.stopped_at == 1 and runner.iter == 1
-    assert (tmp_path / 'iter_1.pth').is_file() and not (tmp_path / 'iter_6.pth').exists()
-    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('iter_1.pth')
+    runner, hook = _train(tmp_path, budget=1.5)  # 1 s per iteration: 2 s > 1.5 s before it. 3
+    assert hook.stopped_at == 3 and runner.iter == 3
+    assert (tmp_path / 'iter_3.pth').is_file() and not (tmp_path / 'iter_6.pth').exists()
+    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('iter_3.pth')
 
 
 def test_budget_not_reached_changes_nothing(tmp_path):
@@ -64,6 +85,33 @@ def test_budget_not_reached_changes_nothing(tmp_path):
     assert (tmp_path / 'iter_6.pth').is_file() and not (tmp_path / 'iter_1.pth').exists()
 
 
-def test_negative_budget_is_refused():
+def test_fit_schedule_compresses_the_decay_onto_what_fits(tmp_path):
+    schedule = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=4, end=100, T_max=96, eta_min=1e-3),
+    ]
+    runner, hook = _train(
+        tmp_path, 30.0, max_iters=100, schedule=schedule, fit_schedule=True, calibrate=(2, 4)
+    )
+    # 1 s per iteration, 26 s left after iteration 4, 95 % of it planned: 4 + 24 iterations
+    assert hook.fitted_max_iters == 28 and hook.stopped_at is None and runner.iter == 28
+    warmup, cosine = runner.param_schedulers
+    assert (warmup.begin, warmup.end) == (0, 4)  # already running at calibration: unchanged
+    assert (cosine.begin, cosine.end, cosine.T_max) == (4, 28, 24)
+    # decayed to its floor (uncompressed, iteration 28 would still be at 94 % of the base lr 0.1)
+    assert runner.optim_wrapper.get_lr()['lr'][0] < 2e-3
+    assert (tmp_path / 'iter_28.pth').is_file()
+
+
+def test_fit_schedule_leaves_a_run_that_fits(tmp_path):
+    runner, hook = _train(tmp_path, 3600.0, max_iters=8, fit_schedule=True, calibrate=(2, 4))
+    assert hook.fitted_max_iters == 8 and runner.iter == 8
+
+
+def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match='max_seconds'):
         TimeBudgetHook(max_seconds=-1)
+    with pytest.raises(ValueError, match='calibrate'):
+        TimeBudgetHook(max_seconds=1, calibrate=(5, 5))
+    with pytest.raises(ValueError, match='safety'):
+        TimeBudgetHook(max_seconds=1, safety=0)

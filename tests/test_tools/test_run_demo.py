@@ -3,6 +3,7 @@
 
 import os.path as osp
 
+import pytest
 from mmengine.config import Config
 
 from mmrefvlm.testing.tool_helpers import REPO_ROOT, load_tool
@@ -41,3 +42,14 @@ def test_gpu_demo_config_reads_its_own_larger_dataset():
     assert cfg.train_dataloader.batch_size > cpu.train_dataloader.batch_size
     assert cfg.param_scheduler[1].end == cfg.train_cfg.max_iters
     assert cfg.model == cpu.model  # the same model: the two demos' metrics compare directly
+
+
+def test_time_budget_reaches_the_configs_hook():
+    tool = load_tool('run_demo')
+    cfg = Config.fromfile(osp.join(CFG, 'demo_gpu.py'))
+    opts = tool.time_budget_overrides(cfg, 300.0)
+    cfg.merge_from_dict(dict(o.split('=', 1) for o in opts))
+    hooks = [h for h in cfg.custom_hooks if 'TimeBudgetHook' in str(h['type'])]
+    assert len(hooks) == 1 and float(hooks[0]['max_seconds']) == 300.0
+    with pytest.raises(ValueError, match='TimeBudgetHook'):
+        tool.time_budget_overrides(Config.fromfile(osp.join(CFG, 'demo_stage2.py')), 300.0)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
+#
+# Everything the GPU issues need from one lent GPU machine, as one prepared run of at most
+# $BUDGET seconds (default 570), from the repository root:
+#
+#     OUT=/path/for/results BUDGET=570 bash tools/misc/gpu_session.sh
+#
+# 1. install the carried wheels (.whl/, ../shared/gpu/README.md) when mmengine is missing, and put
+#    the repository on PYTHONPATH (no editable install: it needs the package index there);
+# 2. in parallel: `make gpu-check` (the suite + the gpu tests, pytest-xdist; issue 12) and the
+#    GPU demo's dataset (tools/misc/make_demo_data.py, 8 processes);
+# 3. then, one after the other on the GPU: the paper-scale benchmarks
+#    (benchmarks/gpu_paper_scale.sh, <= 180 s; issue 13 part 1), the demo step on CUDA
+#    (bench_train_step.py --device cuda; part 2), and the GPU demo (tools/run_demo.py
+#    --config configs/refvlm/demo_gpu.py with its training cut to what is left of the budget;
+#    part 3).
+# Each step runs under `timeout`; logs go to $WORK, and at the end $OUT receives
+# gpu_session.tgz (everything) and summary.txt. STAGES (default "check bench step demo") picks
+# steps. The GPU demo's training budget: DEMO_TRAIN_S (default: what is left minus test time).
+set -u
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+BUDGET=${BUDGET:-570}
+STAGES=${STAGES:-check bench step demo}
+WORK=${WORK:-work_dirs/gpu_session}
+rm -rf "$WORK"; mkdir -p "$WORK"
+START=$(date +%s)
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$WORK/summary.txt"; }
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+log "start: commit $(git rev-parse --short HEAD 2>/dev/null), budget $BUDGET s, stages: $STAGES"
+if ! $PY -c 'import mmengine, mmdet' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl \
+    > "$WORK/install.log" 2>&1
+  log "install rc=$?"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$WORK/summary.txt" 2>&1
+$PY -c 'import torch, transformers, peft; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__, "peft", peft.__version__)' >> "$WORK/summary.txt" 2>&1
+
+if has check; then  # about 4-5 minutes on 10 workers; CPU-bound, light on the GPU
+  ( timeout 345 $PY tools/misc/gpu_check.py --workers 10 --timeout 330 --out "$WORK/gpu_check" \
+      > "$WORK/gpu_check.log" 2>&1; log "gpu-check rc=$?" ) &
+fi
+if has demo; then
+  timeout 120 $PY tools/misc/make_demo_data.py --out data/demo_gpu --num-train 12000 \
+    --num-val 200 --workers 6 > "$WORK/demo_data.log" 2>&1
+  log "demo data rc=$?"
+fi
+if has bench; then
+  LOGS="$WORK/paper_scale" timeout 190 bash benchmarks/gpu_paper_scale.sh > "$WORK/paper_scale.log" 2>&1
+  log "paper-scale benchmarks rc=$?"
+fi
+if has step; then
+  timeout 90 $PY benchmarks/bench_train_step.py --device cuda --iters 40 --warmup 10 \
+    > "$WORK/demo_step_cuda.log" 2>&1
+  log "demo step on cuda rc=$?"
+  cp benchmarks/results/train_step*cuda*.json "$WORK/" 2>/dev/null
+fi
+if has demo; then
+  TRAIN_S=${DEMO_TRAIN_S:-$(( $(left) - 150 ))}
+  if [ "$TRAIN_S" -gt 60 ]; then
+    timeout $(( TRAIN_S + 140 )) $PY tools/run_demo.py --config configs/refvlm/demo_gpu.py \
+      --work-dir "$WORK/demo_gpu" --time-budget "$TRAIN_S" > "$WORK/demo_gpu.log" 2>&1
+    log "GPU demo rc=$? (training budget $TRAIN_S s)"
+    rm -f "$WORK"/demo_gpu/*.pth
+  else
+    log "GPU demo skipped: only $(left) s left"
+  fi
+fi
+wait
+log "done"
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"
+  tar czf "$OUT/gpu_session.tgz" --exclude='*.pth' -C "$(dirname "$WORK")" "$(basename "$WORK")"
+  cp "$WORK/summary.txt" "$OUT/"
+  [ -f "$WORK/gpu_check/summary.md" ] && cp "$WORK/gpu_check/summary.md" "$OUT/gpu_check_summary.md"
+  [ -f "$WORK/demo_gpu/report.md" ] && cp "$WORK/demo_gpu/report.md" "$OUT/demo_gpu_report.md"
+fi
