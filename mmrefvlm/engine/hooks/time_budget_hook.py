@@ -86,7 +86,7 @@ class TimeBudgetHook(Hook):
         done = runner.iter + 1
         if done == self.calibrate[0]:
             self._t_cal = self.clock()
-        elif done == self.calibrate[1]:
+        elif done == self.calibrate[1] and self._t_cal is not None:
             now = self.clock()
             per_iter = (now - self._t_cal) / (self.calibrate[1] - self.calibrate[0])
             remaining = self.max_seconds - (now - self._start)
