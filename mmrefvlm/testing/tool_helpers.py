@@ -88,7 +88,11 @@ class ScriptedLM:
 
 
 def train_then_test_scripted(
-    config: str, work_dir: str, monkeypatch: Any, answer: str
+    config: str,
+    work_dir: str,
+    monkeypatch: Any,
+    answer: str,
+    tokenizer: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict, list]:
     """Run a config through the real tools on tiny budgets, with a scripted LLM answer at test time.
 
@@ -102,7 +106,11 @@ def train_then_test_scripted(
         work_dir (str): Parent folder; ``train`` and ``test`` sub-folders are created.
         monkeypatch (pytest.MonkeyPatch): Used to script ``greedy_generate`` and to record the
             samples that ``RefVLM.predict`` returns.
-        answer (str): The TRP answer every test sample generates.
+        answer (str): The answer every test sample generates (TRP, or the config's own answer
+            format).
+        tokenizer (Mapping, optional): ``build_tokenizer`` kwargs that encode ``answer``.
+            Defaults to the config's ``model.tokenizer`` (so extra tokens such as ``[SEG]`` are
+            single tokens).
 
     Returns:
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
@@ -130,7 +138,11 @@ def train_then_test_scripted(
         ]
     )
     ckpt = osp.join(train_dir, 'iter_2.pth')
-    tok = build_tokenizer('demo')
+    if tokenizer is None:
+        from mmengine.config import Config
+
+        tokenizer = Config.fromfile(config).model.tokenizer
+    tok = build_tokenizer(**{k: v for k, v in dict(tokenizer).items() if k != 'type'})
     ids = tok.encode(answer) + [tok.ids.eos]
     real_generate = refvlm_module.greedy_generate
     scripted_calls = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from mmcv.transforms import BaseTransform
 from mmrefvlm.datasets.chat_templates import get_chat_template
 from mmrefvlm.datasets.records import TASKS
 from mmrefvlm.datasets.template_bank import TemplateBank
-from mmrefvlm.registry import TRANSFORMS
+from mmrefvlm.registry import TASK_UTILS, TRANSFORMS
 from mmrefvlm.tokenization import IMAGE_TOKEN, RefTokenizer, build_tokenizer
 from mmrefvlm.trp import build_answer, iter_groups, phrase_text
 
@@ -88,6 +88,13 @@ class FormatConversation(BaseTransform):
             paths, or ``'package.module:relative/folder'`` resolved inside an importable package
             (works from lazy configs and from any working directory).
         seed (int): Template sampling seed (with the sample index).
+        answer_format (dict | Callable, optional): Renders a structured answer as the assistant's
+            text, called as ``answer_format(answer, cot=cot) -> str``; a dict is built from
+            ``TASK_UTILS``. None (default): TRP (:func:`mmrefvlm.trp.build_answer`). A format for
+            another answer language (LISA's ``Sure, it is [SEG].``, GSVA's ``e1:[SEG], e2:[REJ]``)
+            must write exactly one reference token per target of :func:`iter_ref_targets`, in
+            that order, and the model's ``ref_parser`` must read those tokens back
+            (``docs/plugins.md``, *Answer formats*).
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class FormatConversation(BaseTransform):
         template_dir: str | None = None,
         extra_template_dirs: Sequence[str] = (),
         seed: int = 0,
+        answer_format: dict | Callable[..., str] | None = None,
     ) -> None:
         if isinstance(tokenizer, Mapping):
             cfg = dict(tokenizer)
@@ -121,6 +129,11 @@ class FormatConversation(BaseTransform):
             template_dir, extra_dirs=[resolve_package_path(d) for d in extra_template_dirs]
         )
         self.seed = seed
+        if isinstance(answer_format, Mapping):
+            answer_format = TASK_UTILS.build(answer_format)
+        if answer_format is not None and not callable(answer_format):
+            raise TypeError(f'answer_format must be callable, got {type(answer_format).__name__}')
+        self.render_answer: Callable[..., str] = answer_format or build_answer
 
     # -- rendering ---------------------------------------------------------------------------
     def _user_text(self, turn: dict, task: str, sample_idx: int, rid) -> str:
@@ -165,7 +178,7 @@ class FormatConversation(BaseTransform):
                 pieces.append((self.chat.assistant, False))
                 if self.predict and i == len(conv) - 1:
                     break
-                pieces.append((build_answer(turn['answer'], cot=self.cot), True))
+                pieces.append((self.render_answer(turn['answer'], cot=self.cot), True))
                 pieces.append(('<EOS>', True))
                 pieces.append((self.chat.turn_sep, False))
                 answers.append(turn['answer'])
@@ -248,7 +261,9 @@ class FormatConversation(BaseTransform):
             labels=torch.tensor(labels, dtype=torch.long),
             ref_targets=refs,
             gt_answer=last_answer,
-            gt_text=None if last_answer is None else build_answer(last_answer, cot=self.cot),
+            gt_text=None
+            if last_answer is None
+            else self.render_answer(last_answer, cot=self.cot),
             prompt_types=[p['type'] for p in results.get('visual_prompts') or ()],
         )
         return results

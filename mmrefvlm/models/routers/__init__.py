@@ -1,4 +1,11 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 from .latent_router import LatentEmbeddingRouter, RoutedRef, RoutingResult, find_refs
+from .token_ref_parser import SpecialTokenRefParser
 
-__all__ = ['LatentEmbeddingRouter', 'RoutedRef', 'RoutingResult', 'find_refs']
+__all__ = [
+    'LatentEmbeddingRouter',
+    'RoutedRef',
+    'RoutingResult',
+    'find_refs',
+    'SpecialTokenRefParser',
+]
