@@ -27,6 +27,7 @@ from .geometry import (
 
 __all__ = [
     'TASKS',
+    'REFERENCE_TASKS',
     'UNIT_GEOMETRY',
     'IMAGE_LEVEL_UNITS',
     'TEMPLATE_DIR',
@@ -60,6 +61,10 @@ TASKS: tuple[str, ...] = (
     'keypoint',
     'depth',
 )
+#: Tasks whose records refer to the target through ``references`` (another image, a sound) that
+#: plugins consume (AnyRef, ``projects/anyref``); the demo generator writes them on request.
+REFERENCE_TASKS: tuple[str, ...] = ('image_ref_seg', 'audio_ref_seg')
+_REFERENCE_TYPES = ('image', 'audio')
 #: Instance field a unit's targets must carry. Units not listed (plugins) are not checked.
 UNIT_GEOMETRY: dict[str, str] = {'box': 'bbox', 'mask': 'mask', 'keypoint': 'keypoints'}
 #: Units whose target is the whole image (``null``) instead of an instance.
@@ -227,7 +232,7 @@ class _RecordChecker:
         rec = self.record
         if not isinstance(rec.get('id'), str) or not rec.get('id'):
             self.err('id', f'required non-empty string, got {rec.get("id")!r}')
-        known = set(TASKS) | {s.task for s in self.template_sets.values()}
+        known = set(TASKS) | set(REFERENCE_TASKS) | {s.task for s in self.template_sets.values()}
         if rec.get('task') not in known:
             self.err('task', f'unknown task {rec.get("task")!r}; one of {sorted(known)}')
         self.check_image(rec.get('image'))
@@ -240,6 +245,7 @@ class _RecordChecker:
             self.check_instance(inst, f'instances[{i}]')
         self.check_depth(rec.get('depth'))
         self.check_visual_prompts(rec.get('visual_prompts', []))
+        self.check_references(rec.get('references', []))
         if rec.get('meta') is not None and not isinstance(rec.get('meta'), dict):
             self.err('meta', 'must be an object')
         self.check_conversation(rec.get('conversation'))
@@ -333,6 +339,35 @@ class _RecordChecker:
                     f'{path}.instance',
                     f'must be null or an index into instances '
                     f'(0..{len(self.instances) - 1}), got {inst!r}',
+                )
+
+    def check_references(self, refs: Any) -> None:
+        if not isinstance(refs, list):
+            self.err('references', 'must be a list')
+            return
+        for i, ref in enumerate(refs):
+            path = f'references[{i}]'
+            kind = ref.get('type') if isinstance(ref, dict) else None
+            if kind not in _REFERENCE_TYPES:
+                self.err(path, f'type must be one of {list(_REFERENCE_TYPES)}, got {kind!r}')
+                continue
+            msg = _relative_path_error(ref.get('path'))
+            if msg:
+                self.err(f'{path}.path', msg)
+            elif self.data_root is not None:
+                file = osp.join(self.data_root, ref['path'])
+                if not osp.isfile(file):
+                    self.err(f'{path}.path', f'file {file} not found')
+            if kind == 'image':
+                w, h = ref.get('width'), ref.get('height')
+                if not (_is_int(w) and _is_int(h) and w > 0 and h > 0):
+                    self.err(path, f'an image reference needs positive width/height, got {w}, {h}')
+                elif ref.get('box') is not None:
+                    self.put(f'{path}.box', check_bbox(ref['box'], w, h))
+            inst = ref.get('instance')
+            if inst is not None and not (_is_int(inst) and 0 <= inst < len(self.instances)):
+                self.err(
+                    f'{path}.instance', f'must be null or an index into instances, got {inst!r}'
                 )
 
     # --- conversation ---

@@ -13,11 +13,20 @@ from .expressions import (
     vqa_pair,
 )
 from .generator import (
+    ALL_DEMO_TASKS,
     DEFAULT_IMAGE_SIZES,
     GENERATOR_VERSION,
     encode_rle,
     ensure_demo_dataset,
     generate_demo_dataset,
+)
+from .references import (
+    AUDIO_SAMPLE_RATE,
+    REFERENCE_TASKS,
+    exemplar_image,
+    object_sound,
+    read_wav,
+    wav_bytes,
 )
 from .samples import DEMO_TASKS, PROMPT_TYPES, SAMPLE_BUILDERS, visual_prompt
 from .scene import (
@@ -34,6 +43,13 @@ from .scene import (
 )
 
 __all__ = [
+    'ALL_DEMO_TASKS',
+    'AUDIO_SAMPLE_RATE',
+    'REFERENCE_TASKS',
+    'exemplar_image',
+    'object_sound',
+    'read_wav',
+    'wav_bytes',
     'COLOURS',
     'DEFAULT_IMAGE_SIZES',
     'DEMO_TASKS',

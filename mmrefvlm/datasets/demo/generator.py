@@ -5,13 +5,15 @@ Layout under ``out_dir``::
 
     images/<split>/<idx:06d>.png       RGB uint8, sizes from ``image_sizes``
     depth/<split>/<idx:06d>.png        uint16, value * 0.001 = metres (only with the depth task)
+    references/<split>/<idx:06d>_<task>.{png,wav}   exemplar images / sounds (opt-in tasks)
     annotations/<split>_<task>.jsonl   records of docs/data_format.md, one per image
     metainfo.json                      classes, colours, keypoint names, version, seed, counts
 
 Randomness: image ``idx`` of a split is drawn from ``default_rng([seed, split_id, idx, 1])`` and
 its sample of task ``t`` from ``default_rng([seed, split_id, idx, 100 + t])`` (``t`` = position in
-:data:`DEMO_TASKS`), so outputs are byte-identical for equal arguments, and image ``i`` and its
-samples do not change when the number of images or the task subset changes.
+:data:`ALL_DEMO_TASKS`: the default :data:`DEMO_TASKS`, then the opt-in reference tasks), so
+outputs are byte-identical for equal arguments, and image ``i`` and its samples do not change when
+the number of images or the task subset changes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from mmengine.logging import print_log
 from PIL import Image
 
+from .references import REFERENCE_TASKS, reference_sample
 from .samples import DEMO_TASKS, SAMPLE_BUILDERS
 from .scene import (
     BACKGROUND_DEPTH_MM,
@@ -42,6 +45,9 @@ from .scene import (
 GENERATOR_VERSION = '1.0'
 SPLIT_IDS: dict[str, int] = {'train': 0, 'val': 1}
 DEFAULT_IMAGE_SIZES: tuple[tuple[int, int], ...] = ((64, 64), (64, 48), (48, 64))
+#: Every task the generator can write, in RNG-stream order: the default tasks, then the opt-in
+#: ones (appended, so no existing task's samples change).
+ALL_DEMO_TASKS: tuple[str, ...] = DEMO_TASKS + REFERENCE_TASKS
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -63,9 +69,9 @@ def _check_args(
     for split, num in num_images.items():
         if isinstance(num, bool) or not isinstance(num, int) or num < 0:
             raise ValueError(f'number of {split} images must be a non-negative int, got {num!r}')
-    unknown = [t for t in tasks if t not in DEMO_TASKS]
+    unknown = [t for t in tasks if t not in ALL_DEMO_TASKS]
     if unknown or not tasks or len(set(tasks)) != len(tasks):
-        raise ValueError(f'tasks must be distinct names from {DEMO_TASKS}, got {list(tasks)!r}')
+        raise ValueError(f'tasks must be distinct names from {ALL_DEMO_TASKS}, got {list(tasks)!r}')
     if not image_sizes:
         raise ValueError('image_sizes must not be empty')
     for size in image_sizes:
@@ -121,11 +127,22 @@ def _render_images(
             'attributes': [[o.colour, o.shape, o.size] for o in scene.objects],
         }
         for task in tasks:
-            task_id = 100 + DEMO_TASKS.index(task)
+            task_id = 100 + ALL_DEMO_TASKS.index(task)
             task_rng = np.random.default_rng([seed, split_id, idx, task_id])
-            conversation, prompts = SAMPLE_BUILDERS[task](
-                scene.objects, rles, (width, height), task_rng
-            )
+            references = None
+            if task in REFERENCE_TASKS:
+                prompts = []
+                stem = f'references/{split}/{idx:06d}_{task}'
+                conversation, references, files = reference_sample(
+                    task, scene.objects, task_rng, stem
+                )
+                for rel, content in files.items():
+                    with open(osp.join(out_dir, rel), 'wb') as f:
+                        f.write(content)
+            else:
+                conversation, prompts = SAMPLE_BUILDERS[task](
+                    scene.objects, rles, (width, height), task_rng
+                )
             record = {
                 'id': f'demo-{split}-{idx:06d}-{task}',
                 'task': task,
@@ -140,6 +157,8 @@ def _render_images(
                 'conversation': conversation,
                 'meta': meta,
             }
+            if references is not None:
+                record['references'] = references
             lines[task].append(json.dumps(record, separators=(',', ':')) + '\n')
     return lines, num_instances
 
@@ -163,6 +182,8 @@ def _write_split(
     os.makedirs(osp.join(out_dir, 'images', split), exist_ok=True)
     if 'depth' in tasks:
         os.makedirs(osp.join(out_dir, 'depth', split), exist_ok=True)
+    if any(t in REFERENCE_TASKS for t in tasks):
+        os.makedirs(osp.join(out_dir, 'references', split), exist_ok=True)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
     chunks = [
         range(i, min(i + CHUNK_IMAGES, num_images)) for i in range(0, num_images, CHUNK_IMAGES)
@@ -208,7 +229,8 @@ def generate_demo_dataset(
         seed (int): Dataset seed (>= 0). Default 0.
         num_train_images (int): Images of the ``train`` split. Default 1500.
         num_val_images (int): Images of the ``val`` split. Default 200.
-        tasks (Sequence[str]): Tasks to write, a subset of :data:`DEMO_TASKS`. Default all.
+        tasks (Sequence[str]): Tasks to write, a subset of :data:`ALL_DEMO_TASKS`. Default
+            :data:`DEMO_TASKS` (every task of the record format; the reference tasks are opt-in).
         image_sizes (Sequence[Sequence[int]]): ``(width, height)`` choices, one drawn per image.
             Default ``((64, 64), (64, 48), (48, 64))``.
         workers (int): Processes that draw images (chunks of :data:`CHUNK_IMAGES`); the files are
@@ -221,7 +243,7 @@ def generate_demo_dataset(
         raise ValueError(f'workers must be a positive int, got {workers!r}')
     num_images = {'train': num_train_images, 'val': num_val_images}
     _check_args(seed, num_images, tasks, image_sizes)
-    tasks = [t for t in DEMO_TASKS if t in tasks]  # canonical order
+    tasks = [t for t in ALL_DEMO_TASKS if t in tasks]  # canonical order
     start = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     splits = {
@@ -268,7 +290,9 @@ def expected_metainfo(
 
 
 def ensure_demo_dataset(out_dir: str, **kwargs) -> dict:
-    """Generate the demo dataset unless ``out_dir`` already holds one made with these arguments.
+    """Generate the demo dataset unless ``out_dir`` already holds one made with these arguments
+    (or with the same arguments and more tasks: a dataset with the opt-in reference tasks serves
+    configs that ask for the default tasks too).
 
     Args:
         out_dir (str): Dataset folder.
@@ -285,11 +309,14 @@ def ensure_demo_dataset(out_dir: str, **kwargs) -> dict:
     tasks = kwargs.get('tasks', DEMO_TASKS)
     image_sizes = kwargs.get('image_sizes', DEFAULT_IMAGE_SIZES)
     _check_args(seed, num_images, tasks, image_sizes)
-    want = expected_metainfo(seed, num_images, [t for t in DEMO_TASKS if t in tasks], image_sizes)
+    want = expected_metainfo(
+        seed, num_images, [t for t in ALL_DEMO_TASKS if t in tasks], image_sizes
+    )
     path = osp.join(out_dir, 'metainfo.json')
     if osp.isfile(path):
         with open(path, encoding='utf-8') as f:
             have = json.load(f)
-        if {k: have.get(k) for k in want} == want:
+        same = all(have.get(k) == v for k, v in want.items() if k != 'tasks')
+        if same and set(want['tasks']) <= set(have.get('tasks') or ()):
             return have
     return generate_demo_dataset(out_dir, **kwargs)
