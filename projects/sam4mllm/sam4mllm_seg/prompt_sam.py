@@ -16,6 +16,7 @@ from mmengine.structures import BaseDataElement
 from torch import Tensor
 
 from mmrefvlm.registry import MODELS
+from mmrefvlm.utils.checkpoint import load_state_file
 from projects.sam_plugin.sam_unit import (
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
@@ -31,16 +32,20 @@ class PromptableSam(BaseModule):
     Prompts are continuous coordinates in the pixels of SAM's square input frame (``image_size``):
     the image is padded right/bottom to a square and resized, so an original-pixel coordinate
     ``c`` becomes ``c * image_size / square_size`` (SAM's prompt encoder adds half a pixel to
-    integer click positions; ``decode`` takes that half pixel off first). Each prompt is one box plus any number of labelled points
-    (1 on the object, 0 off it); prompts are decoded in groups of equal point count, so no padding
-    point changes a mask. ``multimask_output=False``: the single-mask output (the public code
-    takes the best of three; a frozen tiny SAM trained with one output has only that one).
+    integer click positions; ``decode`` takes that half pixel off first). Each prompt is one box
+    plus any number of labelled points (1 on the object, 0 off it); prompts are decoded in groups
+    of equal point count, so no padding point changes a mask. ``multimask_output=False``: the
+    single-mask output (the public code takes the best of three; a tiny SAM trained with one
+    output has only that one).
 
     Args:
         sam (str | dict): A preset (``'sam_vit_b'``, ``'sam_vit_l'``, ``'sam_vit_h'``) or
             ``dict(preset=..., vision_config=..., prompt_encoder_config=...,
             mask_decoder_config=...)``. Defaults to ``'sam_vit_l'``.
-        checkpoint (str, optional): An official-layout SAM checkpoint (local file).
+        checkpoint (str, optional): SAM weights (local file, read weights-only).
+        checkpoint_format (str): ``'official'`` (segment-anything's layout, converted) or
+            ``'hf'`` (HF ``SamModel`` names, e.g. a :class:`SamPromptSegmentor` checkpoint with
+            ``checkpoint_prefix='sam.sam.'``). Defaults to ``'official'``.
         checkpoint_prefix (str): Key prefix in ``checkpoint``. Defaults to ``''``.
         pixel_mean (Sequence[float]): RGB mean (0-255). Defaults to SAM's.
         pixel_std (Sequence[float]): RGB std (0-255). Defaults to SAM's.
@@ -52,6 +57,7 @@ class PromptableSam(BaseModule):
         sam: str | Mapping[str, Any] = 'sam_vit_l',
         *,
         checkpoint: str | None = None,
+        checkpoint_format: str = 'official',
         checkpoint_prefix: str = '',
         pixel_mean: Sequence[float] = SAM_PIXEL_MEAN,
         pixel_std: Sequence[float] = SAM_PIXEL_STD,
@@ -60,10 +66,16 @@ class PromptableSam(BaseModule):
         super().__init__(init_cfg=init_cfg)
         spec = {'preset': sam} if isinstance(sam, str) else dict(sam)
         self.sam = build_sam_model(spec.pop('preset', None), spec)
-        if checkpoint is not None:
+        if checkpoint_format not in ('official', 'hf'):
+            raise ValueError(
+                f"checkpoint_format must be 'official' or 'hf', got {checkpoint_format!r}"
+            )
+        if checkpoint is None:
+            self._official_random_init()
+        elif checkpoint_format == 'official':
             load_official_sam_checkpoint(self.sam, checkpoint, checkpoint_prefix)
         else:
-            self._official_random_init()
+            self._load_hf(checkpoint, checkpoint_prefix)
         self.register_buffer('pixel_mean', torch.tensor(pixel_mean).view(3, 1, 1), False)
         self.register_buffer('pixel_std', torch.tensor(pixel_std).view(3, 1, 1), False)
 
@@ -77,6 +89,15 @@ class PromptableSam(BaseModule):
             gauss = torch.randn_like(self.sam.shared_image_embedding.positional_embedding)
             self.sam.shared_image_embedding.positional_embedding.copy_(gauss)
             self.sam.prompt_encoder.shared_embedding.positional_embedding.copy_(gauss)
+
+    def _load_hf(self, path: str, prefix: str) -> None:
+        """Load HF-named SAM weights (strict: every SAM parameter, no extra key)."""
+        obj = load_state_file(path)
+        state = obj.get('state_dict', obj) if isinstance(obj, Mapping) else obj
+        sel = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if not sel:
+            raise KeyError(f'{path}: no key starts with {prefix!r}')
+        self.sam.load_state_dict(sel, strict=True)
 
     def init_weights(self) -> None:
         """Never re-initialise SAM (it may hold a checkpoint)."""

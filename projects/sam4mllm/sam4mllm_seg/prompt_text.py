@@ -164,6 +164,10 @@ class PromptCodec:
         """``(x,y,l)`` of point bins and its on-object flag."""
         return f'({self._num(int(x))},{self._num(int(y))},{int(bool(label))})'
 
+    def format_xy(self, x: int, y: int) -> str:
+        """``(x,y)`` of point bins (a PQPP question's point, no flag)."""
+        return f'({self._num(int(x))},{self._num(int(y))})'
+
     def format_groups(self, groups: Sequence[PromptGroup], with_points: bool = True) -> str:
         """The answer of ``groups`` (PPG with points, PQPP round 1 without); no group gives
         ``no_object_text``."""
