@@ -93,7 +93,6 @@ def train_then_test_scripted(
     monkeypatch: Any,
     answer: str,
     tokenizer: Mapping[str, Any] | None = None,
-    cfg_options: Sequence[str] = (),
 ) -> tuple[str, dict, list]:
     """Run a config through the real tools on tiny budgets, with a scripted LLM answer at test time.
 
@@ -112,8 +111,6 @@ def train_then_test_scripted(
         tokenizer (Mapping, optional): ``build_tokenizer`` kwargs that encode ``answer``.
             Defaults to the config's ``model.tokenizer`` (so extra tokens such as ``[SEG]`` are
             single tokens).
-        cfg_options (Sequence[str]): More ``--cfg-options`` for both tools (e.g. a plugin's
-            ``data_root`` or a checkpoint path that does not exist in CI).
 
     Returns:
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
@@ -126,7 +123,6 @@ def train_then_test_scripted(
         'test_dataloader.batch_size=2',
         'test_dataloader.dataset.indices=2',
         'model.max_new_tokens=24',
-        *cfg_options,
     ]
     train_dir, test_dir = osp.join(work_dir, 'train'), osp.join(work_dir, 'test')
     load_tool('train').main(
