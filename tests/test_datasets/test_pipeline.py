@@ -147,3 +147,39 @@ def test_image_padded_with_mean_colour(scene):
     vit = out['inputs']['images']['vit']
     assert vit.shape == (3, 16, 16) and vit.dtype == torch.uint8
     assert vit[:, 15, 8].tolist() == [122, 116, 104]  # bottom rows are padding
+
+
+def test_image_only_once_when_the_first_turn_template_has_it(scene, demo_tokenizer, tmp_path):
+    """A first user turn whose template already holds <image> is followed by turns that get no
+    second <image> (the pipeline used to keep looking for a turn to put it in)."""
+    import json
+
+    (tmp_path / 'img_first.json').write_text(
+        json.dumps(
+            {
+                'task': 'img_first',
+                'slots': ['expr'],
+                'system': 'Segment.',
+                'templates': ['<image>\nSegment <expr>.'],
+            }
+        )
+    )
+    rec = copy.deepcopy(scene['record'])
+    rec['conversation'] = [
+        {'role': 'user', 'template': 'img_first', 'slots': {'expr': 'the square'}},
+        rec['conversation'][1],
+        {'role': 'user', 'content': 'And now?'},
+        {'role': 'assistant', 'answer': 'Gone.'},
+    ]
+    fmt = FormatConversation(
+        dict(source='demo'),
+        chat_template='plain',
+        num_image_tokens=4,
+        cot=False,
+        extra_template_dirs=[str(tmp_path)],
+    )
+    rec.update(data_root=scene['root'], sample_idx=0)
+    out = fmt(PrepareImages(sizes=dict(vit=16))(LoadRecordImage()(rec)))
+    ids = out['input_ids']
+    assert (ids == demo_tokenizer.ids.image).sum() == 4  # one <image>, 4 tokens
+    assert 'Q: And now?' in demo_tokenizer.decode(ids.tolist())

@@ -170,8 +170,9 @@ class FormatConversation(BaseTransform):
         for i, turn in enumerate(conv):
             if turn.get('role') == 'user':
                 text = self._user_text(turn, task, idx, results.get('id'))
-                if needs_image and IMAGE_TOKEN not in text:
-                    text, needs_image = f'{IMAGE_TOKEN}\n{text}', False
+                if needs_image:  # the first user turn holds the image (its template's or ours)
+                    text = text if IMAGE_TOKEN in text else f'{IMAGE_TOKEN}\n{text}'
+                    needs_image = False
                 pieces.append((self.chat.user.format(content=text), False))
             elif turn.get('role') == 'assistant':
                 last_answer = turn['answer']
