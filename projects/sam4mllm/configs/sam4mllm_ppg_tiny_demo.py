@@ -51,7 +51,7 @@ system_prompt = (
 )
 seg_tasks = dict(rec=4, res=4, gres=3)  # the demo's rec : res : gres sampling ratios
 val_seg_tasks = ['res', 'gres']
-max_length = 320
+max_length = 352
 max_iters = 600
 warmup_iters = 30
 lr = 1e-3

@@ -12,7 +12,7 @@ with read_base():
 
 variant = 'pqpp'
 template = 'sam4mllm_box'
-max_length = 384
+max_length = 448
 model.update(variant=variant, max_new_tokens=64, grid_size=5, point_threshold=0.9)
 for _dataset in train_dataloader.dataset.datasets + val_dataloader.dataset.datasets:
     _dataset.pipeline[2].update(variant=variant, template=template, labels=None, num_point_turns=4)
