@@ -52,7 +52,7 @@ system_prompt = (
 seg_tasks = dict(rec=4, res=4, gres=3)  # the demo's rec : res : gres sampling ratios
 val_seg_tasks = ['res', 'gres']
 max_length = 352
-max_iters = 600
+max_iters = 400
 warmup_iters = 30
 lr = 1e-3
 
