@@ -18,7 +18,15 @@ from mmrefvlm.tokenization import RefTokenizer, build_tokenizer
 
 from .generation import greedy_generate, split_llm
 from .llms import build_causal_lm, resize_embeddings_mean
-from .refvlm_utils import apply_lora, lm_loss, merge_instances, select_rows, splice
+from .model_hooks import RefStateContext
+from .refvlm_utils import (
+    IGNORE_INDEX,
+    apply_lora,
+    lm_loss,
+    merge_instances,
+    select_rows,
+    splice,
+)
 from .routers import find_refs
 
 
@@ -60,6 +68,12 @@ class RefVLM(BaseModel):
             :func:`~mmrefvlm.models.routers.find_refs`; a dict is built from ``TASK_UTILS``. None
             (default): TRP. ``SpecialTokenRefParser`` reads answers whose special tokens are the
             references themselves (LISA's ``[SEG]``; GSVA's ``[SEG]`` / ``[REJ]``).
+        input_encoders (Mapping[str, dict | nn.Module], optional): Placeholder token -> encoder
+            of extra inputs (:class:`~mmrefvlm.models.model_hooks.InputEncoder`); its rows
+            replace the token's positions, like image tokens replace ``<image>``.
+        ref_refiner (dict | object, optional): Rewrites the reference tokens' hidden states
+            before routing (:class:`~mmrefvlm.models.model_hooks.RefStateRefiner`); a dict is
+            built from ``TASK_UTILS``. None (default): the states are routed as they are.
         unit_decoders (Mapping[str, dict | nn.Module]): Unit name -> decoder; each decoder's
             ``unit`` must equal its key. Configs get ``in_channels`` (LLM width), ``clip_channels``
             and ``pyramid_channels`` (encoder widths) filled in when left out and accepted.
@@ -89,6 +103,8 @@ class RefVLM(BaseModel):
         prompt_encoder: dict | nn.Module | None = None,
         router: dict | nn.Module | None = None,
         ref_parser: dict | Callable | None = None,
+        input_encoders: Mapping[str, dict | nn.Module] | None = None,
+        ref_refiner: Any = None,
         unit_decoders: Mapping[str, dict | nn.Module] | None = None,
         loss_weights: Mapping[str, float] | None = None,
         freeze_llm: bool = False,
@@ -131,6 +147,13 @@ class RefVLM(BaseModel):
         if ref_parser is not None and not callable(ref_parser):
             raise TypeError(f'ref_parser must be callable, got {type(ref_parser).__name__}')
         self.ref_parser: Callable = ref_parser or find_refs
+        self.input_encoders = ModuleDict()
+        for token, enc in (input_encoders or {}).items():
+            if token not in self.tokenizer.ids:
+                raise ValueError(
+                    f'input_encoders: {token!r} is not a special token of the tokenizer'
+                )
+            self.input_encoders[token] = _build(enc, out_channels=hidden)
         # MMEngine's ModuleDict (not torch's): BaseModel.init_weights reaches the decoders through
         # it
         self.unit_decoders = ModuleDict()
@@ -168,6 +191,13 @@ class RefVLM(BaseModel):
             )
         self.generation_cache = generation_cache
         self._setup_training(freeze_llm, freeze_projector, lora, gradient_checkpointing)
+        if isinstance(ref_refiner, Mapping):
+            ref_refiner = TASK_UTILS.build(ref_refiner)
+        if ref_refiner is not None and not callable(ref_refiner):
+            raise TypeError(f'ref_refiner must be callable, got {type(ref_refiner).__name__}')
+        self.ref_refiner = ref_refiner
+        if hasattr(ref_refiner, 'attach'):
+            ref_refiner.attach(self.llm)
 
     # ----------------------------------------------------------------------------- build
     def _build_llm(self, llm: dict | nn.Module) -> nn.Module:
@@ -226,10 +256,15 @@ class RefVLM(BaseModel):
         return vis, tokens
 
     def embed_inputs(
-        self, inputs: dict, vis: VisualContext, image_tokens: Tensor
+        self,
+        inputs: dict,
+        vis: VisualContext,
+        image_tokens: Tensor,
+        data_samples: SampleList | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Token embeddings with ``<image>`` / ``[VPT]`` positions replaced; also a zero-valued term
-        that keeps the unused visual paths in the graph (text-only batches, no prompts)."""
+        """Token embeddings with ``<image>`` / ``[VPT]`` (and input-encoder placeholder)
+        positions replaced; also a zero-valued term that keeps the unused visual paths in the
+        graph (text-only batches, no prompts, no extra inputs)."""
         ids = inputs['input_ids']
         hf_llm: Any = self.llm  # an HF PreTrainedModel: nn.Module does not declare its API
         embed = hf_llm.get_input_embeddings()
@@ -275,6 +310,17 @@ class RefVLM(BaseModel):
                     ).sum()
                     * 0.0
                 )
+        for token, encoder in self.input_encoders.items():
+            if data_samples is None:
+                raise ValueError(f'input encoder {token!r} needs the data samples')
+            values, counts = encoder(
+                data_samples,
+                visual=vis,
+                vision_encoder=self.vision_encoder,
+                projector=self.projector,
+            )
+            embeds = splice(embeds, ids, self.tokenizer.ids[token], values, counts, token)
+            zero = zero + values.sum() * 0.0
         return embeds, zero
 
     # ----------------------------------------------------------------------------- modes
@@ -292,7 +338,7 @@ class RefVLM(BaseModel):
 
     def _llm_hidden(self, inputs: dict, data_samples: SampleList):
         vis, image_tokens = self.encode_images(inputs, data_samples)
-        embeds, zero = self.embed_inputs(inputs, vis, image_tokens)
+        embeds, zero = self.embed_inputs(inputs, vis, image_tokens, data_samples)
         decoder, head, _ = split_llm(self.llm)
         hidden = decoder(
             inputs_embeds=embeds, attention_mask=inputs['attention_mask']
@@ -316,6 +362,13 @@ class RefVLM(BaseModel):
             refs.append(r)
             warns.append(w)
         caps = {u: d.num_queries for u, d in self.unit_decoders.items()}
+        if self.ref_refiner is not None:
+            context = RefStateContext(
+                answer_mask=inputs['labels'] != IGNORE_INDEX,
+                key_mask=inputs['attention_mask'].bool(),
+                offset=0,
+            )
+            hidden = self.ref_refiner(hidden, refs, context)
         return self.router(hidden, refs, caps, warns)
 
     def loss(self, inputs: dict, data_samples: SampleList) -> dict[str, Tensor]:
@@ -374,7 +427,7 @@ class RefVLM(BaseModel):
         raises on malformed generations: problems become warnings.
         """
         vis, image_tokens = self.encode_images(inputs, data_samples)
-        embeds, _ = self.embed_inputs(inputs, vis, image_tokens)
+        embeds, _ = self.embed_inputs(inputs, vis, image_tokens, data_samples)
         gen = greedy_generate(
             self.llm,
             embeds,
@@ -405,6 +458,21 @@ class RefVLM(BaseModel):
                 w = w + [f'generation stopped at max_new_tokens={self.max_new_tokens}']
             warns.append(w)
         caps = {u: d.num_queries for u, d in self.unit_decoders.items()}
+        if self.ref_refiner is not None:
+            steps = torch.arange(states.shape[1], device=states.device)
+            context = RefStateContext(
+                # states index 0 is the prompt's last state, 1..n the generated tokens
+                answer_mask=(steps[None] >= 1) & (steps[None] <= gen.lengths[:, None]),
+                key_mask=torch.cat(
+                    [
+                        inputs['attention_mask'].bool(),
+                        torch.ones_like(gen.tokens, dtype=torch.bool),
+                    ],
+                    1,
+                ),
+                offset=embeds.shape[1] - 1,
+            )
+            states = self.ref_refiner(states, refs, context)
         routing = self.router(states, refs, caps, warns)
         unit_preds = {}
         for u, q in routing.queries.items():  # each decoder only on the samples it has queries for
