@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmrefvlm.models.matchers import flat_group_keys, mask_group_costs, match_in_groups
 from mmrefvlm.models.unit_decoders.layers import valid_region_mask
 from mmrefvlm.models.unit_decoders.utils import gather_unit_targets, resize_maps
 from mmrefvlm.registry import MODELS
@@ -39,8 +40,10 @@ class AnyRefMaskDecoder(SamMaskUnitDecoder):
     trainable mask decoder (``multimask_output=False``), SAM's image encoder frozen unless
     ``freeze_image_encoder=False``. Losses (Eq. 3, the text CE x 1.0 being the model's
     ``loss_llm``): ``bce_weight`` x BCE + ``dice_weight`` x DICE of every ``<obj>`` mask against
-    its target, in order (one ``<obj>``, one target: no matching), on the valid pixels of the
-    square frame, the logits upsampled to the target size. Empty targets are allowed (an
+    its target, on the valid pixels of the square frame, the logits upsampled to the target
+    size. AnyRef writes one ``<obj>`` per expression, each its own phrase group, so targets are
+    taken in order; queries that share a group would be matched inside it (the framework's
+    grouped Hungarian matching, as the other mask decoders). Empty targets are allowed (an
     expression that matches nothing is trained towards an all-zero mask).
 
     Args:
@@ -70,11 +73,21 @@ class AnyRefMaskDecoder(SamMaskUnitDecoder):
             zero = logits.sum() * 0.0
             return dict(loss_mask_bce=zero, loss_mask_dice=zero)
         target = gather_unit_targets(batch_data_samples, self.unit, ['masks'], queries)['masks']
+        target = target.float() > 0.5
         size = target.shape[-1]
-        pred = resize_maps(logits[mask].float(), size)
+        pred = logits[mask].float()
         valid_hw = visual.valid_hw[:, None].expand(-1, mask.shape[1], -1)[mask]
-        valid = valid_region_mask(valid_hw, size, size).float()
-        bce, dice = bce_dice(pred, (target > 0.5).float(), valid)
+        msize = min(self.match_size, size)
+        pred_inds, tgt_inds = match_in_groups(
+            mask_group_costs,
+            resize_maps(pred, msize),
+            F.adaptive_avg_pool2d(target.float()[:, None], msize)[:, 0] > 0.5,
+            flat_group_keys(queries.group_ids, mask),
+            valid=valid_region_mask(valid_hw, msize, msize),
+            **self.match_costs,
+        )
+        valid = valid_region_mask(valid_hw[pred_inds], size, size).float()
+        bce, dice = bce_dice(resize_maps(pred[pred_inds], size), target[tgt_inds].float(), valid)
         return dict(loss_mask_bce=bce * self.bce_weight, loss_mask_dice=dice * self.dice_weight)
 
     def extra_repr(self) -> str:  # noqa: D102
