@@ -270,7 +270,7 @@ class RefVLMInferencer:
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         single = not isinstance(images, (list, tuple))
-        image_list: list = [images] if single else list(images)
+        image_list: list = list(images) if isinstance(images, (list, tuple)) else [images]
         n = len(image_list)
         if single and visual_prompts is not None and not _is_prompt_list(visual_prompts):
             raise ValueError(
