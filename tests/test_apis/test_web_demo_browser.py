@@ -46,6 +46,7 @@ def demo_inferencer(tiny_inferencer):
 def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
 
+    os.environ.setdefault('SE_OFFLINE', 'true')  # Selenium Manager must never fetch a driver
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in (
