@@ -113,6 +113,15 @@ def test_bad_requests_get_clear_errors(server):
     assert status == 404
 
 
+def test_internal_errors_are_reported_not_dropped(server, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError('boom')
+
+    monkeypatch.setattr(server.RequestHandlerClass.chat_backend, 'chat', broken)
+    status, data = request(server, 'POST', '/api/chat', b'{}', {'Content-Length': '2'})
+    assert status == 500 and json.loads(data)['error'] == 'internal error (RuntimeError: boom)'
+
+
 def test_overlay_is_the_inferencers(server, tiny_inferencer, monkeypatch):
     script_generation(monkeypatch, SCRIPTED)
     img = make_image(40, 56)

@@ -20,6 +20,7 @@ import json
 import os.path as osp
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -140,6 +141,8 @@ def make_handler(backend: ChatBackend, page: str) -> type[BaseHTTPRequestHandler
     page_bytes = page.encode('utf-8')
 
     class Handler(BaseHTTPRequestHandler):
+        chat_backend = backend  # reachable from the server (tests)
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             pass  # one line per request would drown the console
 
@@ -158,7 +161,7 @@ def make_handler(backend: ChatBackend, page: str) -> type[BaseHTTPRequestHandler
             if self.path in ('/', '/index.html'):
                 self._send(200, page_bytes, 'text/html; charset=utf-8')
             elif self.path == '/api/info':
-                self._json(200, backend.info())
+                self._json(200, self.chat_backend.info())
             else:
                 self._json(404, {'error': f'no page {self.path}'})
 
@@ -174,9 +177,12 @@ def make_handler(backend: ChatBackend, page: str) -> type[BaseHTTPRequestHandler
                 req = json.loads(self.rfile.read(size) or b'{}')
                 if not isinstance(req, dict):
                     raise DemoError('the request must be a JSON object')
-                self._json(200, backend.chat(req))
+                self._json(200, self.chat_backend.chat(req))
             except (DemoError, json.JSONDecodeError) as err:
                 self._json(400, {'error': str(err)})
+            except Exception as err:  # a bug, not the user's input: say so instead of hanging up
+                traceback.print_exc()
+                self._json(500, {'error': f'internal error ({err.__class__.__name__}: {err})'})
 
     return Handler
 
