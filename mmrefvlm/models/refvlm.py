@@ -416,6 +416,8 @@ class RefVLM(BaseModel):
             sample.pred_instances = (
                 merge_instances(parts, len(routing.refs[b]))
                 if parts
-                else InstanceData(labels=[], units=[], group_ids=torch.zeros(0, dtype=torch.long))
+                else InstanceData(
+                    labels=[], units=[], unit_fields=[], group_ids=torch.zeros(0, dtype=torch.long)
+                )
             )
         return data_samples

@@ -93,11 +93,13 @@ def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -
         num (int): Total number of entries (refs over all units).
 
     Fields a unit does not produce are filled with NaN (float) or False (bool) for its entries, so
-    metrics select entries by ``units``.
+    metrics select entries by ``units``; ``unit_fields`` (list[tuple[str, ...]]) names, per entry,
+    the fields its own unit produced (a False mask is then "not predicted", not "empty").
     """
     out = InstanceData()
     labels: list[str | None] = [None] * num
     units: list[str | None] = [None] * num
+    fields: list[tuple[str, ...]] = [()] * num
     gids, order = [0] * num, 0
     protos: dict[str, Tensor] = {}
     items: dict[str, list] = {}
@@ -105,13 +107,15 @@ def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -
         for key in inst.keys():
             if isinstance(inst[key], Tensor):
                 protos.setdefault(key, inst[key])
+        own = tuple(k for k in inst.keys() if isinstance(inst[k], Tensor))
         for r in refs:
             labels[order], units[order], gids[order] = r.phrase, unit, r.group_id
+            fields[order] = own
             for key in protos:
                 if key in inst:
                     items.setdefault(key, []).append((order, inst[key][r.slot]))
             order += 1
-    out.labels, out.units = labels, units
+    out.labels, out.units, out.unit_fields = labels, units, fields
     out.group_ids = torch.tensor(gids, dtype=torch.long)
     for key, proto in protos.items():
         shape = (num, *proto.shape[1:])

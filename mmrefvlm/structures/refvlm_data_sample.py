@@ -37,7 +37,8 @@ class RefVLMDataSample(BaseDataElement):
     * Predictions (written by ``RefVLM.predict``): ``pred_text`` (str), ``pred_answer`` (structured
       answer parsed from the text), ``pred_units`` (like ``gt_units``), ``pred_instances``
       (InstanceData in original pixels: ``bboxes``, ``masks``, ``keypoints``, ``scores``, ``labels``
-      (phrase text), ``units``, ``group_ids``), ``pred_depth`` (H, W) and ``warnings`` (list[str]).
+      (phrase text), ``units``, ``unit_fields`` (per entry, the fields its unit produced; the others
+      are NaN / False fillers), ``group_ids``), ``pred_depth`` (H, W) and ``warnings`` (list[str]).
     """
 
     @property

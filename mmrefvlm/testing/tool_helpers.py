@@ -87,6 +87,36 @@ class ScriptedLM:
         return head
 
 
+def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') -> list[int]:
+    """Make every ``RefVLM.predict`` generate ``answer`` (a TRP string, EOS appended) through
+    :class:`ScriptedLM`, so the routed ``<REF>`` states, the decoders and everything after them
+    run for real on a model too young to write TRP.
+
+    Args:
+        monkeypatch (pytest.MonkeyPatch): Patches ``mmrefvlm.models.refvlm.greedy_generate``.
+        answer (str): The answer every sample of every batch generates.
+        tokenizer (str): ``build_tokenizer`` source that encodes ``answer``.
+
+    Returns:
+        list[int]: Filled with the batch size of each generation call.
+    """
+    from mmrefvlm.models import refvlm as refvlm_module
+    from mmrefvlm.tokenization import build_tokenizer
+
+    tok = build_tokenizer(tokenizer)
+    ids = tok.encode(answer) + [tok.ids.eos]
+    real_generate = refvlm_module.greedy_generate
+    calls: list[int] = []
+
+    def scripted_generate(llm: nn.Module, embeds: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(int(embeds.shape[0]))
+        scripted: Any = ScriptedLM(llm, ids)  # duck-types the HF model API that generation uses
+        return real_generate(scripted, embeds, *args, **kwargs)
+
+    monkeypatch.setattr(refvlm_module, 'greedy_generate', scripted_generate)
+    return calls
+
+
 def train_then_test_scripted(
     config: str, work_dir: str, monkeypatch: Any, answer: str
 ) -> tuple[str, dict, list]:
@@ -108,7 +138,6 @@ def train_then_test_scripted(
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
     """
     from mmrefvlm.models import refvlm as refvlm_module
-    from mmrefvlm.tokenization import build_tokenizer
 
     common = [
         'train_dataloader.batch_size=2',
@@ -130,16 +159,7 @@ def train_then_test_scripted(
         ]
     )
     ckpt = osp.join(train_dir, 'iter_2.pth')
-    tok = build_tokenizer('demo')
-    ids = tok.encode(answer) + [tok.ids.eos]
-    real_generate = refvlm_module.greedy_generate
-    scripted_calls = []
-
-    def scripted_generate(llm: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        scripted_calls.append(1)
-        scripted: Any = ScriptedLM(llm, ids)  # duck-types the HF model API that generation uses
-        return real_generate(scripted, *args, **kwargs)
-
+    scripted_calls = script_generation(monkeypatch, answer)
     predicted: list = []
     real_predict = refvlm_module.RefVLM.predict
 
@@ -148,7 +168,6 @@ def train_then_test_scripted(
         predicted.extend(samples)
         return samples
 
-    monkeypatch.setattr(refvlm_module, 'greedy_generate', scripted_generate)
     monkeypatch.setattr(refvlm_module.RefVLM, 'predict', recording_predict)
     metrics = load_tool('test').main(
         [config, ckpt, '--work-dir', test_dir, '--cfg-options', *common]

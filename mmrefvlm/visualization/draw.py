@@ -40,13 +40,23 @@ def depth_to_rgb(depth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     return np.ascontiguousarray(rgb)
 
 
-def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
+def draw_instances(
+    img: np.ndarray,
+    inst: dict,
+    scale: int = 4,
+    colors: Sequence[tuple[int, int, int]] | None = None,
+) -> np.ndarray:
     """Overlay ``bboxes`` / ``masks`` / ``keypoints`` (original pixels) and ``labels`` on ``img``.
 
     Args:
         img (np.ndarray): (H, W, 3) uint8 RGB.
         inst (dict): InstanceData-like mapping; entries may be NaN for units without the field.
         scale (int): Upscale factor before drawing (small demo images).
+        colors (Sequence[tuple[int, int, int]], optional): RGB colour of each entry (default:
+            the palette, one colour per entry index).
+
+    Returns:
+        np.ndarray: (H * scale, W * scale, 3) uint8 RGB.
     """
     h, w = img.shape[:2]
     out = cv2.resize(img, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST).astype(
@@ -54,6 +64,8 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
     )
     labels = list(inst.get('labels', []) or [])
     n = len(labels) if labels else len(_np(inst.get('bboxes', np.zeros((0, 4)))))
+    if colors is None:
+        colors = [PALETTE[i % len(PALETTE)] for i in range(n)]
     masks = inst.get('masks')
     if masks is not None:
         m = _np(masks).astype(bool)
@@ -61,7 +73,7 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
             big = cv2.resize(
                 m[i].astype(np.uint8), (w * scale, h * scale), interpolation=cv2.INTER_NEAREST
             ).astype(bool)
-            out[big] = 0.5 * out[big] + 0.5 * np.array(PALETTE[i % len(PALETTE)])
+            out[big] = 0.5 * out[big] + 0.5 * np.array(colors[i])
             contours, _ = cv2.findContours(
                 big.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
             )
@@ -74,7 +86,7 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
         if not np.isfinite(b).all():
             continue
         p = tuple(int(v * scale) for v in b)
-        cv2.rectangle(out, p[:2], p[2:], PALETTE[i % len(PALETTE)], 2)
+        cv2.rectangle(out, p[:2], p[2:], colors[i], 2)
         if labels and labels[i]:
             cv2.putText(
                 out,
@@ -82,7 +94,7 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
                 (p[0], max(p[1] - 3, 10)),
                 cv2.FONT_HERSHEY_SIMPLEX,
                 0.35,
-                PALETTE[i % len(PALETTE)],
+                colors[i],
                 1,
             )
     kps = inst.get('keypoints')
@@ -90,9 +102,7 @@ def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
         for i, k in enumerate(_np(kps)[:n]):
             for x, y, v in k:
                 if np.isfinite(x) and v > 0:
-                    cv2.circle(
-                        out, (int(x * scale), int(y * scale)), 3, PALETTE[i % len(PALETTE)], -1
-                    )
+                    cv2.circle(out, (int(x * scale), int(y * scale)), 3, colors[i], -1)
     return out
 
 

@@ -4,7 +4,7 @@
 from .conversation import FormatConversation, RefTarget, iter_ref_targets
 from .formatting import BuildUnitTargets, PackRefVLMInputs
 from .images import PrepareImages, pad_to_square
-from .loading import LoadRecordDepth, LoadRecordImage, SampleLoadError
+from .loading import LoadRecordDepth, LoadRecordImage, SampleLoadError, read_rgb_image
 from .targets import BaseUnitTarget, BoxTarget, DepthTarget, KeypointTarget, MaskTarget, TargetError
 from .visual_prompts import RasterizeVisualPrompts
 
@@ -12,6 +12,7 @@ __all__ = [
     'LoadRecordImage',
     'LoadRecordDepth',
     'SampleLoadError',
+    'read_rgb_image',
     'PrepareImages',
     'pad_to_square',
     'RasterizeVisualPrompts',

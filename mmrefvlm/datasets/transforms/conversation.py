@@ -74,6 +74,10 @@ class FormatConversation(BaseTransform):
     ground truth for metrics), ``gt_answer`` (final structured answer), ``gt_text`` (its
     rendering) and ``prompt_types``.
 
+    In predict mode the conversation may end with a user turn (inference on a new question): the
+    prompt then ends with the assistant prefix, and ``ref_targets`` is empty and ``gt_answer`` /
+    ``gt_text`` are None. In training mode every conversation needs an assistant turn.
+
     Args:
         tokenizer (dict | RefTokenizer): Tokenizer config (``build_tokenizer`` kwargs) or object.
         chat_template (str | dict): ``'vicuna'``, ``'chatml'``, ``'plain'`` or a dict.
@@ -138,7 +142,10 @@ class FormatConversation(BaseTransform):
         conv = list(results['conversation'])
         task = results['task']
         roles = [t.get('role') for t in conv if t.get('role') != 'system']
-        if 'user' not in roles or 'assistant' not in roles:
+        # Predict mode also takes a conversation that ends with the question (inference: the
+        # model writes the answer); training needs the answer to supervise.
+        open_question = self.predict and bool(roles) and roles[-1] == 'user'
+        if 'user' not in roles or ('assistant' not in roles and not open_question):
             raise ValueError(
                 f'record {results.get("id")}: the conversation needs a user turn and '
                 f'an assistant turn, got roles {roles}'
@@ -171,6 +178,9 @@ class FormatConversation(BaseTransform):
                 answers.append(turn['answer'])
             else:
                 raise ValueError(f'record {results.get("id")}: unknown role {turn.get("role")!r}')
+        if open_question:  # the prompt ends with the assistant prefix; no ground-truth answer
+            pieces.append((self.chat.assistant, False))
+            last_answer = None
         return pieces, answers, last_answer
 
     # -- tokenization ------------------------------------------------------------------------
@@ -233,8 +243,12 @@ class FormatConversation(BaseTransform):
                 f'otherwise, found {n_img}'
             )
         # Training: targets of every supervised answer. Predict: the final (unseen) answer's
-        # targets, kept as ground truth for the metrics.
-        target_answers = [last_answer] if self.predict and last_answer is not None else answers
+        # targets, kept as ground truth for the metrics (none when the conversation ends with
+        # the question).
+        if self.predict:
+            target_answers = [] if last_answer is None else [last_answer]
+        else:
+            target_answers = answers
         refs: list[RefTarget] = []
         gid = 0
         for ans in target_answers:

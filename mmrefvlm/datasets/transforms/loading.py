@@ -26,11 +26,50 @@ def _resolve(path: str, data_root: str | None) -> str:
     return osp.join(data_root, path)
 
 
+def read_rgb_image(path: str, *, max_pixels: int = 8192 * 8192, name: str | None = None):
+    """Decode an image file as RGB uint8, refusing missing, corrupt and oversized files.
+
+    Args:
+        path (str): Image file.
+        max_pixels (int): Refuse images with more pixels than this (checked from the file header
+            before decoding).
+        name (str, optional): What to call the sample in error messages (default: the path).
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 RGB.
+
+    Raises:
+        SampleLoadError: The file is missing, cannot be decoded or is too large; the message names
+            ``name`` and ``path``.
+    """
+    who = f'{name}: ' if name else ''
+    if not osp.isfile(path):
+        raise SampleLoadError(f'{who}image file {path!r} does not exist')
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise SampleLoadError(
+                    f'{who}image {path!r} is {w}x{h} = {w * h} pixels, more than '
+                    f'max_pixels={max_pixels}; resize it offline or raise max_pixels'
+                )
+            return np.asarray(im.convert('RGB'))
+    except SampleLoadError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise SampleLoadError(
+            f'{who}image {path!r} cannot be decoded ({err.__class__.__name__}: {err})'
+        ) from err
+
+
 @TRANSFORMS.register_module()
 class LoadRecordImage(BaseTransform):
     """Read ``results['image']['path']`` (relative to ``results['data_root']``) as RGB uint8.
 
     Adds ``img`` ((H, W, 3) uint8, or None for text-only records), ``img_path``, ``ori_shape``.
+    A record that already carries a decoded ``img`` ((H, W, 3) uint8, e.g. an image given to
+    ``RefVLMInferencer`` as an array) is not read again; its ``image.path`` (optional) becomes
+    ``img_path``.
 
     Args:
         max_pixels (int): Refuse images with more pixels than this (checked from the file header
@@ -46,28 +85,24 @@ class LoadRecordImage(BaseTransform):
 
     def transform(self, results: dict) -> dict:  # noqa: D102
         image = results.get('image')
+        rid = results.get('id', '?')
+        preloaded = results.get('img')
+        if preloaded is not None:
+            arr = np.asarray(preloaded)
+            if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+                raise SampleLoadError(
+                    f'record {rid}: a decoded image must be (H, W, 3) uint8 RGB, got '
+                    f'{arr.dtype} {arr.shape}'
+                )
+            path = (image or {}).get('path')
+            results.update(img=arr, img_path=path, ori_shape=arr.shape[:2])
+            return results
         if image is None:
             results.update(img=None, img_path=None, ori_shape=None)
             return results
         path = _resolve(image['path'], results.get('data_root'))
-        rid = results.get('id', '?')
-        if not osp.isfile(path):
-            raise SampleLoadError(f'record {rid}: image file {path!r} does not exist')
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > self.max_pixels:
-                    raise SampleLoadError(
-                        f'record {rid}: image {path!r} is {w}x{h} = {w * h} pixels, more than '
-                        f'max_pixels={self.max_pixels}; resize it offline or raise max_pixels'
-                    )
-                arr = np.asarray(im.convert('RGB'))
-        except SampleLoadError:
-            raise
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-            raise SampleLoadError(
-                f'record {rid}: image {path!r} cannot be decoded ({err.__class__.__name__}: {err})'
-            ) from err
+        arr = read_rgb_image(path, max_pixels=self.max_pixels, name=f'record {rid}')
+        h, w = arr.shape[:2]
         if self.check_size and (image.get('width'), image.get('height')) != (w, h):
             raise SampleLoadError(
                 f'record {rid}: image {path!r} is {w}x{h} but the record says '
