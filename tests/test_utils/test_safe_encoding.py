@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 
 from mmrefvlm.utils import decode_safe, encode_safe
@@ -136,3 +137,49 @@ def test_decoded_arrays_are_writable_copies():
     out[0] = 9.0
     assert arr[0] == 0.0 and out.flags.writeable
 
+
+# --------------------------------------------------------------------------- the hook's priority
+class _NumpyIntoMeta(Hook):
+    """Adds numpy values to the checkpoint's meta, as hooks and the Runner do (dataset_meta)."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint['meta'][self.key] = {'scalar': np.float32(0.5), 'array': np.arange(3)}
+
+
+def test_encoding_runs_after_every_other_hook_has_added_its_fields(tmp_path):
+    # MMEngine calls each hook method in one priority order. Hooks of every priority (down to
+    # CheckpointHook's VERY_LOW) may add fields in before_save_checkpoint; the encoding must come
+    # after all of them, or the file holds numpy objects and does not load weights-only.
+    from mmengine.runner import Runner
+
+    from mmrefvlm.engine.hooks import SafeCheckpointHook
+
+    from .test_checkpoint import ToyData, ToyModel
+
+    priorities = ('HIGHEST', 'NORMAL', 'VERY_LOW')
+    runner = Runner(
+        model=dict(type=ToyModel),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=ToyData(),
+            batch_size=4,
+            sampler=dict(type='InfiniteSampler', shuffle=False),
+            collate_fn=dict(type='pseudo_collate'),
+        ),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=dict(by_epoch=False, max_iters=1),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False)),
+        custom_hooks=[dict(type=SafeCheckpointHook)]
+        + [dict(type=_NumpyIntoMeta, key=p, priority=p) for p in priorities],
+        default_scope='mmrefvlm',
+        experiment_name=f'hook_order_{tmp_path.name}',
+    )
+    runner.train()
+    raw = torch.load(str(tmp_path / 'iter_1.pth'), weights_only=True)
+    meta = decode_safe(raw['meta'])
+    for p in priorities:
+        assert_same(meta[p], {'scalar': np.float32(0.5), 'array': np.arange(3)})
+    assert type(runner.hooks[-1]) is SafeCheckpointHook
