@@ -427,7 +427,7 @@ class _RecordChecker:
         if not isinstance(answer, list) or not answer:
             self.err(path, 'must be a string or a non-empty list of segments')
             return
-        if depth > _MAX_NESTING:
+        if depth >= _MAX_NESTING:  # the segments of this list are phrases of level depth + 1
             self.err(path, f'phrases nested deeper than {_MAX_NESTING}')
             return
         for k, seg in enumerate(answer):

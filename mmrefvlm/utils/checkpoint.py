@@ -88,54 +88,76 @@ def register_checkpoint_loaders() -> None:
 
 
 # --------------------------------------------------------------------------- safe encoding
+#: Python types that ``torch.load(weights_only=True)`` restores as themselves (exact types only:
+#: a subclass such as an ``IntEnum`` pickles as its class and would not load).
+_PLAIN_TYPES = (type(None), bool, int, float, complex, str, bytes)
+#: numpy dtype kinds whose scalars and arrays round-trip exactly (bool, ints, floats, complex).
+_NUMERIC_KINDS = 'biufc'
+
+
+def _refuse(obj: Any, why: str = '') -> TypeError:
+    return TypeError(
+        f'cannot store an object of type {type(obj).__module__}.{type(obj).__qualname__} in a '
+        f'weights-only-safe checkpoint{why}; convert it to tensors or plain containers first'
+    )
+
+
+def _encode_numpy(obj: np.generic | np.ndarray) -> dict:
+    """Tagged dict of a numpy scalar or array; its dtype string keeps the byte order."""
+    if obj.dtype.kind not in _NUMERIC_KINDS and not (
+        isinstance(obj, np.generic) and obj.dtype.kind in 'SU'
+    ):
+        raise _refuse(obj, f' (numpy dtype {obj.dtype} does not round-trip)')
+    if isinstance(obj, np.generic):
+        return {_TAG: 'npscalar', 'value': obj.item(), 'dtype': obj.dtype.str}
+    # np.array(copy=True) keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
+    native = np.array(obj, dtype=obj.dtype.newbyteorder('='), order='C', copy=True)
+    return {_TAG: 'ndarray', 'data': torch.from_numpy(native), 'dtype': obj.dtype.str}
+
+
+def _check_key(key: Any) -> None:
+    if type(key) is tuple:
+        for k in key:
+            _check_key(k)
+    elif type(key) not in _PLAIN_TYPES:
+        raise _refuse(key, ' as a dict key')
+
+
 def encode_safe(obj: Any) -> Any:
     """Encode the non-tensor objects MMEngine stores in checkpoints into weights-only-safe ones.
 
-    Handles ``HistoryBuffer``, ``np.ndarray`` and numpy scalars, recursively through dicts, lists
-    and tuples. Anything else that ``torch.load(weights_only=True)`` would refuse raises
-    ``TypeError`` at save time, so a checkpoint can never be written that mmrefvlm cannot load
-    again.
+    Handles ``HistoryBuffer``, numeric ``np.ndarray`` and numpy scalars, recursively through dicts,
+    ``OrderedDict``, lists and tuples. :func:`decode_safe` restores them exactly: types, numpy
+    dtypes (byte order included), shapes, key order and buffer settings. Anything that would not
+    come back as itself (a ``namedtuple``, ``defaultdict``, enum, numpy datetime, a numpy dict
+    key...) raises ``TypeError`` at save time, so a checkpoint can never be written that mmrefvlm
+    cannot load again, or that loads as something else.
     """
     from mmengine.logging import HistoryBuffer
 
-    # numpy scalars first: np.float64 is a subclass of float but pickles as a numpy global.
-    if isinstance(obj, np.generic):
-        return {_TAG: 'npscalar', 'value': obj.item(), 'dtype': str(obj.dtype)}
-    if (
-        isinstance(obj, torch.Tensor)
-        or obj is None
-        or isinstance(obj, (bool, int, float, str, bytes))
+    # numpy first: np.float64 is a subclass of float but pickles as a numpy global.
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return _encode_numpy(obj)
+    if type(obj) in _PLAIN_TYPES or isinstance(
+        obj, (torch.Tensor, torch.dtype, torch.device, torch.Size)
     ):
         return obj
-    if isinstance(obj, HistoryBuffer):
+    if type(obj) is HistoryBuffer:
         return {
             _TAG: 'HistoryBuffer',
             'log_history': encode_safe(obj._log_history),
             'count_history': encode_safe(obj._count_history),
             'max_length': obj.max_length,
         }
-    if isinstance(obj, np.ndarray):
-        if obj.dtype == object:
-            raise TypeError('cannot save a numpy object array in a weights-only checkpoint')
-        return {
-            _TAG: 'ndarray',
-            'data': torch.from_numpy(np.ascontiguousarray(obj)).clone(),
-            'dtype': str(obj.dtype),
-        }
-    if isinstance(obj, (torch.dtype, torch.device, torch.Size)):
-        return obj
-    if isinstance(obj, OrderedDict):
-        return OrderedDict((k, encode_safe(v)) for k, v in obj.items())
-    if isinstance(obj, dict):
-        return {k: encode_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [encode_safe(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(encode_safe(v) for v in obj)
-    raise TypeError(
-        f'cannot store an object of type {type(obj).__module__}.{type(obj).__qualname__} in a '
-        'weights-only-safe checkpoint; convert it to tensors or plain containers first'
-    )
+    if type(obj) in (dict, OrderedDict):
+        if _TAG in obj:
+            raise _refuse(obj, f' (a dict with the reserved key {_TAG!r})')
+        for key in obj:
+            _check_key(key)
+        return type(obj)((k, encode_safe(v)) for k, v in obj.items())
+    if type(obj) in (list, tuple):
+        return type(obj)(encode_safe(v) for v in obj)
+    raise _refuse(obj)
 
 
 def decode_safe(obj: Any) -> Any:
@@ -158,6 +180,8 @@ def decode_safe(obj: Any) -> Any:
         return OrderedDict(items) if isinstance(obj, OrderedDict) else dict(items)
     if isinstance(obj, list):
         return [decode_safe(v) for v in obj]
+    if isinstance(obj, torch.Size):
+        return obj
     if isinstance(obj, tuple):
         return tuple(decode_safe(v) for v in obj)
     return obj
