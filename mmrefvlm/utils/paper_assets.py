@@ -81,7 +81,7 @@ PAPER_WEIGHTS: tuple[WeightAsset, ...] = (
         download_folder='CLIP-ConvNext',
         convert='python tools/model_converters/open_clip_convnext_to_hf.py {src} {dst} '
         '--image-size 512',
-        stages=('stage2', 'stage3'),
+        # stage 1 trains no decoder, but its config still builds (and loads) the frozen tower
     ),
     WeightAsset(
         name='sam-vit-l',
@@ -94,11 +94,11 @@ PAPER_WEIGHTS: tuple[WeightAsset, ...] = (
 )
 
 #: (fnmatch pattern on a normalised path, hint) for paths that are not weights: data and the
-#: checkpoints of earlier stages. The first match wins.
+#: checkpoints of earlier stages. The first match wins; ``{config}`` is the config's path.
 PATH_HINTS: tuple[tuple[str, str], ...] = (
     (
         '*vt_instruct*',
-        'python tools/dataset_converters/build_vt_instruct.py --src data --out data/vt_instruct '
+        'python tools/dataset_converters/build_vt_instruct.py --src data --config {config} '
         f'({PREPARE_DOC}#2-data-vt-instruct)',
     ),
     (

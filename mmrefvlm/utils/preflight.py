@@ -101,7 +101,7 @@ def in_hf_cache(repo_id: str, filename: str = 'config.json') -> bool:
         return False
 
 
-def _hint(value: str, hub: bool = False) -> str:
+def _hint(value: str, hub: bool = False, config: str = 'CONFIG') -> str:
     asset = find_weight(value)
     if hub:
         local = f'; or a local copy: {asset.hint()}' if asset is not None else ''
@@ -111,7 +111,7 @@ def _hint(value: str, hub: bool = False) -> str:
     norm = value.replace('\\', '/')
     for pattern, hint in PATH_HINTS:
         if fnmatch.fnmatch(norm, pattern):
-            return hint
+            return hint.format(config=config)
     return f'fix the path in the config or with --cfg-options ({PREPARE_DOC})'
 
 
@@ -200,12 +200,15 @@ def _check_dataset(key: str, owner: Mapping) -> Iterator[tuple[str, str, str]]:
             yield f'{key}.ann_file', path, 'no such file'
 
 
-def check_assets(cfg: Mapping, sections: Sequence[str]) -> list[MissingAsset]:
+def check_assets(
+    cfg: Mapping, sections: Sequence[str], config_name: str = 'CONFIG'
+) -> list[MissingAsset]:
     """Every missing asset the given config sections name, each listed once.
 
     Args:
         cfg (Mapping): The (loaded) config.
         sections (Sequence[str]): Top-level keys to check (see :data:`SECTIONS`).
+        config_name (str): The config's path, for hints that name it.
 
     Returns:
         list[MissingAsset]: In config order; a path named by several keys appears once with all
@@ -218,7 +221,7 @@ def check_assets(cfg: Mapping, sections: Sequence[str]) -> list[MissingAsset]:
             found[value].keys.append(key)
         else:
             hub = reason.startswith('a hub id')
-            found[value] = MissingAsset(value, reason, _hint(value, hub), [key])
+            found[value] = MissingAsset(value, reason, _hint(value, hub, config_name), [key])
 
     for section in sections:
         node = cfg.get(section)
@@ -255,6 +258,7 @@ def run_preflight(cfg: Mapping, mode: str = 'train', config_name: str | None = N
     sections = list(SECTIONS[mode])
     if mode == 'train' and (cfg.get('val_cfg') is None or cfg.get('val_evaluator') is None):
         sections.remove('val_dataloader')
-    missing = check_assets(cfg, sections)
+    name = config_name or getattr(cfg, 'filename', None) or 'CONFIG'
+    missing = check_assets(cfg, sections, name)
     if missing:
-        raise PreflightError(missing, config_name or getattr(cfg, 'filename', None) or 'the config')
+        raise PreflightError(missing, name)
