@@ -98,7 +98,8 @@ class DeviceAwareFSDPStrategy(FSDPStrategy):
         torch_dist.init_process_group(backend=backend, **kwargs)
 
     def _wrap_model(self, model: torch.nn.Module):  # noqa: D102 (see the class docstring)
-        wrapper = dict(self.model_wrapper or dict(type='MMFullyShardedDataParallel'))
+        current: dict | None = getattr(self, 'model_wrapper', None)
+        wrapper = dict(current or dict(type='MMFullyShardedDataParallel'))
         wrapper.setdefault('device_id', fsdp_device())
         self.model_wrapper = wrapper
         return super()._wrap_model(model)

@@ -189,7 +189,7 @@ def _check_model(kind: str, value: str, owner: Mapping) -> str | None:
 
 def _check_dataset(key: str, owner: Mapping) -> Iterator[tuple[str, str, str]]:
     """``(config key, path, reason)`` for a dataset's missing data root / annotation file."""
-    root = owner.get('data_root') if isinstance(owner.get('data_root'), str) else ''
+    root = owner['data_root'] if isinstance(owner.get('data_root'), str) else ''
     if root and not osp.isdir(root):
         yield f'{key}.data_root', root, 'no such folder'
         return
@@ -235,9 +235,9 @@ def check_assets(
                 if '://' not in value and not osp.exists(value):
                     add(key, value, 'no such file')
             else:
-                reason = _check_model(kind, value, owner)
-                if reason:
-                    add(key, value, reason)
+                why = _check_model(kind, value, owner)
+                if why:
+                    add(key, value, why)
     return list(found.values())
 
 
