@@ -1,6 +1,8 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-# Stage 2 with DeepSpeed ZeRO-2 through MMEngine's FlexibleRunner (GPU only; needs
-# `pip install deepspeed`, see requirements/optional.txt). Not run in CI.
+# Stage 2 with DeepSpeed ZeRO-2 through MMEngine's FlexibleRunner. Needs deepspeed==0.16.2 (see
+# requirements/optional.txt and docs/get_started.md: later releases break MMEngine 0.10.7's
+# strategy). Not run in CI; its fp32 CPU twin tests/data/configs/tiny_stage2_deepspeed.py is
+# tested on 2 CPU ranks where deepspeed is installed (pytest -m slow -k deepspeed).
 #   torchrun --nproc_per_node 8 tools/train.py configs/refvlm/stage2_deepspeed.py --launcher pytorch
 from mmengine.config import read_base
 

@@ -18,6 +18,7 @@ from .conftest import CONFIGS, DIST_CFG, TRAIN, run_tool, scalars, tail
 MAX_ITERS, SWAP_EVERY = 20, 10  # as in tests/data/configs/tiny_stage2_dist.py
 UNIT_LOSSES = ('loss_box_l1', 'loss_mask_dice', 'loss_keypoint_l1')
 FSDP_CFG = str(CONFIGS / 'tiny_stage2_fsdp.py')
+DEEPSPEED_CFG = str(CONFIGS / 'tiny_stage2_deepspeed.py')
 FSDP_ITERS = 4  # 2, then 2 more after resuming
 #: FSDP vs DDP, float32 on CPU: the same gradients reduced in another order (reduce-scatter vs
 #: all-reduce); measured differences are ~1e-7 relative.
@@ -171,3 +172,27 @@ def test_fsdp_two_ranks_match_ddp_checkpoint_and_resume(ddp_run, init_ckpt, demo
     assert ckpt['state_dict'].keys() == reference['state_dict'].keys()
     assert all(v.shape == reference['state_dict'][k].shape for k, v in ckpt['state_dict'].items())
     assert ckpt['optimizer']['nan_guard'] == {'num_skipped': 0, 'num_consecutive': 0}
+
+
+@pytest.mark.slow  # deepspeed is not installed in CI; on CPU its first run compiles an op (minutes)
+def test_deepspeed_zero2_two_ranks_match_ddp(ddp_run, init_ckpt, demo_cwd, tmp_path):
+    pytest.importorskip('deepspeed')
+    work = tmp_path / 'deepspeed'
+    res = run_tool(
+        torchrun(DEEPSPEED_CFG, work, '--cfg-options', f'load_from={init_ckpt}')
+        + [f'train_cfg.max_iters={FSDP_ITERS}', f'default_hooks.checkpoint.interval={FSDP_ITERS}'],
+        cwd=demo_cwd,
+        log_file=tmp_path / 'deepspeed.log',
+        timeout=900,
+    )
+    assert res.returncode == 0, tail(res.log)
+    got, want = scalars(work), scalars(ddp_run)
+    assert sorted(got) == list(range(1, FSDP_ITERS + 1))
+    for key in ('loss', 'loss_llm'):
+        np.testing.assert_allclose(
+            [got[i][key] for i in sorted(got)],
+            [want[i][key] for i in sorted(got)],
+            rtol=RTOL,
+            atol=ATOL,
+            err_msg=key,
+        )
