@@ -55,3 +55,14 @@ def test_test_tool_checks_the_test_data_only(tmp_path, monkeypatch):
     message = str(err.value)
     assert message.startswith('preflight: 1 asset(s)') and "'data/demo'" in message
     assert 'make_demo_data.py' in message and 'test_dataloader' in message
+
+
+def test_skip_preflight_goes_on_to_the_build(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/demo here
+    config = osp.join(REPO_ROOT, 'configs', 'refvlm', 'demo_stage2.py')
+    argv = [config, '--work-dir', str(tmp_path / 'w'), '--cfg-options', 'train_cfg.max_iters=1']
+    with pytest.raises(SystemExit, match='preflight'):
+        load_tool('train').main(argv)
+    with pytest.raises(Exception) as err:  # the dataset itself fails, later
+        load_tool('train').main([*argv[:3], '--skip-preflight', *argv[3:]])
+    assert 'preflight' not in str(err.value) and 'annotations' in str(err.value)
