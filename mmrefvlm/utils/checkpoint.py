@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os.path as osp
 import pickle
+import pickletools
+import struct
 from collections import OrderedDict
 from typing import Any
 
@@ -31,10 +33,24 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs arbitrary Python objects (code) to load and was refused."""
 
 
+class CheckpointFormatError(RuntimeError):
+    """A checkpoint file is empty, truncated, corrupted or not a checkpoint at all."""
+
+
+#: What torch's weights-only unpickler says when a pickle needs a global it does not allow
+#: (a class or function: code). Every other unpickling error means a damaged or foreign file.
+_NEEDS_CODE = ('was not an allowed global', 'Unsupported global')
+#: Errors torch's weights-only unpickler raises on garbage (KeyError / IndexError from its memo
+#: and stack, EOFError at a cut, ...). A RuntimeError counts only with one of ``_ZIP_DAMAGE`` in
+#: its message, so unrelated ones (e.g. a CUDA ``map_location`` without CUDA) pass through.
+_DAMAGED = (EOFError, KeyError, IndexError, ValueError, TypeError, AttributeError, struct.error)
+_ZIP_DAMAGE = ('PytorchStreamReader', 'zip archive', 'corrupted')
+
+
 def _refusal(filename: str, err: Exception) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
         f'Refused to load {filename!r}: it is a pickle that needs Python objects beyond tensors '
-        f'and plain containers ({err.__class__.__name__}: {str(err).splitlines()[0]}). Loading it '
+        f'and plain containers ({err.__class__.__name__}: {_reason(err)}). Loading it '
         'could run arbitrary code, so mmrefvlm loads checkpoints with '
         'torch.load(weights_only=True) only. If you '
         'trust the file, convert it once to safetensors with '
@@ -42,11 +58,88 @@ def _refusal(filename: str, err: Exception) -> UnsafeCheckpointError:
     )
 
 
+def _reason(err: BaseException) -> str:
+    """The informative line of an error: torch buries it after a long generic preamble."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if any(key in ln for key in _NEEDS_CODE) or ln.startswith('Unsupported operand'):
+            return ln
+    return lines[0] if lines else repr(err)
+
+
+def _damaged(filename: str, kind: str, err: BaseException) -> CheckpointFormatError:
+    return CheckpointFormatError(
+        f'checkpoint {filename!r} ({kind}) is corrupted, truncated or not a checkpoint '
+        f'({err.__class__.__name__}: {_reason(err)}); an interrupted save or copy leaves such '
+        'files: use an earlier checkpoint or copy it again'
+    )
+
+
+#: The first pickle of a legacy ``torch.save`` file holds this number.
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _is_plain_pickle(filename: str) -> bool:
+    """Whether the file starts with one well-formed pickle that is not a legacy torch file.
+
+    Read statically with :func:`pickletools.genops` (nothing is executed). Such a file is a real
+    pickle that weights-only loading cannot read (e.g. protocol 4, or objects): refused as
+    unsafe. Garbage fails to parse and is reported as damaged instead.
+    """
+    try:
+        with open(filename, 'rb') as f:
+            args = [arg for _, arg, _ in pickletools.genops(f)]
+    except (ValueError, EOFError, struct.error, UnicodeDecodeError):
+        return False
+    return _TORCH_LEGACY_MAGIC not in args[:3]
+
+
+def sniff_checkpoint(filename: str) -> str:
+    """The container format of a checkpoint file, from its first bytes (not its name).
+
+    Args:
+        filename (str): A local file.
+
+    Returns:
+        str: ``'safetensors'`` (8-byte little-endian header length, then a JSON object),
+        ``'zip'`` (torch >= 1.6 ``torch.save``), ``'pickle'`` (a legacy torch pickle, protocol
+        >= 2), ``'empty'`` or ``'unknown'``.
+    """
+    size = osp.getsize(filename)
+    with open(filename, 'rb') as f:
+        head = f.read(9)
+    if size == 0:
+        return 'empty'
+    if head.startswith(b'PK\x03\x04'):
+        return 'zip'
+    if len(head) == 9 and head[8:9] == b'{':
+        (header_len,) = struct.unpack('<Q', head[:8])
+        if 2 <= header_len <= size - 8:
+            return 'safetensors'
+    if head[:1] == b'\x80':
+        return 'pickle'
+    return 'unknown'
+
+
+def _load_safetensors(filename: str, map_location: Any) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    device = map_location if isinstance(map_location, str) else 'cpu'
+    try:
+        return {'state_dict': OrderedDict(load_file(filename, device=device))}
+    except SafetensorError as err:
+        raise _damaged(filename, 'safetensors', err) from err
+
+
 def load_state_file(filename: str, map_location: Any = 'cpu') -> dict:
     """Load a checkpoint file without executing code.
 
+    The format is read from the file's first bytes, so a safetensors file loads as such
+    whatever its name (a ``.pth`` that holds safetensors is not mistaken for a pickle).
+
     Args:
-        filename (str): A local path: ``.safetensors`` or a torch pickle.
+        filename (str): A local path: safetensors or a torch pickle (zip or legacy).
         map_location: Same as :func:`torch.load`. For safetensors, a device string (``'cpu'``
             default) or None.
 
@@ -56,18 +149,38 @@ def load_state_file(filename: str, map_location: Any = 'cpu') -> dict:
     Raises:
         FileNotFoundError: The file does not exist.
         UnsafeCheckpointError: The pickle needs globals that weights-only loading refuses.
+        CheckpointFormatError: The file is empty, damaged or not a checkpoint; the message
+            names the detected format and the underlying error.
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
-    if filename.endswith('.safetensors'):
-        from safetensors.torch import load_file
-
-        device = map_location if isinstance(map_location, str) else 'cpu'
-        return {'state_dict': OrderedDict(load_file(filename, device=device))}
+    kind = sniff_checkpoint(filename)
+    if kind == 'empty':
+        raise CheckpointFormatError(
+            f'checkpoint {filename!r} is empty (0 bytes): an interrupted save or copy; use an '
+            'earlier checkpoint or copy it again'
+        )
+    if kind == 'safetensors' or (kind == 'unknown' and filename.endswith('.safetensors')):
+        return _load_safetensors(filename, map_location)
+    if kind == 'unknown':
+        with open(filename, 'rb') as f:
+            head = f.read(8)
+        raise CheckpointFormatError(
+            f'{filename!r} is not a checkpoint: neither a torch.save file (zip or pickle) nor '
+            f'safetensors (it starts with {head!r})'
+        )
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise _refusal(filename, err) from err
+        if any(key in str(err) for key in _NEEDS_CODE) or _is_plain_pickle(filename):
+            raise _refusal(filename, err) from err
+        raise _damaged(filename, f'torch {kind}', err) from err
+    except _DAMAGED as err:
+        raise _damaged(filename, f'torch {kind}', err) from err
+    except RuntimeError as err:
+        if any(key in str(err) for key in _ZIP_DAMAGE):
+            raise _damaged(filename, f'torch {kind}', err) from err
+        raise
 
 
 def _load_local(filename: str, map_location: Any) -> dict:
