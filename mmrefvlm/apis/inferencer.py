@@ -152,6 +152,7 @@ class RefVLMInferencer:
                 f'the test pipeline must hold one FormatConversation, found {len(formatters)}'
             )
         formatters[0].predict = True  # the test pipeline's own; set in case a config forgot it
+        formatters[0].allow_open_turn = True  # questions end with the user turn: no answer yet
         amp = (cfg.get('optim_wrapper') or {}).get('dtype')
         self.autocast_dtype = (
             getattr(torch, amp) if isinstance(amp, str) and self.device.type == 'cuda' else None

@@ -14,6 +14,13 @@ import torch
 from mmcv.transforms import BaseTransform
 
 from mmrefvlm.datasets.chat_templates import get_chat_template
+from mmrefvlm.datasets.conversation_checks import (
+    answer_banned_strings,
+    check_conversation,
+    check_text,
+    iter_answer_texts,
+    user_banned_strings,
+)
 from mmrefvlm.datasets.records import TASKS
 from mmrefvlm.datasets.template_bank import TemplateBank
 from mmrefvlm.registry import TRANSFORMS
@@ -21,6 +28,7 @@ from mmrefvlm.tokenization import IMAGE_TOKEN, RefTokenizer, build_tokenizer
 from mmrefvlm.trp import build_answer, iter_groups, phrase_text
 
 from .loading import SampleLoadError
+from .targets import record_error
 
 IGNORE_INDEX = -100
 
@@ -74,9 +82,11 @@ class FormatConversation(BaseTransform):
     ground truth for metrics), ``gt_answer`` (final structured answer), ``gt_text`` (its
     rendering) and ``prompt_types``.
 
-    In predict mode the conversation may end with a user turn (inference on a new question): the
-    prompt then ends with the assistant prefix, and ``ref_targets`` is empty and ``gt_answer`` /
-    ``gt_text`` are None. In training mode every conversation needs an assistant turn.
+    With ``predict=True, allow_open_turn=True`` the conversation may end with a user turn
+    (inference on a new question, as ``RefVLMInferencer`` sets it): the prompt then ends with the
+    assistant prefix, ``ref_targets`` is empty and ``gt_answer`` / ``gt_text`` are None. Otherwise
+    (training, and validation / test records, which need their ground-truth answer) every
+    conversation must end with its assistant turn.
 
     Args:
         tokenizer (dict | RefTokenizer): Tokenizer config (``build_tokenizer`` kwargs) or object.
@@ -87,6 +97,10 @@ class FormatConversation(BaseTransform):
         max_length (int): Longest token sequence; a longer sample is an error (never silently cut,
             which would misalign ``<REF>`` tokens and targets).
         predict (bool): Leave out the final answer (test/val); earlier turns stay as context.
+        allow_open_turn (bool): With ``predict=True`` only: also accept a conversation that ends
+            with the user's question (no answer in the record; inference). The assistant prompt
+            is appended and ``gt_answer`` is None. Training / validation records must end with
+            the assistant turn (:func:`conversation_checks.check_conversation`).
         template_dir (str, optional): Folder of template sets (default: the packaged templates).
         extra_template_dirs (Sequence[str]): More template folders (e.g. a plugin's own tasks):
             paths, or ``'package.module:relative/folder'`` resolved inside an importable package
@@ -104,6 +118,7 @@ class FormatConversation(BaseTransform):
         cot: bool = True,
         max_length: int = 2048,
         predict: bool = False,
+        allow_open_turn: bool = False,
         template_dir: str | None = None,
         extra_template_dirs: Sequence[str] = (),
         seed: int = 0,
@@ -121,35 +136,61 @@ class FormatConversation(BaseTransform):
         self.cot = cot
         self.max_length = max_length
         self.predict = predict
+        if allow_open_turn and not predict:
+            raise ValueError(
+                'allow_open_turn=True needs predict=True: a record without the final answer '
+                'cannot be trained or validated on'
+            )
+        self.allow_open_turn = allow_open_turn
+        specials = [str(t) for t in getattr(self.tokenizer.hf, 'all_special_tokens', ())]
+        self.answer_banned = answer_banned_strings(specials)
+        self.user_banned = user_banned_strings(specials)
         self.templates = TemplateBank(
             template_dir, extra_dirs=[resolve_package_path(d) for d in extra_template_dirs]
         )
         self.seed = seed
 
     # -- rendering ---------------------------------------------------------------------------
-    def _user_text(self, turn: dict, task: str, sample_idx: int, rid) -> str:
+    def _user_text(self, turn: dict, task: str, sample_idx: int, rid, field: str) -> str:
         if 'content' in turn:
-            return turn['content']
-        name = turn.get('template', task)
-        try:
-            index = self.templates.sample_index(name, self.seed, sample_idx)
-            return self.templates.render(name, turn.get('slots', {}), index=index)
-        except (ValueError, TypeError, KeyError) as err:
-            raise ValueError(f'record {rid}: {err}') from err
+            text = turn['content']
+        else:
+            name = turn.get('template', task)
+            try:
+                index = self.templates.sample_index(name, self.seed, sample_idx)
+                text = self.templates.render(name, turn.get('slots', {}), index=index)
+            except (ValueError, TypeError, KeyError) as err:
+                raise record_error(rid, field, str(err)) from err
+        err = check_text(text, self.user_banned, where='user')
+        if err is not None:
+            raise record_error(rid, field, err)
+        return text
+
+    def _check_record(self, results: dict) -> None:
+        """The validator's conversation rules (shared functions), with the record id."""
+        rid = results.get('id')
+        conv = results.get('conversation')
+        allow_open = self.predict and self.allow_open_turn
+        problems = check_conversation(conv, allow_open_turn=allow_open)
+        if problems:
+            raise record_error(rid, *problems[0])
+        for i, turn in enumerate(conv):
+            if turn.get('role') == 'system':
+                err = check_text(turn['content'], self.user_banned, where='system')
+                if err is not None:
+                    raise record_error(rid, f'conversation[{i}].content', err)
+            elif turn.get('role') == 'assistant':
+                for path, text in iter_answer_texts(turn['answer'], f'conversation[{i}].answer'):
+                    err = check_text(text, self.answer_banned)
+                    if err is not None:
+                        raise record_error(rid, path, err)
 
     def _segments(self, results: dict) -> tuple[list[tuple[str, bool]], list, Any]:
         """(text, supervised) pieces, the supervised answers and the final answer."""
         conv = list(results['conversation'])
         task = results['task']
-        roles = [t.get('role') for t in conv if t.get('role') != 'system']
-        # Predict mode also takes a conversation that ends with the question (inference: the
-        # model writes the answer); training needs the answer to supervise.
-        open_question = self.predict and bool(roles) and roles[-1] == 'user'
-        if 'user' not in roles or ('assistant' not in roles and not open_question):
-            raise ValueError(
-                f'record {results.get("id")}: the conversation needs a user turn and '
-                f'an assistant turn, got roles {roles}'
-            )
+        rid = results.get('id')
+        offset = 1 if conv[0].get('role') == 'system' else 0
         system = self.templates.system(task) if task in self.templates else ''
         if conv and conv[0].get('role') == 'system':
             system = conv.pop(0)['content']
@@ -162,25 +203,27 @@ class FormatConversation(BaseTransform):
         answers, last_answer = [], None
         idx = results.get('sample_idx', 0)
         for i, turn in enumerate(conv):
+            field = f'conversation[{i + offset}]'
             if turn.get('role') == 'user':
-                text = self._user_text(turn, task, idx, results.get('id'))
+                text = self._user_text(turn, task, idx, rid, field)
                 if needs_image and IMAGE_TOKEN not in text:
                     text, needs_image = f'{IMAGE_TOKEN}\n{text}', False
                 pieces.append((self.chat.user.format(content=text), False))
-            elif turn.get('role') == 'assistant':
+            else:  # the assistant: check_conversation has fixed the roles and their order
                 last_answer = turn['answer']
                 pieces.append((self.chat.assistant, False))
                 if self.predict and i == len(conv) - 1:
                     break
-                pieces.append((build_answer(turn['answer'], cot=self.cot), True))
+                try:
+                    pieces.append((build_answer(turn['answer'], cot=self.cot), True))
+                except (ValueError, TypeError) as err:
+                    raise record_error(rid, f'{field}.answer', str(err)) from err
                 pieces.append(('<EOS>', True))
                 pieces.append((self.chat.turn_sep, False))
                 answers.append(turn['answer'])
-            else:
-                raise ValueError(f'record {results.get("id")}: unknown role {turn.get("role")!r}')
-        if open_question:  # the prompt ends with the assistant prefix; no ground-truth answer
+        if conv[-1].get('role') == 'user':  # an open turn (predict mode): the model answers
             pieces.append((self.chat.assistant, False))
-            last_answer = None
+            last_answer = None  # no ground truth: earlier answers are history, not targets
         return pieces, answers, last_answer
 
     # -- tokenization ------------------------------------------------------------------------
@@ -198,14 +241,17 @@ class FormatConversation(BaseTransform):
 
     def _check_task(self, results: dict) -> None:
         task = results.get('task')
-        if task not in TASKS and task not in self.templates:
-            raise ValueError(
-                f'record {results.get("id")}: unknown task {task!r}; known tasks: '
-                f'{sorted(set(TASKS) | set(self.templates.names))}'
+        if not isinstance(task, str) or (task not in TASKS and task not in self.templates):
+            raise record_error(
+                results.get('id'),
+                'task',
+                f'unknown task {task!r}; known tasks: '
+                f'{sorted(set(TASKS) | set(self.templates.names))}',
             )
 
     def transform(self, results: dict) -> dict:  # noqa: D102
         self._check_task(results)
+        self._check_record(results)
         pieces, answers, last_answer = self._segments(results)
         ids: list[int] = [] if self.tokenizer.ids.bos is None else [self.tokenizer.ids.bos]
         labels: list[int] = [IGNORE_INDEX] * len(ids)
@@ -232,19 +278,22 @@ class FormatConversation(BaseTransform):
             )
         n_vpt = ids.count(self.tokenizer.ids.vpt) // self.num_prompt_tokens
         if n_vpt != len(results.get('visual_prompts') or ()):
-            raise ValueError(
-                f'record {rid}: {n_vpt} [VPT] placeholders but '
-                f'{len(results.get("visual_prompts") or ())} visual prompts'
+            raise record_error(
+                rid,
+                'visual_prompts',
+                f'{n_vpt} [VPT] placeholders but '
+                f'{len(results.get("visual_prompts") or ())} visual prompts',
             )
         n_img = ids.count(self.tokenizer.ids.image) // self.num_image_tokens
         if n_img > 1 or (n_img == 1) != (results.get('img') is not None):
-            raise ValueError(
-                f'record {rid}: needs exactly one <image> when it has an image and none '
-                f'otherwise, found {n_img}'
+            raise record_error(
+                rid,
+                'conversation',
+                f'needs exactly one <image> when it has an image and none otherwise, found {n_img}',
             )
         # Training: targets of every supervised answer. Predict: the final (unseen) answer's
         # targets, kept as ground truth for the metrics (none when the conversation ends with
-        # the question).
+        # the question: an open turn).
         if self.predict:
             target_answers = [] if last_answer is None else [last_answer]
         else:
@@ -254,8 +303,8 @@ class FormatConversation(BaseTransform):
         for ans in target_answers:
             try:
                 refs.extend(iter_ref_targets(ans, start_group=gid))
-            except ValueError as err:
-                raise ValueError(f'record {rid}: {err}') from err
+            except (ValueError, TypeError, KeyError) as err:
+                raise record_error(rid, 'answer', str(err)) from err
             gid += sum(1 for _ in iter_groups(ans))
         results.update(
             input_ids=torch.tensor(ids, dtype=torch.long),
