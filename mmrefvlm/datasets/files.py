@@ -231,20 +231,33 @@ def open_depth(
     if fmt != 'npy':
         raise RecordFileError(f'unknown depth format {fmt!r} (expected "png16" or "npy")')
     try:
-        arr = np.load(path, mmap_mode='r', allow_pickle=False)
-    except (OSError, ValueError) as err:
+        shape, dtype = _npy_header(path)
+    except (OSError, ValueError, SyntaxError) as err:
         raise RecordFileError(f'cannot read {what} {path}: {err}') from err
-    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.dtype.kind not in 'uif':
+    if len(shape) != 2 or dtype.kind not in 'uif':
+        raise RecordFileError(f'{what} {path} must hold a 2-D numeric array, got {dtype} {shape}')
+    if shape[0] * shape[1] > max_pixels:
         raise RecordFileError(
-            f'{what} {path} must hold a 2-D numeric array, got '
-            f'{getattr(arr, "dtype", type(arr).__name__)} {getattr(arr, "shape", "")}'
-        )
-    if arr.size > max_pixels:
-        raise RecordFileError(
-            f'{what} {path!r} is {arr.shape[1]}x{arr.shape[0]} = {arr.size} pixels, more than '
+            f'{what} {path!r} is {shape[1]}x{shape[0]} = {shape[0] * shape[1]} pixels, more than '
             f'max_pixels={max_pixels}; resize it offline or raise max_pixels'
         )
-    return arr
+    try:
+        return np.load(path, mmap_mode='r', allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise RecordFileError(f'cannot read {what} {path}: {err}') from err
+
+
+def _npy_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npy`` header, without mapping or reading the data."""
+    from numpy.lib import format as npy_format
+
+    with open(path, 'rb') as f:
+        version = npy_format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = npy_format.read_array_header_2_0(f)
+    return tuple(shape), dtype
 
 
 def check_depth_file(
