@@ -117,3 +117,14 @@ def test_validator_without_data_root_still_refuses_escaping_strings(layout):
     errors = validate_record(rec, template_sets={})
     assert [e.field for e in errors] == ['image.path']
     assert 'outside the data root' in errors[0].message
+
+
+def test_cli_switch(layout, tmp_path, capsys):
+    from .test_records import _cli, _write
+
+    rec = _record(layout, path='../outside.png')
+    path = _write(tmp_path / 'r.jsonl', [rec])
+    cli = _cli()
+    assert cli.main([path, '--data-root', layout['root']]) == 1
+    assert 'outside the data root' in capsys.readouterr().out
+    assert cli.main([path, '--data-root', layout['root'], '--allow-outside-data-root']) == 0

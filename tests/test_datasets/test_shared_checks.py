@@ -89,6 +89,11 @@ CASES = {
     'far-off scribble': lambda r, root: _prompt(
         {'type': 'scribble', 'scribble': [[1, 1], [1e9, 1e9]]}
     )(r),
+    'target index as string': lambda r, root: _answer(r)[0]['groups'][0].update(
+        targets=['1', 0]
+    ),
+    'instance is null': lambda r, root: r['instances'].__setitem__(1, None),
+    'units as a string': lambda r, root: _answer(r)[0]['groups'][0].update(units='box'),
     'depth scale 0': lambda r, root: r['depth'].update(scale=0),
     'depth without format': lambda r, root: r['depth'].pop('format'),
 }
