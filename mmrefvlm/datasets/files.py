@@ -310,7 +310,7 @@ def check_depth_spec(depth: Any) -> list[tuple[str, str]]:
     err = _string_error(path, True, 'path', '')
     if err:
         out.append(('depth.path', err))
-    elif fmt in DEPTH_FORMATS and not path.lower().endswith(DEPTH_FORMATS[fmt]):
+    elif fmt in DEPTH_FORMATS and not str(path).lower().endswith(DEPTH_FORMATS[fmt]):
         out.append(('depth.path', f'format {fmt} needs a {DEPTH_FORMATS[fmt]} file, got {path!r}'))
     return out
 

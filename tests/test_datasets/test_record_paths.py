@@ -83,12 +83,17 @@ def test_message_does_not_reveal_whether_an_outside_file_exists(layout):
         assert 'not found' not in a_load + b_load and 'does not exist' not in a_load + b_load
 
 
-@pytest.mark.parametrize('path', ['img.png', 'sub/../img.png', 'sub/link_in.png'])
-def test_paths_inside_the_root_load(layout, path):
-    rec = _record(layout, path=path)
+@pytest.mark.parametrize(
+    'inside,outside',
+    [('sub/../img.png', 'sub/../../outside.png'), ('sub/link_in.png', 'link_out.png')],
+)
+def test_links_and_dots_count_as_where_they_lead(layout, inside, outside):
+    rec = _record(layout, path=inside)
     assert validate_record(rec, data_root=layout['root'], template_sets={}) == []
     out = dataset(dict(layout), [rec])[0]
     assert out['data_samples'].metainfo['record_id'] == 'r0'
+    validator, loader = _refusal(layout, outside)
+    assert validator and 'outside the data root' in loader
 
 
 def test_switch_allows_outside_paths_on_purpose(layout):

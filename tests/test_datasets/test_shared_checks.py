@@ -61,7 +61,7 @@ def _keypoint_far(r):
 CASES = {
     'absolute image path': lambda r, root: r['image'].update(path=f'{root}/img.png'),
     'uncompressed RLE': lambda r, root: r['instances'][0].update(
-        mask={'size': [30, 40], 'counts': [1200]}
+        mask={'size': [30, 40], 'counts': [200, 100, 900]}  # non-empty: loaded before
     ),
     'long-varint RLE': lambda r, root: r['instances'][0].update(mask=_long_varint_mask()),
     'corrupt RLE': lambda r, root: r['instances'][0]['mask'].update(
@@ -89,10 +89,8 @@ CASES = {
     'far-off scribble': lambda r, root: _prompt(
         {'type': 'scribble', 'scribble': [[1, 1], [1e9, 1e9]]}
     )(r),
-    'target index as string': lambda r, root: _answer(r)[0]['groups'][0].update(
-        targets=['1', 0]
-    ),
-    'instance is null': lambda r, root: r['instances'].__setitem__(1, None),
+    'target index as string': lambda r, root: _answer(r)[0]['groups'][0].update(targets=['1', 0]),
+    'instance not an object': lambda r, root: r['instances'].__setitem__(1, 'a square'),
     'units as a string': lambda r, root: _answer(r)[0]['groups'][0].update(units='box'),
     'depth scale 0': lambda r, root: r['depth'].update(scale=0),
     'depth without format': lambda r, root: r['depth'].pop('format'),

@@ -159,11 +159,11 @@ class FormatConversation(BaseTransform):
             try:
                 index = self.templates.sample_index(name, self.seed, sample_idx)
                 text = self.templates.render(name, turn.get('slots', {}), index=index)
-            except (ValueError, TypeError, KeyError) as err:
-                raise record_error(rid, field, str(err)) from err
-        err = check_text(text, self.user_banned, where='user')
-        if err is not None:
-            raise record_error(rid, field, err)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise record_error(rid, field, str(exc)) from exc
+        problem = check_text(text, self.user_banned, where='user')
+        if problem is not None:
+            raise record_error(rid, field, problem)
         return text
 
     def _check_record(self, results: dict) -> None:
@@ -172,7 +172,7 @@ class FormatConversation(BaseTransform):
         conv = results.get('conversation')
         allow_open = self.predict and self.allow_open_turn
         problems = check_conversation(conv, allow_open_turn=allow_open)
-        if problems:
+        if problems or not isinstance(conv, list):
             raise record_error(rid, *problems[0])
         for i, turn in enumerate(conv):
             if turn.get('role') == 'system':
