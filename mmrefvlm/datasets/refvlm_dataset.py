@@ -137,6 +137,5 @@ class RefVLMDataset(BaseDataset):
                 )
         every = ' (every sample of the dataset)' if tries == num else ''
         raise RuntimeError(
-            f'{tries} consecutive bad samples from index {idx}{every}; first error: '
-            f'{first_error}'
+            f'{tries} consecutive bad samples from index {idx}{every}; first error: {first_error}'
         )
