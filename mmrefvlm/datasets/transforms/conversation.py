@@ -142,9 +142,14 @@ class FormatConversation(BaseTransform):
                 'cannot be trained or validated on'
             )
         self.allow_open_turn = allow_open_turn
-        specials = [str(t) for t in getattr(self.tokenizer.hf, 'all_special_tokens', ())]
-        self.answer_banned = answer_banned_strings(specials)
-        self.user_banned = user_banned_strings(specials)
+        hf = self.tokenizer.hf
+        # answers: every special token (TRP markup, method extras, control tokens); user text:
+        # only the control tokens (a method's extra tokens may be part of its prompts)
+        self.answer_banned = answer_banned_strings(
+            str(t) for t in getattr(hf, 'all_special_tokens', ())
+        )
+        control = (getattr(hf, f'{name}_token', None) for name in ('bos', 'eos', 'pad', 'unk'))
+        self.user_banned = user_banned_strings(str(t) for t in control if t)
         self.templates = TemplateBank(
             template_dir, extra_dirs=[resolve_package_path(d) for d in extra_template_dirs]
         )
