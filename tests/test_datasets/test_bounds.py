@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mmrefvlm.datasets.geometry import BBOX_EPS, check_bbox, check_keypoints
-from mmrefvlm.datasets.records import _MAX_NESTING, validate_record
+from mmrefvlm.datasets.record_schema import MAX_NESTING as _MAX_NESTING
+from mmrefvlm.datasets.records import validate_record
 from mmrefvlm.datasets.transforms import FormatConversation
 from mmrefvlm.datasets.transforms.loading import SampleLoadError
 from mmrefvlm.datasets.transforms.targets import TargetError
@@ -45,11 +46,12 @@ def test_validator_box_past_the_bounds_is_refused(box, message):
     assert message in check_bbox(box, W, H)
 
 
-def test_loader_box_tolerance_is_one_pixel_and_clips():
-    # Annotation tools round to the pixel grid: 1 px outside is accepted and clipped.
-    out = loader_check_bbox([-1.0, -1.0, W + 1.0, H + 1.0], H, W, 'r')
+def test_loader_box_bounds_are_the_validators_and_clip():
+    # One check per field (issue 17): the loader accepts exactly the validator's boxes (float
+    # slack BBOX_EPS, clipped to the image); before, it allowed 1 px and disagreed with it.
+    out = loader_check_bbox([-BBOX_EPS, -BBOX_EPS, W + BBOX_EPS, H + BBOX_EPS], H, W, 'r')
     assert out.tolist() == [0.0, 0.0, W, H]
-    for bad in ([-1.01, 0, 5, 5], [0, 0, W + 1.01, 5], [0, 0, 5, H + 1.01]):
+    for bad in ([-2 * BBOX_EPS, 0, 5, 5], [0, 0, W + 2 * BBOX_EPS, 5], [0, 0, 5, H + 1.0]):
         with pytest.raises(TargetError, match='outside'):
             loader_check_bbox(bad, H, W, 'r')
     for empty in ([3, 3, 3, 8], [3, 3, 8, 3]):

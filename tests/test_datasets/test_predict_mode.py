@@ -1,6 +1,8 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""Predict mode takes a conversation that ends with the question (no dummy assistant turn);
-training mode does not. A decoded image in the record is used as is."""
+"""Predict mode with ``allow_open_turn=True`` (the inferencer's setting) takes a conversation that
+ends with the question (no dummy assistant turn); training mode, and predict mode without the
+flag (validation / test records need their answer), do not. A decoded image in the record is used
+as is."""
 
 import copy
 
@@ -20,7 +22,7 @@ def open_question(scene, with_history=False):
 
 
 def test_predict_mode_answers_an_open_question(scene, demo_tokenizer):
-    out = run(scene, open_question(scene), predict=True)
+    out = run(scene, open_question(scene), predict=True, allow_open_turn=True)
     ids, labels = out['inputs']['input_ids'], out['inputs']['labels']
     assert (labels == -100).all()
     # the prompt ends with the question and the assistant prefix: the model writes the answer
@@ -31,7 +33,7 @@ def test_predict_mode_answers_an_open_question(scene, demo_tokenizer):
 
 
 def test_predict_mode_history_targets_are_not_ground_truth(scene, demo_tokenizer):
-    out = run(scene, open_question(scene, with_history=True), predict=True)
+    out = run(scene, open_question(scene, with_history=True), predict=True, allow_open_turn=True)
     text = demo_tokenizer.decode(out['inputs']['input_ids'].tolist())
     # the earlier answer is rendered as context, before the new question
     assert text.index('<Phrase>two squares</Phrase>') < text.index('Where is the blue square?')
@@ -39,8 +41,11 @@ def test_predict_mode_history_targets_are_not_ground_truth(scene, demo_tokenizer
 
 
 def test_training_mode_still_needs_an_answer(scene):
-    with pytest.raises(ValueError, match='needs a user turn and an assistant turn'):
+    with pytest.raises(ValueError, match='must end with an assistant turn'):
         run(scene, open_question(scene), predict=False)
+    # predict mode without the flag too: a validation record that lost its answer is an error
+    with pytest.raises(ValueError, match='record r0: conversation: must end with an assistant'):
+        run(scene, open_question(scene), predict=True)
 
 
 def test_closed_conversation_keeps_its_ground_truth_in_predict_mode(scene):
