@@ -149,7 +149,7 @@ def _rows(vis: VisualContext, rows: Tensor) -> VisualContext:
 
 
 def decoder_losses(
-    decoders: Mapping[str, nn.Module],
+    decoders: Mapping[str, Any],
     weights: Mapping[str, float],
     queries: Mapping[str, UnitQueries],
     route: RoutePlan,
@@ -161,7 +161,8 @@ def decoder_losses(
     """Weighted losses of every decoder, matching solved for all of them at once.
 
     Args:
-        decoders (Mapping[str, nn.Module]): Unit -> decoder.
+        decoders (Mapping[str, BaseVisualUnitDecoder]): Unit -> decoder (any ``nn.Module``
+            with the decoder contract).
         weights (Mapping[str, float]): Unit -> loss weight.
         queries (Mapping[str, UnitQueries]): From ``router.pack`` (rows with queries only).
         route (RoutePlan): The routing plan (``select_rows=True``).
@@ -174,7 +175,7 @@ def decoder_losses(
         dict[str, Tensor]: Loss keys of every decoder, in decoder order.
     """
     per_unit: dict[str, dict[str, Tensor]] = {}
-    requests = {}
+    requests: dict[str, Any] = {}
     for unit, dec in decoders.items():
         q = queries.get(unit)
         if q is None:

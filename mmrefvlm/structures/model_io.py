@@ -5,6 +5,7 @@ decoders)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,7 +152,7 @@ class HostBatch:
         return int(self.input_ids.shape[0])
 
     @classmethod
-    def from_inputs(cls, inputs: dict) -> HostBatch:
+    def from_inputs(cls, inputs: dict[str, Any]) -> HostBatch:
         """Read the facts back from the (device) inputs: the fallback when no preprocessor made
         one (this synchronises with the device)."""
         attn = inputs['attention_mask'].detach().cpu().numpy().astype(bool)

@@ -194,7 +194,13 @@ class LatentEmbeddingRouter(BaseModule):
             units[unit] = self._plan_unit(items, spans, batch_size, select_rows, pack)
         return RoutePlan(units, routed, warns, bool(self.phrase_pooling and spans))
 
-    def _route(self, refs, capacities, warnings, bsz):
+    def _route(
+        self,
+        refs: Sequence[Sequence[FoundRef]],
+        capacities: Mapping[str, int],
+        warnings: Sequence[Sequence[str]] | None,
+        bsz: int,
+    ) -> tuple[list[list[RoutedRef]], dict[tuple[int, int], tuple[int, int]], list[list[str]]]:
         """Slots and group ids of every ref (capacity overflow dropped with a warning)."""
         shift = 1 if self.ref_position == 'emitting' else 0
         warns = [list(w) for w in warnings] if warnings is not None else [[] for _ in range(bsz)]
@@ -221,7 +227,14 @@ class LatentEmbeddingRouter(BaseModule):
                     )
         return routed, spans, warns
 
-    def _plan_unit(self, items, spans, bsz, select_rows, pack) -> UnitRoute:
+    def _plan_unit(
+        self,
+        items: list[RoutedRef],
+        spans: dict[tuple[int, int], tuple[int, int]],
+        bsz: int,
+        select_rows: bool,
+        pack: IndexPack,
+    ) -> UnitRoute:
         shift = 1 if self.ref_position == 'emitting' else 0
         sample = np.array([r.sample for r in items], dtype=np.int64)
         rows = sorted(set(sample.tolist())) if select_rows else list(range(bsz))
