@@ -10,6 +10,10 @@ the counted region, then ``model(**data, mode='loss')`` runs inside a
 :class:`mmrefvlm.testing.SyncCounter` (on CPU it counts what would synchronise on an
 accelerator; on CUDA the real devices decide). With ``--device cuda`` the same steps also run
 under ``torch.cuda.set_sync_debug_mode('warn')`` and the warnings are counted.
+
+``--time-rounds N`` also times loss + backward on the same batches for the current loss and for
+the previous loss path frozen in ``tests/test_models/reference_loss.py``, interleaved (round by
+round, batch by batch) in the same process, so that a load change affects both alike.
 """
 
 from __future__ import annotations
@@ -80,20 +84,52 @@ def count_step(model, data, device: str) -> dict:
     return out
 
 
+def time_paths(model, batches: list, rounds: int, device: str) -> dict:
+    """Median ms of loss + backward per batch: the current ``RefVLM.loss`` vs the previous path."""
+    import time
+
+    from tests.test_models.reference_loss import reference_loss
+
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+    paths = dict(
+        current=lambda d: model(**d, mode='loss'),
+        previous=lambda d: reference_loss(model, d['inputs'], d['data_samples']),
+    )
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for r in range(rounds + 1):  # round 0 warms up
+        for i, d in enumerate(batches):
+            order = list(paths.items())
+            for name, fn in order if (r + i) % 2 else order[::-1]:  # alternate who goes first
+                sync()
+                start = time.perf_counter()
+                sum(fn(d).values()).backward()
+                sync()
+                if r:
+                    times[name].append(time.perf_counter() - start)
+                model.zero_grad(set_to_none=True)
+    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    return dict(
+        ms_median=med, speedup=med['previous'] / med['current'], samples=len(times['current'])
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=str(CONFIG))
     parser.add_argument('--steps', type=int, default=8)
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--time-rounds', type=int, default=0, help='see the module docstring')
     args = parser.parse_args()
     setup_single_thread()
     model, loader = build(args.config, args.device)
-    steps = []
+    steps, batches = [], []
     for i, batch in enumerate(loader):
         if i == args.steps:
             break
         data = model.data_preprocessor(batch, training=True)
         steps.append(count_step(model, data, args.device))
+        batches.append(data)
+    timing = time_paths(model, batches, args.time_rounds, args.device) if args.time_rounds else None
     where = collections.Counter(
         f'{kind} {op} @ {loc.split("/mmrefvlm/")[-1]}'
         for s in steps
@@ -107,6 +143,13 @@ def main() -> None:
     }
     for k, v in summary.items():
         print(f'{k:20s} per step {v["per_step"]} (median {v["median"]})')
+    if timing:
+        ms = timing['ms_median']
+        print(
+            f'loss + backward per batch (median of {timing["samples"]}): current '
+            f'{ms["current"]:.1f} ms, previous path {ms["previous"]:.1f} ms '
+            f'({timing["speedup"]:.2f}x)'
+        )
     print(f'events over {len(steps)} steps, by place:')
     for line, n in where.most_common(40):
         print(f'{n:5d}  {line}')
@@ -119,6 +162,7 @@ def main() -> None:
             steps=len(steps),
             **summary,
             by_place=dict(where.most_common()),
+            loss_backward_timing=timing,
         ),
     )
     print(f'wrote {path}')
