@@ -2,8 +2,8 @@
 """Training-step breakdown of the tiny demo config inside a real MMEngine ``Runner``.
 
 Run: ``python benchmarks/bench_train_step.py [--device cuda]`` (about 1-2 minutes; writes
-``benchmarks/results/train_step.json`` and prints the table). With ``--device cuda`` every section
-boundary synchronises the GPU, so each section holds its device time.
+``benchmarks/results/train_step[_cuda].json`` and prints the table). With ``--device cuda`` every
+section boundary synchronises the GPU, so each section holds its device time.
 
 With ``--config CONFIG`` naming another config (e.g. ``configs/refvlm/stage2_lora.py``), the
 script runs the paper-scale measurement instead (step time, throughput, MFU, peak memory per batch
@@ -412,7 +412,7 @@ def demo_main(argv: list[str]) -> None:
         summary['not_model_share_of_mean_step'] + fake_bwd / mean_step
     )
     path = write_results(
-        'train_step',
+        'train_step' if args.device == 'cpu' else 'train_step_cuda',
         dict(
             command='python benchmarks/bench_train_step.py ' + ' '.join(sys.argv[1:]),
             config=str(CONFIG.relative_to(ROOT)),

@@ -2,7 +2,7 @@
 """Device->host synchronisations and host->device copies of ``RefVLM.loss`` per training step.
 
 Run: ``python benchmarks/count_syncs.py [--config CONFIG] [--steps 8] [--device cpu|cuda]``
-(writes ``benchmarks/results/sync_counts.json``).
+(writes ``benchmarks/results/sync_counts[_cuda].json``).
 
 Method: the config's model and training dataloader (``configs/refvlm/demo_stage2.py`` by default)
 are built without a runner; for each of ``--steps`` batches the data preprocessor runs outside
@@ -154,7 +154,7 @@ def main() -> None:
     for line, n in where.most_common(40):
         print(f'{n:5d}  {line}')
     path = write_results(
-        'sync_counts',
+        'sync_counts' if args.device == 'cpu' else 'sync_counts_cuda',
         dict(
             command='python benchmarks/count_syncs.py ' + ' '.join(sys.argv[1:]),
             config=str(Path(args.config).resolve().relative_to(ROOT)),

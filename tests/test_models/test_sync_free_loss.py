@@ -215,17 +215,14 @@ def test_decoder_loss_on_its_own_matches_the_previous_code(unit):
 
 
 # ----------------------------------------------------------------------------- GPU twins
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-
-
+# (skipped without CUDA by the repository conftest; run by ``make gpu-check``)
 def _cuda_batch(scene, model):
     model = model.cuda()
     return model, batch(scene, model, records(scene, 'all_units'))
 
 
 @pytest.mark.gpu
-@needs_cuda
-def test_gpu_loss_synchronises_at_most_once(scene):
+def test_gpu_loss_synchronises_at_most_once(scene, gpu_report):
     model, data = _cuda_batch(scene, units_model())
     model(**data, mode='loss')  # warm-up: lazy CUDA / cuBLAS initialisation
     torch.cuda.synchronize()
@@ -241,12 +238,17 @@ def test_gpu_loss_synchronises_at_most_once(scene):
     finally:
         torch.cuda.set_sync_debug_mode('default')
     syncs = [w for w in caught if 'synchroniz' in str(w.message)]
+    gpu_report(
+        'sync_free_loss',
+        counter_syncs=counter.num_syncs,
+        counter_h2d_pageable=counter.num_h2d_pageable,
+        cuda_sync_warnings=len(syncs),
+    )
     assert len(syncs) <= 1, [f'{w.filename}:{w.lineno}' for w in syncs]
 
 
 @pytest.mark.gpu
-@needs_cuda
-def test_gpu_losses_match_the_previous_path(scene):
+def test_gpu_losses_match_the_previous_path(scene, no_tf32):
     model, data = _cuda_batch(scene, units_model())
     new = losses_and_grads(model, lambda: model(**data, mode='loss'))
     ref = losses_and_grads(

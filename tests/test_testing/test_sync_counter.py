@@ -96,8 +96,7 @@ def test_counter_leaves_results_unchanged():
     assert a.item() == 2 * (3 + 4 + 5) and b is not X and torch.equal(b, X)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.gpu  # skipped without CUDA by the repository conftest
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_counts_agree_with_cuda_sync_debug_mode(name):
     # The same operations on CUDA tensors: the counter (real devices) against PyTorch's own
