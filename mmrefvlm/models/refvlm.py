@@ -28,7 +28,7 @@ from .refvlm_loss import (
     llm_attention_mask,
 )
 from .refvlm_utils import apply_lora, lm_loss, merge_instances, select_rows, splice_at
-from .routers import find_refs
+from .routers import RoutingResult, find_refs
 from .step_plan import TokenPlan
 
 
@@ -300,14 +300,21 @@ class RefVLM(BaseModel):
         """Teacher-forced tensors: last-layer ``hidden`` (B, L, D) and per-unit decoder outputs."""
         assert data_samples is not None, 'the image metainfo comes from data_samples'
         vis, hidden, _, _ = self._llm_hidden(inputs, data_samples)
+        routing = self._route_labels(inputs, hidden, data_samples)
+        outs = {u: self.unit_decoders[u](q, vis) for u, q in routing.queries.items()}
+        return dict(hidden=hidden, **{f'{u}/{k}': v for u, o in outs.items() for k, v in o.items()})
+
+    def _route_labels(
+        self, inputs: dict, hidden: Tensor, data_samples: SampleList | None = None
+    ) -> RoutingResult:
+        """The labels' ``<REF>`` states routed over every batch row (teacher-forced tensors)."""
         pack = IndexPack()
         route = self._plan_routes(inputs, data_samples, pack, select_rows=False)
         queries = self.router.pack(hidden, route, pack.to(hidden.device))
-        outs = {u: self.unit_decoders[u](q, vis) for u, q in queries.items()}
-        return dict(hidden=hidden, **{f'{u}/{k}': v for u, o in outs.items() for k, v in o.items()})
+        return RoutingResult(queries=queries, refs=route.refs, warnings=route.warnings)
 
     def _plan_routes(
-        self, inputs: dict, data_samples: SampleList, pack: IndexPack, *, select_rows: bool
+        self, inputs: dict, data_samples: SampleList | None, pack: IndexPack, *, select_rows: bool
     ):
         """Route the ``<REF>`` tokens of the labels on the host (``router.plan``)."""
         host = self.host_batch(inputs)

@@ -31,7 +31,7 @@ IGNORE_INDEX = -100
 
 
 def label_refs(
-    host: HostBatch, samples: SampleList, tokenizer: Any, known_units: set[str]
+    host: HostBatch, samples: SampleList | None, tokenizer: Any, known_units: set[str]
 ) -> list[list[FoundRef]]:
     """The ``<REF>`` tokens of each sample's labels, positions in the padded batch.
 
@@ -40,7 +40,8 @@ def label_refs(
 
     Args:
         host (HostBatch): Host token data of the batch.
-        samples (list[RefVLMDataSample]): The batch's data samples.
+        samples (list[RefVLMDataSample], optional): The batch's data samples (None: parse every
+            sample's labels).
         tokenizer (RefTokenizer): For parsing.
         known_units (set[str]): Units with a decoder.
 
@@ -48,8 +49,9 @@ def label_refs(
         list[list[FoundRef]]: Per sample.
     """
     out = []
-    for b, sample in enumerate(samples):
-        refs = sample.get('label_refs') if 'label_refs' in sample else None
+    for b in range(host.batch_size):
+        sample = samples[b] if samples is not None else None
+        refs = sample.get('label_refs') if sample is not None and 'label_refs' in sample else None
         if refs is None:
             span = host.labels[b] != IGNORE_INDEX
             out.append(
@@ -169,7 +171,8 @@ def decoder_losses(
         dev (list[Tensor]): The plan's index pack on the device.
         hidden (Tensor): (B, L, D) hidden states (for the fake inputs).
         vis (VisualContext): Visual features of the batch.
-        samples (list[RefVLMDataSample]): The batch's data samples.
+        samples (list[RefVLMDataSample], optional): The batch's data samples (None: parse every
+            sample's labels).
 
     Returns:
         dict[str, Tensor]: Loss keys of every decoder, in decoder order.
