@@ -366,6 +366,13 @@ class RefVLM(BaseModel):
         losses['loss_llm'] = losses['loss_llm'] + zero
         return losses
 
+    def parse_losses(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """MMEngine's ``parse_losses``, with every logged value read back in one device->host copy
+        (the runner's hooks would call ``.item()`` on each: one synchronisation per loss key)."""
+        loss, log_vars = super().parse_losses(losses)
+        values = torch.stack([v.detach().float().reshape(()) for v in log_vars.values()])
+        return loss, dict(zip(log_vars, values.cpu().tolist(), strict=True))
+
     # ----------------------------------------------------------------------------- predict
     @torch.no_grad()
     def predict(self, inputs: dict, data_samples: SampleList) -> SampleList:

@@ -259,3 +259,19 @@ def test_gpu_losses_match_the_previous_path(scene, no_tf32):
         torch.testing.assert_close(loss_a[key], loss_b[key], atol=1e-5, rtol=1e-4, msg=key)
     for name in grad_a:
         torch.testing.assert_close(grad_a[name], grad_b[name], atol=1e-5, rtol=1e-3, msg=name)
+
+
+def test_logged_losses_are_read_back_in_one_copy(scene):
+    from mmengine.model import BaseModel
+
+    model = units_model()
+    data = batch(scene, model, records(scene, 'all_units'))
+    losses = model(**data, mode='loss')
+    ref_loss, ref_vars = BaseModel.parse_losses(model, losses)
+    with SyncCounter() as counter:
+        loss, log_vars = model.parse_losses(losses)
+    assert counter.num_syncs == 1, counter.report()  # was one .item() per key in the hooks
+    assert loss is not None and torch.equal(loss, ref_loss)
+    assert list(log_vars) == list(ref_vars)
+    assert all(isinstance(v, float) for v in log_vars.values())
+    assert [v for v in log_vars.values()] == pytest.approx([v.item() for v in ref_vars.values()])
