@@ -3,6 +3,7 @@
 
 from .data_preprocessors import RefVLMDataPreprocessor
 from .llms import build_causal_lm
+from .losses import GIoULoss
 from .matchers import GroupedHungarianMatcher, grouped_assignment
 from .projectors import MLPProjector
 from .prompt_encoders import MaskGuidedAggregation
@@ -33,4 +34,5 @@ __all__ = [
     'DepthUnitDecoder',
     'GroupedHungarianMatcher',
     'grouped_assignment',
+    'GIoULoss',
 ]

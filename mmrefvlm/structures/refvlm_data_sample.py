@@ -30,6 +30,11 @@ class RefVLMDataSample(BaseDataElement):
       entry per (``<REF>``, unit) with ``units`` (list[str]), ``labels`` (list[str], phrase text),
       ``group_ids``, and where available ``bboxes`` (N, 4) xyxy, ``masks`` (N, H, W) bool,
       ``keypoints`` (N, K, 3).
+    * ``label_refs`` (list[tuple]): the ``<REF>`` tokens of the labels, parsed once by the
+      pipeline (``FormatConversation``): ``(position, units, (answer, triplet, group), phrase,
+      phrase_span)`` per ref (:func:`mmrefvlm.trp.find_refs` with every valid unit), positions in
+      the unpadded sequence. Plain host data: ``RefVLM`` routes from it without reading the labels
+      back from the device (it parses the labels itself when the field is missing).
     * ``gt_answer`` (list): the structured answer (list of text / phrase-group segments);
       ``gt_text`` (str) its rendered TRP string; ``gt_captions`` / ``gt_vqa_answers`` (list[str])
       references for text metrics; ``gt_depth`` (H, W) float metres in original pixels when the

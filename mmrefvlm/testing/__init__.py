@@ -2,6 +2,7 @@
 """Test helpers shipped with the package: synthetic inputs and reusable contract test suites."""
 
 from .decoder_contract import UnitDecoderContract
+from .sync_counter import SyncCounter, SyncEvent
 from .tool_helpers import subprocess_pythonpath
 from .unit_inputs import (
     DEMO_CLIP_CHANNELS,
@@ -16,6 +17,8 @@ from .unit_inputs import (
 __all__ = [
     'UnitDecoderContract',
     'subprocess_pythonpath',
+    'SyncCounter',
+    'SyncEvent',
     'demo_unit_inputs',
     'pad_unit_inputs',
     'swap_targets',

@@ -33,6 +33,7 @@ from torch import Tensor
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import RefVLMDataSample, UnitQueries, VisualContext
 
+from .sync_counter import SyncCounter
 from .unit_inputs import demo_unit_inputs, pad_unit_inputs, swap_targets
 
 
@@ -261,3 +262,25 @@ class UnitDecoderContract:
         except ValueError:
             return
         raise AssertionError('loss() accepted a sample with fewer targets than queries')
+
+    def test_two_phase_loss_reads_nothing_back_with_a_host_layout(self):
+        # Decoders with ``loss_costs`` / ``loss_assigned``: given the host layout RefVLM plans,
+        # the loss needs at most the one transfer of the matching costs (counted on CPU tensors as
+        # if they were on an accelerator) and gives the same losses. One-call decoders: skipped.
+        from mmrefvlm.models.matchers import query_layout
+        from mmrefvlm.models.unit_decoders.base import has_two_phase_loss
+
+        decoder = self.build_decoder().eval()
+        if not has_two_phase_loss(decoder):
+            return
+        queries, visual, samples = self.make_inputs()
+        planned = UnitQueries(
+            queries.embeds, queries.mask, queries.group_ids, layout=query_layout(queries)
+        )
+        expected = decoder.loss(queries, visual, samples)
+        with SyncCounter() as counter:
+            losses = decoder.loss(planned, visual, samples)
+        assert counter.num_syncs <= 1 and counter.num_h2d_pageable == 0, counter.report()
+        assert list(losses) == list(expected)
+        for key, val in losses.items():
+            torch.testing.assert_close(val, expected[key], atol=self.atol, rtol=1e-5)

@@ -25,7 +25,7 @@ from mmrefvlm.datasets.records import TASKS
 from mmrefvlm.datasets.template_bank import TemplateBank
 from mmrefvlm.registry import TRANSFORMS
 from mmrefvlm.tokenization import IMAGE_TOKEN, RefTokenizer, build_tokenizer
-from mmrefvlm.trp import build_answer, iter_groups, phrase_text
+from mmrefvlm.trp import build_answer, find_refs, iter_groups, phrase_text
 
 from .loading import SampleLoadError
 from .targets import record_error
@@ -77,7 +77,9 @@ class FormatConversation(BaseTransform):
     """Render and tokenize the conversation.
 
     Adds ``input_ids`` ((L,) long), ``labels`` ((L,) long, -100 on prompt tokens; in predict mode
-    the final answer is left out and labels are all -100), ``ref_targets`` (list[RefTarget] in
+    the final answer is left out and labels are all -100), ``label_refs`` (the ``<REF>`` tokens of
+    the labels as :func:`mmrefvlm.trp.find_refs` tuples with every valid unit; empty in predict
+    mode), ``ref_targets`` (list[RefTarget] in
     ``<REF>`` order: of the supervised answers, or in predict mode of the final answer, kept as
     ground truth for metrics), ``gt_answer`` (final structured answer), ``gt_text`` (its
     rendering) and ``prompt_types``.
@@ -311,9 +313,18 @@ class FormatConversation(BaseTransform):
             except (ValueError, TypeError, KeyError) as err:
                 raise record_error(rid, 'answer', str(err)) from err
             gid += sum(1 for _ in iter_groups(ans))
+        # The <REF> tokens of the labels, parsed once here instead of in every training step.
+        label_refs = (
+            []
+            if self.predict
+            else find_refs(
+                ids, self.tokenizer, known_units=None, span_mask=[t != IGNORE_INDEX for t in labels]
+            )[0]
+        )
         results.update(
             input_ids=torch.tensor(ids, dtype=torch.long),
             labels=torch.tensor(labels, dtype=torch.long),
+            label_refs=label_refs,
             ref_targets=refs,
             gt_answer=last_answer,
             gt_text=None if last_answer is None else build_answer(last_answer, cot=self.cot),

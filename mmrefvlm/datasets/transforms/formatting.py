@@ -141,7 +141,7 @@ class PackRefVLMInputs(BaseTransform):
         sample.gt_units = results.get('gt_units', BaseDataElement())
         if 'gt_instances' in results:
             sample.gt_instances = results['gt_instances']
-        for key in ('gt_answer', 'gt_text', 'gt_captions', 'gt_vqa_answers'):
+        for key in ('label_refs', 'gt_answer', 'gt_text', 'gt_captions', 'gt_vqa_answers'):
             if results.get(key) is not None:
                 sample.set_field(results[key], key)
         if results.get('gt_depth') is not None:

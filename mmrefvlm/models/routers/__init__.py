@@ -1,4 +1,20 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-from .latent_router import LatentEmbeddingRouter, RoutedRef, RoutingResult, find_refs
+from .latent_router import (
+    FoundRef,
+    LatentEmbeddingRouter,
+    RoutedRef,
+    RoutePlan,
+    RoutingResult,
+    UnitRoute,
+    find_refs,
+)
 
-__all__ = ['LatentEmbeddingRouter', 'RoutedRef', 'RoutingResult', 'find_refs']
+__all__ = [
+    'LatentEmbeddingRouter',
+    'RoutedRef',
+    'RoutingResult',
+    'RoutePlan',
+    'UnitRoute',
+    'find_refs',
+    'FoundRef',
+]

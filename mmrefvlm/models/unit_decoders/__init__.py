@@ -1,7 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Visual-unit decoders: box, mask, keypoint and depth behind one contract (``base.py``)."""
 
-from .base import BaseVisualUnitDecoder
+from .base import BaseVisualUnitDecoder, has_two_phase_loss, two_phase_loss
 from .box import PAPER_BOX_DECODER, BoxUnitDecoder, DetrBoxPredictor
 from .depth import PAPER_DEPTH_DECODER, DepthUnitDecoder, depth_group_costs, silog
 from .keypoint import (
@@ -15,6 +15,8 @@ from .mask import PAPER_MASK_DECODER, MaskUnitDecoder
 
 __all__ = [
     'BaseVisualUnitDecoder',
+    'has_two_phase_loss',
+    'two_phase_loss',
     'BoxUnitDecoder',
     'MaskUnitDecoder',
     'KeypointUnitDecoder',

@@ -11,24 +11,28 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from mmrefvlm.models.losses import GIoULoss
 from mmrefvlm.models.matchers import (
+    MatchRequest,
     box_cxcywh_to_xyxy,
     box_group_costs,
-    flat_group_keys,
-    match_in_groups,
+    match_slots,
+    query_layout,
+    select_items,
 )
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 
-from .base import BaseVisualUnitDecoder
+from .base import BaseVisualUnitDecoder, two_phase_loss
 from .layers import MLP, FusedMemory, PyramidFusion, QueryDecoder, QueryProjection
-from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
+from .utils import gather_unit_targets, per_sample, real_slots, sample_frame, xyxy_to_cxcywh
 
 # ConvNeXt-L (192/384/768/1536) + CLIP-L (1024) features, as in REF-VLM.
 PAPER_PYRAMID_CHANNELS = (192, 384, 768, 1536)
 PAPER_CLIP_CHANNELS = 1024
 BOX_L1_LOSS = dict(type='mmdet.L1Loss', loss_weight=5.0)
-BOX_GIOU_LOSS = dict(type='mmdet.GIoULoss', loss_weight=2.0)
+# ``GIoULoss`` is mmdet's loss without its host->device copy per call (same values).
+BOX_GIOU_LOSS = dict(type=GIoULoss, loss_weight=2.0)
 BOX_MATCH_COSTS = dict(l1_weight=5.0, giou_weight=2.0)
 
 # REF-VLM stage-2 box decoder (Vicuna-7B hidden size 4096): stages 0-2 + CLIP at 128 x 128.
@@ -162,7 +166,7 @@ def matched_box_losses(
 
     Args:
         loss_l1 (nn.Module): mmdet ``L1Loss`` (its ``loss_weight`` applies).
-        loss_giou (nn.Module): mmdet ``GIoULoss``.
+        loss_giou (nn.Module): ``GIoULoss`` (ours or mmdet's).
         pred (Tensor): (M, 4) float, predicted normalised cxcywh, in matched order.
         tgt_xyxy (Tensor): (M, 4) float, target normalised xyxy, in matched order.
         num (int): Normaliser (number of real queries).
@@ -218,7 +222,7 @@ class BoxUnitDecoder(BaseVisualUnitDecoder):
             (:class:`PointerBoxHead`: the query points at memory cells that each regress their
             object's box; converges much faster on small data). Defaults to ``'mlp'``.
         loss_l1 (dict): L1 loss config. Defaults to ``mmdet.L1Loss`` x 5.
-        loss_giou (dict): GIoU loss config. Defaults to ``mmdet.GIoULoss`` x 2.
+        loss_giou (dict): GIoU loss config. Defaults to ``GIoULoss`` x 2 (mmdet's values).
         match_costs (dict): :func:`box_group_costs` weights. Defaults to L1 5, GIoU 2.
         init_cfg (dict | list[dict], optional): MMEngine init config.
 
@@ -281,21 +285,37 @@ class BoxUnitDecoder(BaseVisualUnitDecoder):
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
     ) -> dict[str, Tensor]:
         """``loss_box_l1`` and ``loss_box_giou`` against ``gt_units.box.bboxes``."""
+        return two_phase_loss(self, queries, visual, batch_data_samples)
+
+    def loss_costs(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> MatchRequest:
+        """Phase 1: boxes of the real queries, their targets, group costs (see the base)."""
         boxes = self(queries, visual)['boxes']
-        mask = queries.mask.bool()
-        num = int(mask.sum())
+        num = queries.num_queries
         if num == 0:
             zero = boxes.sum() * 0.0
-            return dict(loss_box_l1=zero, loss_box_giou=zero)
-        pred = boxes[mask].float()  # losses in float32 (bf16 models too)
+            return MatchRequest(None, state=dict(losses=dict(loss_box_l1=zero, loss_box_giou=zero)))
+        layout = query_layout(queries)
+        pred = real_slots(boxes, queries).float()  # losses in float32 (bf16 models too)
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['bboxes'], queries)['bboxes']
         tgt = tgt.float()
-        keys = flat_group_keys(queries.group_ids, mask)
-        pred_inds, tgt_inds = match_in_groups(
-            box_group_costs, pred, xyxy_to_cxcywh(tgt), keys, **self.match_costs
-        )
+        match = layout.match
+        assert match is not None
+        costs = None
+        if match.sizes:
+            sel_pred, sel_tgt = select_items(match, pred, xyxy_to_cxcywh(tgt))
+            costs = box_group_costs(sel_pred, sel_tgt, match_slots(match), **self.match_costs).costs
+        return MatchRequest(match, costs, dict(pred=pred, tgt=tgt, num=num))
+
+    def loss_assigned(self, request: MatchRequest, tgt_inds: Tensor | None) -> dict[str, Tensor]:
+        """Phase 2: the L1 and GIoU losses of the matched pairs."""
+        state = request.state
+        if 'losses' in state:
+            return state['losses']
+        tgt = state['tgt'] if tgt_inds is None else state['tgt'][tgt_inds]
         l1, giou = matched_box_losses(
-            self.loss_l1, self.loss_giou, pred[pred_inds], tgt[tgt_inds], num
+            self.loss_l1, self.loss_giou, state['pred'], tgt, state['num']
         )
         return dict(loss_box_l1=l1, loss_box_giou=giou)
 

@@ -12,16 +12,18 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmrefvlm.models.matchers import (
-    assign_in_groups,
+    MatchRequest,
     box_cxcywh_to_xyxy,
     box_group_costs,
-    flat_group_keys,
+    match_slots,
     point_group_costs,
+    query_layout,
+    select_items,
 )
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 
-from .base import BaseVisualUnitDecoder
+from .base import BaseVisualUnitDecoder, two_phase_loss
 from .box import (
     BOX_GIOU_LOSS,
     BOX_L1_LOSS,
@@ -32,7 +34,7 @@ from .box import (
     rescale_boxes,
 )
 from .layers import MLP, QueryDecoder
-from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
+from .utils import gather_unit_targets, per_sample, real_slots, sample_frame, xyxy_to_cxcywh
 
 # COCO person keypoint sigmas (pycocotools ``COCOeval`` kpt_oks_sigmas).
 COCO_KEYPOINT_SIGMAS = (
@@ -152,7 +154,7 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         num_point_layers (int): Layers of the keypoint-stage decoder (same width, heads, FFN).
             Defaults to 6.
         loss_bbox_l1 (dict): Box L1 loss config (``mmdet.L1Loss`` x 5).
-        loss_bbox_giou (dict): Box GIoU loss config (``mmdet.GIoULoss`` x 2).
+        loss_bbox_giou (dict): Box GIoU loss config (``GIoULoss`` x 2).
         keypoint_l1_weight (float): Defaults to 2.
         oks_weight (float): Defaults to 2.
         visibility_weight (float): Defaults to 1.
@@ -251,24 +253,23 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
     ) -> dict[str, Tensor]:
         """Box, keypoint-L1, OKS and visibility losses against ``gt_units.keypoint``."""
+        return two_phase_loss(self, queries, visual, batch_data_samples)
+
+    def loss_costs(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> MatchRequest:
+        """Phase 1: outputs of the real queries, targets, box + keypoint group costs."""
         out = self(queries, visual)
-        mask = queries.mask.bool()
-        num = int(mask.sum())
+        num = queries.num_queries
         if num == 0:
             zero = sum(v.sum() for v in out.values()) * 0.0
-            return {
-                k: zero
-                for k in (
-                    'loss_keypoint_bbox_l1',
-                    'loss_keypoint_bbox_giou',
-                    'loss_keypoint_l1',
-                    'loss_keypoint_oks',
-                    'loss_keypoint_vis',
-                )
-            }
-        boxes, points, vis = (
-            out[k][mask].float()  # losses in float32 (bf16 models too)
-            for k in ('boxes', 'keypoints', 'visibility_logits')
+            names = ('bbox_l1', 'bbox_giou', 'l1', 'oks', 'vis')
+            return MatchRequest(
+                None, state=dict(losses={f'loss_keypoint_{k}': zero for k in names})
+            )
+        layout = query_layout(queries)
+        boxes, points, vis = (  # losses in float32 (bf16 models too)
+            real_slots(out[k], queries).float() for k in ('boxes', 'keypoints', 'visibility_logits')
         )
         gt = gather_unit_targets(batch_data_samples, self.unit, ['keypoints', 'bboxes'], queries)
         tgt_kpts, tgt_boxes = gt['keypoints'].float(), gt['bboxes'].float()
@@ -278,23 +279,38 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
                 f'got {tuple(tgt_kpts.shape)}'
             )
         labelled = tgt_kpts[..., 2] > 0
-        keys = flat_group_keys(queries.group_ids, mask)
-        mc = self.match_costs
-        costs = box_group_costs(
-            boxes,
-            xyxy_to_cxcywh(tgt_boxes),
-            keys,
-            l1_weight=mc['l1_weight'],
-            giou_weight=mc['giou_weight'],
-        ) + point_group_costs(
-            points, tgt_kpts[..., :2], keys, tgt_visible=labelled, weight=mc['point_weight']
+        match, mc = layout.match, self.match_costs
+        assert match is not None
+        costs = None
+        if match.sizes:
+            b, tb, p, tp, lab = select_items(
+                match, boxes, xyxy_to_cxcywh(tgt_boxes), points, tgt_kpts[..., :2], labelled
+            )
+            slots = match_slots(match)
+            costs = (
+                box_group_costs(
+                    b, tb, slots, l1_weight=mc['l1_weight'], giou_weight=mc['giou_weight']
+                )
+                + point_group_costs(p, tp, slots, tgt_visible=lab, weight=mc['point_weight'])
+            ).costs
+        state = dict(
+            boxes=boxes, points=points, vis=vis, kpts=tgt_kpts, tboxes=tgt_boxes, lab=labelled
         )
-        pi, ti = assign_in_groups(costs.costs, costs.sizes, costs.slot_inds)
+        return MatchRequest(match, costs, dict(state, num=num))
+
+    def loss_assigned(self, request: MatchRequest, tgt_inds: Tensor | None) -> dict[str, Tensor]:
+        """Phase 2: the losses of the matched pairs (see the class docstring)."""
+        st = request.state
+        if 'losses' in st:
+            return st['losses']
+        num, ti = st['num'], tgt_inds
+        tgt_kpts, tb, lab = (
+            (st[k] if ti is None else st[k][ti]) for k in ('kpts', 'tboxes', 'lab')
+        )
         bbox_l1, bbox_giou = matched_box_losses(
-            self.loss_bbox_l1, self.loss_bbox_giou, boxes[pi], tgt_boxes[ti], num
+            self.loss_bbox_l1, self.loss_bbox_giou, st['boxes'], tb, num
         )
-        points, vis = points[pi], vis[pi]
-        tgt_xy, lab, tb = tgt_kpts[ti, :, :2], labelled[ti], tgt_boxes[ti]
+        points, vis, tgt_xy = st['points'], st['vis'], tgt_kpts[:, :, :2]
         lab_f = lab.to(points.dtype)
         kpt_l1 = ((points - tgt_xy).abs().sum(-1) * lab_f).sum() / num
         areas = (tb[:, 2] - tb[:, 0]).clamp(min=0) * (tb[:, 3] - tb[:, 1]).clamp(min=0)

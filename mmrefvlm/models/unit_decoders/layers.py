@@ -133,7 +133,10 @@ class QueryProjection(BaseModule):
             raise ValueError(
                 f'queries.mask must be {tuple(embeds.shape[:2])}, got {tuple(mask.shape)}'
             )
-        most = int(mask.sum(1).max()) if mask.numel() else 0
+        if queries.layout is not None:  # known on the host: no device read
+            most = max(queries.layout.counts, default=0)
+        else:
+            most = int(mask.sum(1).max()) if mask.numel() else 0
         if most > self.num_queries:
             raise ValueError(
                 f'a sample has {most} real queries but the decoder has only '

@@ -10,11 +10,17 @@ import torch.nn.functional as F
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmrefvlm.models.matchers import flat_group_keys, mask_group_costs, match_in_groups
+from mmrefvlm.models.matchers import (
+    MatchRequest,
+    mask_group_costs,
+    match_slots,
+    query_layout,
+    select_items,
+)
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 
-from .base import BaseVisualUnitDecoder
+from .base import BaseVisualUnitDecoder, two_phase_loss
 from .box import PAPER_CLIP_CHANNELS, PAPER_PYRAMID_CHANNELS
 from .layers import (
     MLP,
@@ -24,7 +30,14 @@ from .layers import (
     QueryProjection,
     valid_region_mask,
 )
-from .utils import gather_unit_targets, per_sample, resize_maps, square_to_original
+from .utils import (
+    gather_unit_targets,
+    per_sample,
+    real_rows,
+    real_slots,
+    resize_maps,
+    square_to_original,
+)
 
 MASK_FOCAL_LOSS = dict(
     type='mmdet.FocalLoss', use_sigmoid=True, alpha=0.25, gamma=2.0, loss_weight=20.0
@@ -219,32 +232,52 @@ class MaskUnitDecoder(BaseVisualUnitDecoder):
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
     ) -> dict[str, Tensor]:
         """``loss_mask_focal`` and ``loss_mask_dice`` against ``gt_units.mask.masks``."""
+        return two_phase_loss(self, queries, visual, batch_data_samples)
+
+    def loss_costs(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> MatchRequest:
+        """Phase 1: logits of the real queries, binarised targets, group costs at
+        ``match_size`` (see the base)."""
         logits = self(queries, visual)['mask_logits']
-        mask = queries.mask.bool()
-        num = int(mask.sum())
+        num = queries.num_queries
         if num == 0:
             zero = logits.sum() * 0.0
-            return dict(loss_mask_focal=zero, loss_mask_dice=zero)
-        pred = logits[mask].float()  # (M, h, w)
+            losses = dict(loss_mask_focal=zero, loss_mask_dice=zero)
+            return MatchRequest(None, state=dict(losses=losses))
+        layout = query_layout(queries)
+        pred = real_slots(logits, queries).float()  # (M, h, w)
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['masks'], queries)['masks']
         tgt = tgt.float() > 0.5  # binarise
         size = tgt.shape[-1]
-        valid_hw = visual.valid_hw[:, None].expand(-1, mask.shape[1], -1)[mask]  # (M, 2)
-        keys = flat_group_keys(queries.group_ids, mask)
-        msize = min(self.match_size, size)
-        pred_inds, tgt_inds = match_in_groups(
-            mask_group_costs,
-            resize_maps(pred, msize),
-            _area_binarise(tgt, msize),
-            keys,
-            valid=valid_region_mask(valid_hw, msize, msize),
-            **self.match_costs,
-        )
+        valid_hw = real_rows(visual.valid_hw, queries)  # (M, 2)
+        match = layout.match
+        assert match is not None
+        costs = None
+        if match.sizes:
+            msize = min(self.match_size, size)
+            sel_pred, sel_tgt, sel_hw = select_items(match, pred, tgt, valid_hw)
+            costs = mask_group_costs(
+                resize_maps(sel_pred, msize),
+                _area_binarise(sel_tgt, msize),
+                match_slots(match),
+                valid=valid_region_mask(sel_hw, msize, msize),
+                **self.match_costs,
+            ).costs
+        return MatchRequest(match, costs, dict(pred=pred, tgt=tgt, valid_hw=valid_hw, num=num))
+
+    def loss_assigned(self, request: MatchRequest, tgt_inds: Tensor | None) -> dict[str, Tensor]:
+        """Phase 2: focal and dice losses of the matched pairs on valid pixels."""
+        state = request.state
+        if 'losses' in state:
+            return state['losses']
+        tgt = state['tgt'] if tgt_inds is None else state['tgt'][tgt_inds]
+        size = tgt.shape[-1]
         focal, dice = self.masked_losses(
-            resize_maps(pred[pred_inds], size),
-            tgt[tgt_inds],
-            valid_region_mask(valid_hw[pred_inds], size, size),
-            num,
+            resize_maps(state['pred'], size),
+            tgt,
+            valid_region_mask(state['valid_hw'], size, size),
+            state['num'],
         )
         return dict(loss_mask_focal=focal, loss_mask_dice=dice)
 

@@ -6,8 +6,8 @@ The matching cost and the loss are written in two places (``box_group_costs`` on
 parametrisation (xyxy against cxcywh, linear against log depth, logits against probabilities), the
 matcher optimises something else and the loss is no longer minimal over the assignments it is
 allowed to choose. Only hand cases that happened to agree covered this. Here the decoder's real
-loss is compared with its loss under every within-group assignment (the matcher replaced by each
-one in turn), on random predictions.
+loss is compared with its loss under every within-group assignment (its two-phase loss given each
+target order in turn instead of the solver's), on random predictions.
 """
 
 import itertools
@@ -17,10 +17,6 @@ import pytest
 import torch
 
 import mmrefvlm.models.unit_decoders  # noqa: F401  (registers the decoders)
-from mmrefvlm.models.unit_decoders import box as box_module
-from mmrefvlm.models.unit_decoders import depth as depth_module
-from mmrefvlm.models.unit_decoders import keypoint as keypoint_module
-from mmrefvlm.models.unit_decoders import mask as mask_module
 from mmrefvlm.registry import MODELS
 from mmrefvlm.testing import demo_unit_inputs, tiny_decoder_cfg
 
@@ -72,29 +68,22 @@ def _total(losses):
     return float(sum(losses.values()))
 
 
-def _losses_by_assignment(decoder, module, name, args, keys):
-    """The decoder's loss with the matcher replaced by each allowed assignment."""
-    out = []
-    for order in _assignments(keys):
-        fake = mock.Mock(return_value=(torch.arange(len(keys)), order))
-        with mock.patch.object(module, name, fake):
-            out.append(_total(decoder.loss(*args)))
-    return out
+def _losses_by_assignment(decoder, args, keys):
+    """The decoder's loss under each allowed assignment: its two-phase loss (``loss_costs``, then
+    ``loss_assigned`` given the target order instead of the solver's)."""
+    request = decoder.loss_costs(*args)
+    return [_total(decoder.loss_assigned(request, order)) for order in _assignments(keys)]
 
 
-@pytest.mark.parametrize(
-    'unit, module', [('box', box_module), ('mask', mask_module), ('depth', depth_module)]
-)
+@pytest.mark.parametrize('unit', ['box', 'mask', 'depth'])
 @pytest.mark.parametrize('seed', range(10))
-def test_matched_loss_is_the_minimum_over_group_assignments(unit, module, seed):
+def test_matched_loss_is_the_minimum_over_group_assignments(unit, seed):
     decoder = _decoder(unit)
     queries, visual, samples, keys = _inputs(unit, seed)
     outputs = _random_outputs(unit, queries, torch.Generator().manual_seed(seed))
     with mock.patch.object(decoder, 'forward', return_value=outputs), torch.no_grad():
         matched = _total(decoder.loss(queries, visual, samples))
-        every = _losses_by_assignment(
-            decoder, module, 'match_in_groups', (queries, visual, samples), keys
-        )
+        every = _losses_by_assignment(decoder, (queries, visual, samples), keys)
     assert len(every) == 8 and max(every) - min(every) > 1e-3 * min(every)  # it matters
     assert matched == pytest.approx(min(every), rel=1e-5, abs=1e-6), (matched, sorted(every))
 
@@ -119,8 +108,6 @@ def test_keypoint_box_matching_minimises_the_box_losses(seed):
     )
     with mock.patch.object(decoder, 'forward', return_value=outputs), torch.no_grad():
         matched = _total(decoder.loss(queries, visual, samples))
-        every = _losses_by_assignment(
-            decoder, keypoint_module, 'assign_in_groups', (queries, visual, samples), keys
-        )
+        every = _losses_by_assignment(decoder, (queries, visual, samples), keys)
     assert max(every) - min(every) > 1e-3 * min(every)  # the assignment matters
     assert matched == pytest.approx(min(every), rel=1e-5, abs=1e-6), (matched, sorted(every))
