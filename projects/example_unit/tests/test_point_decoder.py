@@ -56,7 +56,7 @@ class TestPointDecoderContract(UnitDecoderContract):
         # point and swapping targets across groups would barely change the loss; sharpen it.
         decoder = super().build_decoder(seed=seed)
         with torch.no_grad():
-            decoder.head.query.weight.mul_(30)
+            decoder.predictor.head.query.weight.mul_(30)
         return decoder
 
     def make_inputs(self, **overrides):
@@ -81,7 +81,8 @@ def test_head_is_weighted_mean_of_cell_candidates():
     head = PointerPointHead(8, offset_range=0.1)
     mem, hidden = torch.randn(1, 4, 8), torch.randn(1, 2, 8)
     padding = torch.tensor([[False, False, False, True]])
-    points, logits = head(hidden, FusedMemory(mem, torch.zeros_like(mem), padding, (2, 2)))
+    out = head(hidden, FusedMemory(mem, torch.zeros_like(mem), padding, (2, 2)))
+    points, logits = out['points'], out['logits']
     # reference: explicit loop over queries and cells
     centres = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]
     for q in range(2):

@@ -36,7 +36,7 @@ def test_train_two_steps_then_test_predicts_points(demo_root, tmp_path, monkeypa
         '<Phrase>the object</Phrase>(<Unit>point</Unit>[0]<REF>).',
     )
     state = torch.load(ckpt, map_location='cpu', weights_only=True)['state_dict']
-    assert any(k.startswith('unit_decoders.point.head.') for k in state)
+    assert any(k.startswith('unit_decoders.point.predictor.head.') for k in state)
     assert {'point/acc', 'point/mean_dist', 'point/center_acc'} <= set(metrics)
     assert metrics['point/num_points'] == 2
     assert len(predicted) == 2
