@@ -1,5 +1,7 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""The ``point`` unit plugin: decoder, target builder, transforms and metric.
+"""The ``point`` unit plugin: decoder (a head on the core DETR assembly), target builder (a core
+``GeometryTarget``), template set, overlay drawer and metric; records are rewritten by the core
+``RemapRecordUnits``.
 
 Importing this package registers everything in mmrefvlm's registries (``MODELS``, ``TASK_UTILS``,
 ``TRANSFORMS``, ``METRICS``); configs load it with

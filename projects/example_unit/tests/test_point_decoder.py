@@ -21,14 +21,10 @@ TINY_CFG = dict(
     in_channels=DEMO_IN_CHANNELS,
     num_queries=4,
     d_model=32,
-    num_layers=1,
-    num_heads=4,
-    ffn_dim=64,
-    dropout=0.1,
     pyramid_channels=DEMO_PYRAMID_CHANNELS,
     clip_channels=DEMO_CLIP_CHANNELS,
-    memory_levels=(0, 1),
-    memory_size=8,
+    memory=dict(levels=(0, 1), size=8),
+    decoder=dict(num_layers=1, num_heads=4, ffn_dim=64, dropout=0.1),
 )
 
 

@@ -11,12 +11,27 @@ from mmrefvlm.models.unit_decoders.detr import rename_legacy_keys
 from mmrefvlm.registry import MODELS
 
 from .legacy_point import LegacyPoint
-from .test_point_decoder import TINY_CFG, point_inputs
+from .test_point_decoder import point_inputs
+
+FIRST_RELEASE_CFG = dict(  # the flat spelling of the first release
+    type='PointUnitDecoder',
+    in_channels=32,
+    num_queries=4,
+    d_model=32,
+    num_layers=1,
+    num_heads=4,
+    ffn_dim=64,
+    dropout=0.0,
+    pyramid_channels=(8, 16, 24, 32),
+    clip_channels=24,
+    memory_levels=(0, 1),
+    memory_size=8,
+)
 
 
 @pytest.mark.parametrize('num_layers', [1, 0])
 def test_point_decoder_equals_its_first_release(num_layers):
-    cfg = dict(TINY_CFG, num_layers=num_layers, dropout=0.0)  # the flat first-release spelling
+    cfg = dict(FIRST_RELEASE_CFG, num_layers=num_layers)
     torch.manual_seed(0)
     new = MODELS.build(copy.deepcopy(cfg))
     torch.manual_seed(0)
