@@ -2,7 +2,6 @@
 """PointUnitDecoder: the core decoder contract + hand-computed head, losses and rescaling."""
 
 import torch
-from mmengine.structures import BaseDataElement, InstanceData
 
 from mmrefvlm.models.unit_decoders.layers import FusedMemory
 from mmrefvlm.registry import MODELS
@@ -28,24 +27,22 @@ TINY_CFG = dict(
 )
 
 
+def point_targets(frame):
+    """The ``point`` unit's synthetic targets (declared for the contract suite): one random point
+    inside each of the frame's random boxes, (N, 2) normalised ``(x, y)``."""
+    boxes = frame.boxes
+    return dict(points=boxes[:, :2] + frame.uniform(frame.num, 2) * (boxes[:, 2:] - boxes[:, :2]))
+
+
 def point_inputs(**kwargs):
-    """Demo keypoint inputs turned into ``point`` targets (keypoint 0 of each instance)."""
-    queries, visual, samples = demo_unit_inputs('keypoint', **kwargs)
-    for sample in samples:
-        kp = sample.gt_units.keypoint
-        sample.gt_units = BaseDataElement(
-            point=InstanceData(
-                points=kp.keypoints[:, 0, :2].clone(),
-                group_ids=kp.group_ids,
-                instance_ids=kp.instance_ids,
-            )
-        )
-    return queries, visual, samples
+    """Demo inputs with ``gt_units.point`` (the declared-targets path of ``demo_unit_inputs``)."""
+    return demo_unit_inputs('point', targets=point_targets, **kwargs)
 
 
 class TestPointDecoderContract(UnitDecoderContract):
     unit = 'point'
     tiny_cfg = TINY_CFG
+    synthetic_targets = staticmethod(point_targets)  # the suite builds gt_units.point itself
 
     def build_decoder(self, seed=0):
         # At init the pointer attention is nearly uniform, so every query predicts about the same
@@ -54,9 +51,6 @@ class TestPointDecoderContract(UnitDecoderContract):
         with torch.no_grad():
             decoder.predictor.head.query.weight.mul_(30)
         return decoder
-
-    def make_inputs(self, **overrides):
-        return point_inputs(**{**self.input_kwargs, **overrides})
 
     def expected_output_shapes(self, batch, slots):
         return dict(points=(batch, slots, 2), logits=(batch, slots, 64))
