@@ -4,11 +4,12 @@
 ``RemapRecordUnits``.
 
 Importing this package registers everything in mmrefvlm's registries (``MODELS``, ``TASK_UTILS``,
-``TRANSFORMS``, ``METRICS``); configs load it with
+``METRICS``, ``UNIT_DRAWERS``); configs load it with
 ``custom_imports = dict(imports=['projects.example_unit.point_unit'])``.
 """
 
 from .decoder import PointerPointHead, PointUnitDecoder
+from .drawer import PointUnitDrawer
 from .metric import PointMetric, points_in_masks
 from .targets import PointTarget
 from .transforms import POINT_TEMPLATE_DIR, RemapRecordUnits
@@ -16,6 +17,7 @@ from .transforms import POINT_TEMPLATE_DIR, RemapRecordUnits
 __all__ = [
     'PointUnitDecoder',
     'PointerPointHead',
+    'PointUnitDrawer',
     'PointMetric',
     'points_in_masks',
     'PointTarget',
