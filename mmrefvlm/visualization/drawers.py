@@ -116,9 +116,9 @@ def _present(value: np.ndarray) -> np.ndarray:
     """(n,) bool: entries whose value is real (not the NaN / False filler of merged units)."""
     flat = value.reshape(len(value), -1)
     if value.dtype == bool:
-        return flat.any(1)
+        return np.asarray(flat.any(1), bool)
     if np.issubdtype(value.dtype, np.floating):
-        return np.isfinite(flat).all(1) & (flat.shape[1] > 0)
+        return np.asarray(np.isfinite(flat).all(1) & (flat.shape[1] > 0), bool)
     return np.ones(len(value), bool)
 
 

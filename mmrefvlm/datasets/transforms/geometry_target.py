@@ -108,19 +108,17 @@ def build_instance_mapping(spec: InstanceMapping | str | Mapping) -> InstanceMap
         TypeError: ``spec`` is none of the above.
     """
     kwargs: dict[str, Any] = {}
+    fn: Any = spec
     if isinstance(spec, Mapping):
         kwargs = {k: v for k, v in spec.items() if k != 'type'}
-        spec = spec.get('type')
-    if isinstance(spec, str):
-        fn = FUNCTIONS.get(spec)
+        fn = spec.get('type')
+    if isinstance(fn, str):
+        name, fn = fn, FUNCTIONS.get(fn)
         if fn is None:
-            raise KeyError(f'{spec!r} is not registered in mmrefvlm FUNCTIONS')
-        spec = fn
-    if not callable(spec):
-        raise TypeError(
-            f'from_instance must be a function, a FUNCTIONS name or a dict, got {spec!r}'
-        )
-    return functools.partial(spec, **kwargs) if kwargs else spec
+            raise KeyError(f'{name!r} is not registered in mmrefvlm FUNCTIONS')
+    if not callable(fn):
+        raise TypeError(f'from_instance must be a function, a FUNCTIONS name or a dict, got {fn!r}')
+    return functools.partial(fn, **kwargs) if kwargs else fn
 
 
 @TASK_UTILS.register_module()

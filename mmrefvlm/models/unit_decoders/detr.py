@@ -127,12 +127,14 @@ class DetrAssembly(BaseModule):
         d_model: int,
         pyramid_channels: Sequence[int],
         clip_channels: int,
-        memory: dict | nn.Module,
+        memory: BlockCfg,
         decoder: BlockCfg,
-        head: dict | nn.Module,
+        head: BlockCfg,
         init_cfg=None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        if memory is None or head is None:
+            raise ValueError('DetrAssembly needs a memory and a head (None is only for decoder)')
         self.query_proj = QueryProjection(in_channels, d_model, num_queries)
         self.memory = build_block(
             memory,
@@ -208,12 +210,13 @@ def compose_detr_blocks(
         if key not in paths:
             raise TypeError(f'{owner}.__init__() got an unexpected keyword argument {key!r}')
         block, *inner = paths[key]
-        cfg = blocks[block]
-        if cfg is None and block == 'decoder':
-            cfg = dict(defaults['decoder'] or {})
-        if not isinstance(cfg, Mapping):
+        current = blocks[block]
+        if current is None and block == 'decoder':  # flat arguments revive a removed decoder
+            base = defaults['decoder']
+            current = dict(base) if isinstance(base, Mapping) else {}
+        if not isinstance(current, Mapping):
             raise TypeError(f'{owner}: {key}={value!r} needs `{block}` as a config dict')
-        cfg = dict(cfg)
+        cfg: dict[str, Any] = dict(current)
         node = cfg
         for part in inner[:-1]:
             node[part] = node = dict(node.get(part) or {})
@@ -248,7 +251,9 @@ def rename_legacy_keys(
 
 def _legacy_keys_hook(module, state_dict, prefix, *args) -> None:
     """Load-state-dict pre-hook: rename a checkpoint's legacy keys in place."""
-    rules = type(module).legacy_keys
+    rules = getattr(type(module), 'legacy_keys', ())
+    if not rules:
+        return
     olds = tuple(prefix + old for old, _ in rules)
     stale = [k for k in state_dict if k.startswith(olds)]
     for key, new in zip(
