@@ -12,9 +12,12 @@ from .routers import LatentEmbeddingRouter
 from .unit_decoders import (
     BaseVisualUnitDecoder,
     BoxUnitDecoder,
+    BoxUnitHead,
     DepthUnitDecoder,
     KeypointUnitDecoder,
+    KeypointUnitHead,
     MaskUnitDecoder,
+    MaskUnitHead,
 )
 from .vision import CLIPViTEncoder, ConvNeXtPyramid
 
@@ -32,6 +35,9 @@ __all__ = [
     'MaskUnitDecoder',
     'KeypointUnitDecoder',
     'DepthUnitDecoder',
+    'BoxUnitHead',
+    'MaskUnitHead',
+    'KeypointUnitHead',
     'GroupedHungarianMatcher',
     'grouped_assignment',
     'GIoULoss',

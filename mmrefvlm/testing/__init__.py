@@ -5,9 +5,12 @@ from .decoder_contract import UnitDecoderContract
 from .sync_counter import SyncCounter, SyncEvent
 from .tool_helpers import subprocess_pythonpath
 from .unit_inputs import (
+    CORE_SYNTHETIC_TARGETS,
     DEMO_CLIP_CHANNELS,
     DEMO_IN_CHANNELS,
     DEMO_PYRAMID_CHANNELS,
+    SyntheticFrame,
+    SyntheticTargets,
     demo_unit_inputs,
     pad_unit_inputs,
     swap_targets,
@@ -20,6 +23,9 @@ __all__ = [
     'SyncCounter',
     'SyncEvent',
     'demo_unit_inputs',
+    'SyntheticFrame',
+    'SyntheticTargets',
+    'CORE_SYNTHETIC_TARGETS',
     'pad_unit_inputs',
     'swap_targets',
     'tiny_decoder_cfg',

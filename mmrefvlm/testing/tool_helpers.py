@@ -118,7 +118,7 @@ def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') ->
 
 
 def train_then_test_scripted(
-    config: str, work_dir: str, monkeypatch: Any, answer: str
+    config: str, work_dir: str, monkeypatch: Any, answer: str, test_args: Sequence[str] = ()
 ) -> tuple[str, dict, list]:
     """Run a config through the real tools on tiny budgets, with a scripted LLM answer at test time.
 
@@ -133,6 +133,7 @@ def train_then_test_scripted(
         monkeypatch (pytest.MonkeyPatch): Used to script ``greedy_generate`` and to record the
             samples that ``RefVLM.predict`` returns.
         answer (str): The TRP answer every test sample generates.
+        test_args (Sequence[str]): More ``tools/test.py`` arguments (e.g. ``--show-dir DIR``).
 
     Returns:
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
@@ -170,7 +171,7 @@ def train_then_test_scripted(
 
     monkeypatch.setattr(refvlm_module.RefVLM, 'predict', recording_predict)
     metrics = load_tool('test').main(
-        [config, ckpt, '--work-dir', test_dir, '--cfg-options', *common]
+        [config, ckpt, '--work-dir', test_dir, *test_args, '--cfg-options', *common]
     )
     assert scripted_calls, 'tools/test.py never generated: the scripted answer was not used'
     return ckpt, metrics, predicted

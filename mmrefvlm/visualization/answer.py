@@ -75,25 +75,46 @@ def color_hex(rgb: Sequence[int]) -> str:
     return '#' + ''.join(f'{int(v):02x}' for v in rgb[:3])
 
 
+#: Result keys (``instances_to_list``) -> instance fields; other keys but these are plugin fields.
+_RESULT_FIELDS = dict(bbox='bboxes', mask='masks', keypoints='keypoints', score='scores')
+_NOT_FIELDS = frozenset({'phrase', 'unit', 'group', 'depth'})  # depth: panels, drawn below
+
+
+def _result_field(inst: Mapping, key: str, h: int, w: int) -> np.ndarray:
+    if key == 'mask':
+        return decode_mask(inst[key], h, w).astype(bool)
+    return np.asarray(inst[key], np.float32)
+
+
 def _instance_arrays(instances: Sequence[Mapping], h: int, w: int) -> dict[str, Any]:
-    """Result instances -> the stacked, NaN/False-filled arrays ``draw_instances`` reads."""
+    """Result instances -> the stacked, NaN/False-filled arrays ``draw_instances`` reads (with
+    ``units`` and ``unit_fields``, so a plugin unit's fields reach its drawer)."""
     n = len(instances)
-    boxes = np.full((n, 4), np.nan, np.float32)
-    masks = np.zeros((n, h, w), bool)
-    kpt_len = max((len(i['keypoints']) for i in instances if 'keypoints' in i), default=0)
-    kpts = np.full((n, kpt_len, 3), np.nan, np.float32)
+    values: dict[str, list[tuple[int, np.ndarray]]] = {}
+    unit_fields = []
     for i, inst in enumerate(instances):
-        if inst.get('bbox') is not None:
-            boxes[i] = inst['bbox']
-        if inst.get('mask') is not None:
-            masks[i] = decode_mask(inst['mask'], h, w)
-        if inst.get('keypoints') is not None and len(inst['keypoints']) == kpt_len:
-            kpts[i] = np.asarray(inst['keypoints'], np.float32).reshape(kpt_len, 3)
-    arrays: dict[str, Any] = dict(labels=[i.get('phrase', '') for i in instances], bboxes=boxes)
-    if masks.any():
-        arrays['masks'] = masks
-    if kpt_len:
-        arrays['keypoints'] = kpts
+        own = []
+        for key in inst:
+            if key in _NOT_FIELDS or inst[key] is None:
+                continue
+            name = _RESULT_FIELDS.get(key, key)
+            values.setdefault(name, []).append((i, _result_field(inst, key, h, w)))
+            own.append(name)
+        unit_fields.append(tuple(own))
+    arrays: dict[str, Any] = dict(
+        labels=[i.get('phrase', '') for i in instances],
+        units=[i.get('unit') for i in instances],
+        unit_fields=unit_fields,
+    )
+    for name, parts in values.items():
+        shape = parts[0][1].shape
+        if any(v.shape != shape for _, v in parts):
+            continue  # ragged (e.g. keypoint sets of different K): not stackable, not drawn
+        proto = parts[0][1]
+        full = np.zeros((n, *shape), bool) if proto.dtype == bool else np.full((n, *shape), np.nan)
+        for i, v in parts:
+            full[i] = v
+        arrays[name] = full.astype(proto.dtype)
     return arrays
 
 

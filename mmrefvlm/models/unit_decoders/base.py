@@ -60,6 +60,9 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
     """
 
     unit: ClassVar[str]
+    #: ``(old, new)`` parameter-name prefixes of earlier layouts, renamed when a checkpoint loads
+    #: (effective after :func:`~.detr.register_legacy_keys` in the constructor).
+    legacy_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ from mmdet.models.layers import MLP, DetrTransformerDecoder, SinePositionalEncod
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import UnitQueries, VisualContext
 
 __all__ = [
@@ -165,6 +166,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
 
 
+@MODELS.register_module()
 class PyramidFusion(BaseModule):
     """Resize-concat of pyramid levels and the CLIP grid, projected to memory tokens.
 
@@ -229,6 +231,7 @@ class PyramidFusion(BaseModule):
         return FusedMemory(memory, pos, padding, hw)
 
 
+@MODELS.register_module()
 class QueryDecoder(BaseModule):
     """DETR decoder (mmdet ``DetrTransformerDecoder``) with masked padded queries.
 
