@@ -87,7 +87,9 @@ class ScriptedLM:
         return head
 
 
-def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') -> list[int]:
+def script_generation(
+    monkeypatch: Any, answer: str, tokenizer: str | Mapping[str, Any] = 'demo'
+) -> list[int]:
     """Make every ``RefVLM.predict`` generate ``answer`` (a TRP string, EOS appended) through
     :class:`ScriptedLM`, so the routed ``<REF>`` states, the decoders and everything after them
     run for real on a model too young to write TRP.
@@ -95,7 +97,8 @@ def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') ->
     Args:
         monkeypatch (pytest.MonkeyPatch): Patches ``mmrefvlm.models.refvlm.greedy_generate``.
         answer (str): The answer every sample of every batch generates.
-        tokenizer (str): ``build_tokenizer`` source that encodes ``answer``.
+        tokenizer (str | Mapping): ``build_tokenizer`` source, or its kwargs (e.g. a config's
+            ``model.tokenizer`` with ``extra_tokens``), that encodes ``answer``.
 
     Returns:
         list[int]: Filled with the batch size of each generation call.
@@ -103,7 +106,10 @@ def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') ->
     from mmrefvlm.models import refvlm as refvlm_module
     from mmrefvlm.tokenization import build_tokenizer
 
-    tok = build_tokenizer(tokenizer)
+    if isinstance(tokenizer, str):
+        tok = build_tokenizer(tokenizer)
+    else:
+        tok = build_tokenizer(**{k: v for k, v in dict(tokenizer).items() if k != 'type'})
     ids = tok.encode(answer) + [tok.ids.eos]
     real_generate = refvlm_module.greedy_generate
     calls: list[int] = []
@@ -118,7 +124,11 @@ def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') ->
 
 
 def train_then_test_scripted(
-    config: str, work_dir: str, monkeypatch: Any, answer: str
+    config: str,
+    work_dir: str,
+    monkeypatch: Any,
+    answer: str,
+    tokenizer: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict, list]:
     """Run a config through the real tools on tiny budgets, with a scripted LLM answer at test time.
 
@@ -132,7 +142,11 @@ def train_then_test_scripted(
         work_dir (str): Parent folder; ``train`` and ``test`` sub-folders are created.
         monkeypatch (pytest.MonkeyPatch): Used to script ``greedy_generate`` and to record the
             samples that ``RefVLM.predict`` returns.
-        answer (str): The TRP answer every test sample generates.
+        answer (str): The answer every test sample generates (TRP, or the config's own answer
+            format).
+        tokenizer (Mapping, optional): ``build_tokenizer`` kwargs that encode ``answer``.
+            Defaults to the config's ``model.tokenizer`` (so extra tokens such as ``[SEG]`` are
+            single tokens).
 
     Returns:
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
@@ -159,7 +173,11 @@ def train_then_test_scripted(
         ]
     )
     ckpt = osp.join(train_dir, 'iter_2.pth')
-    scripted_calls = script_generation(monkeypatch, answer)
+    if tokenizer is None:
+        from mmengine.config import Config
+
+        tokenizer = Config.fromfile(config).model.tokenizer
+    scripted_calls = script_generation(monkeypatch, answer, tokenizer)
     predicted: list = []
     real_predict = refvlm_module.RefVLM.predict
 
