@@ -129,12 +129,13 @@ def train_then_test_scripted(
     monkeypatch: Any,
     answer: str,
     tokenizer: Mapping[str, Any] | None = None,
+    test_subset: Sequence[str] = ('test_dataloader.dataset.indices=2',),
 ) -> tuple[str, dict, list]:
     """Run a config through the real tools on tiny budgets, with a scripted LLM answer at test time.
 
     ``tools/train.py`` trains 2 iterations (batch 2) and writes ``iter_2.pth``; ``tools/test.py``
-    then evaluates that checkpoint on the first 2 samples of the test split, with greedy decoding
-    forced to emit ``answer`` (a TRP string; EOS is appended) so that the routed ``<REF>`` states,
+    then evaluates that checkpoint on a few samples of the test split (``test_subset``), with
+    greedy decoding forced to emit ``answer`` (EOS is appended) so that the routed ``<REF>`` states,
     the decoders and the metrics all run for real on a model too young to write TRP itself.
 
     Args:
@@ -147,6 +148,9 @@ def train_then_test_scripted(
         tokenizer (Mapping, optional): ``build_tokenizer`` kwargs that encode ``answer``.
             Defaults to the config's ``model.tokenizer`` (so extra tokens such as ``[SEG]`` are
             single tokens).
+        test_subset (Sequence[str]): ``--cfg-options`` that cut the test split to a few samples
+            (default: the first 2 of a single dataset; a ``ConcatDataset`` split needs
+            ``test_dataloader.dataset.datasets.<i>.indices=...`` per dataset).
 
     Returns:
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
@@ -156,7 +160,7 @@ def train_then_test_scripted(
     common = [
         'train_dataloader.batch_size=2',
         'test_dataloader.batch_size=2',
-        'test_dataloader.dataset.indices=2',
+        *test_subset,
         'model.max_new_tokens=24',
     ]
     train_dir, test_dir = osp.join(work_dir, 'train'), osp.join(work_dir, 'test')

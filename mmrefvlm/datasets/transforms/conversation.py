@@ -350,9 +350,7 @@ class FormatConversation(BaseTransform):
             label_refs=label_refs,
             ref_targets=refs,
             gt_answer=last_answer,
-            gt_text=None
-            if last_answer is None
-            else self.render_answer(last_answer, cot=self.cot),
+            gt_text=None if last_answer is None else self.render_answer(last_answer, cot=self.cot),
             prompt_types=[p['type'] for p in results.get('visual_prompts') or ()],
         )
         return results
