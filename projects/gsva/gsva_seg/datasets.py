@@ -101,7 +101,9 @@ class GroupedExpressionDataset(RefVLMDataset):
                 text = phrase_text(pg)
                 if text not in texts:
                     texts.add(text)
-                    phrases.append({'phrase': text, 'groups': _remap(pg['groups'], seen_instances[key])})
+                    phrases.append(
+                        {'phrase': text, 'groups': _remap(pg['groups'], seen_instances[key])}
+                    )
         first = recs[0]
         out = []
         for k in range(0, len(phrases), self.max_expressions):

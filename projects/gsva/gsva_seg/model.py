@@ -109,19 +109,23 @@ class GSVARefVLM(RefVLM):
             decoded=torch.tensor(decoded, dtype=torch.bool),
         )
 
-    def _hidden(self, inputs: dict, ids: Tensor, vis: VisualContext, image_tokens: Tensor) -> Tensor:
+    def _hidden(
+        self, inputs: dict, ids: Tensor, vis: VisualContext, image_tokens: Tensor
+    ) -> Tensor:
         """Last-layer states of ``ids`` (left-padded batch: positions from the attention mask)."""
         embeds, _ = self.embed_inputs(dict(inputs, input_ids=ids), vis, image_tokens)
         decoder, _, _ = split_llm(self.llm)
         mask = inputs['attention_mask']
         pos = (mask.long().cumsum(-1) - 1).clamp_min(0)
-        return decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).last_hidden_state
+        return decoder(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=pos
+        ).last_hidden_state
 
     def _predict_teacher_forced(self, inputs: dict, data_samples: SampleList) -> SampleList:
         ids, labels = inputs['input_ids'], inputs['labels']
         if not bool((labels != IGNORE_INDEX).any()):
             raise ValueError(
-                "teacher_forced evaluation needs the ground-truth answer in the input: use "
+                'teacher_forced evaluation needs the ground-truth answer in the input: use '
                 'FormatConversation(predict=False) in the test pipeline'
             )
         vis, image_tokens = self.encode_images(inputs, data_samples)

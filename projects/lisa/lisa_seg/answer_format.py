@@ -16,7 +16,8 @@ class SlotAnswerFormat:
     """Render a structured answer as ``prefix + sep.join(slots) + suffix``, one slot per group.
 
     A group with ``n == 1`` is written with ``ref_token``, a group with ``n == 0`` (an explicit
-    "no such object") with ``reject_token``; the slot text is ``slot.format(phrase=..., token=...)``.
+    "no such object") with ``reject_token``; the slot text is
+    ``slot.format(phrase=..., token=...)``.
     The text segments of the answer are not rendered: the methods answer in a fixed sentence.
     The format is the ``answer_format`` of ``FormatConversation`` and pairs with the model's
     ``SpecialTokenRefParser(ref_tokens={ref_token: unit}, reject_tokens={reject_token: unit})``.

@@ -65,4 +65,6 @@ class LisaMaskDecoder(SamMaskUnitDecoder):
     ) -> dict[str, Tensor]:
         """``loss_mask_bce`` and ``loss_mask_dice`` against ``gt_units.mask.masks``."""
         losses = super().loss(queries, visual, batch_data_samples)
-        return dict(loss_mask_bce=losses['loss_mask_focal'], loss_mask_dice=losses['loss_mask_dice'])
+        return dict(
+            loss_mask_bce=losses['loss_mask_focal'], loss_mask_dice=losses['loss_mask_dice']
+        )
