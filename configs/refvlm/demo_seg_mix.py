@@ -17,7 +17,7 @@ from mmrefvlm.evaluation import GRESMetric, RESMetric
 
 seg_tasks = dict(rec=4, res=4, gres=3)  # the demo's rec : res : gres ratios
 val_seg_tasks = ['res', 'gres']
-max_iters = 400
+max_iters = 300
 warmup_iters = 30
 
 model.unit_decoders = dict(box=model.unit_decoders.box, mask=model.unit_decoders.mask)

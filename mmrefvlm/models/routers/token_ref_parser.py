@@ -12,6 +12,9 @@ from mmrefvlm.registry import TASK_UTILS
 from mmrefvlm.tokenization import RefTokenizer
 from mmrefvlm.trp import FoundRef, ParseResult, ParseWarning, RefInfo
 
+#: Ids of the slot tokens: reference id -> units, rejection id -> units, other special ids.
+TokenTables = tuple[dict[int, tuple[str, ...]], dict[int, tuple[str, ...]], set[int]]
+
 
 def _units(spec: str | Sequence[str], token: str) -> tuple[str, ...]:
     units = (spec,) if isinstance(spec, str) else tuple(spec)
@@ -67,7 +70,7 @@ class SpecialTokenRefParser:
         if self.phrase_re is not None and 'phrase' not in self.phrase_re.groupindex:
             raise ValueError(f'phrase_pattern {phrase_pattern!r} has no (?P<phrase>...) group')
 
-    def _ids(self, tokenizer: RefTokenizer) -> tuple[dict[int, tuple[str, ...]], dict, set]:
+    def _ids(self, tokenizer: RefTokenizer) -> TokenTables:
         """Reference ids, rejection ids (each -> units) and the other special ids."""
         missing = [t for t in (*self.ref_tokens, *self.reject_tokens) if t not in tokenizer.ids]
         if missing:
@@ -94,7 +97,7 @@ class SpecialTokenRefParser:
         ids: Sequence[int],
         tokenizer: RefTokenizer,
         known_units: set[str],
-        token_ids: tuple[dict, dict, set] | None = None,
+        token_ids: TokenTables | None = None,
     ) -> ParseResult:
         """Parse one answer (no EOS inside): structured answer, refs (token index in ``ids``)
         and warnings."""

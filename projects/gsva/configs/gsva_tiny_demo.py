@@ -3,9 +3,11 @@
 # with GSVA's answers "Sure, e1:[SEG], e2:[REJ]." (one weight-shared [SEG] per expression, each
 # prefixed by its text; [REJ] for an expression that matches nothing, never decoded), trained on
 # the demo's rec / res / gres records grouped by image (1-3 expressions per sample, random order)
-# for the same budget as LISA. Evaluated in the paper's mode (free generation):
+# for the same budget as LISA. Evaluated in the paper's mode (free generation) on the
+# comparison's val split:
 #   python tools/run_demo.py --config projects/gsva/configs/gsva_tiny_demo.py
-# and in the teacher-forced mode of GSVA's public code (gsva_tiny_demo_tf.py, same checkpoint).
+# then, with the same checkpoint, on all expressions of an image per prompt
+# (gsva_tiny_demo_grouped.py) and in the teacher-forced mode of GSVA's code (gsva_tiny_demo_tf.py).
 from mmengine.config import read_base
 from mmengine.dataset import ConcatDataset
 
@@ -105,38 +107,36 @@ train_dataloader.dataset = dict(
         )
     ],
 )
-# the comparison's val split (single-expression res / gres records), then all expressions of an
-# image in one prompt as GSVA's code evaluates (task `gsva_seg`)
+# the comparison's val split: the single-expression res / gres records
 val_dataloader.dataset = dict(
     type=ConcatDataset,
     datasets=[
-        *[
-            dict(
-                type=RefVLMDataset,
-                data_root=data_root,
-                ann_file=f'annotations/val_{task}.jsonl',
-                pipeline=gsva_test_pipeline,
-                test_mode=True,
-            )
-            for task in val_seg_tasks
-        ],
         dict(
-            type=GroupedExpressionDataset,
+            type=RefVLMDataset,
             data_root=data_root,
-            ann_files=[f'annotations/val_{task}.jsonl' for task in seg_tasks],
-            task='gsva_seg',
-            template='gsva_seg',
-            max_expressions=max_expressions,
+            ann_file=f'annotations/val_{task}.jsonl',
             pipeline=gsva_test_pipeline,
             test_mode=True,
-        ),
+        )
+        for task in val_seg_tasks
     ],
+)
+# all expressions of a val image in one prompt, as GSVA's code evaluates (task `gsva_seg`); used
+# by gsva_tiny_demo_grouped.py and gsva_tiny_demo_tf.py
+grouped_val_dataset = dict(
+    type=GroupedExpressionDataset,
+    data_root=data_root,
+    ann_files=[f'annotations/val_{task}.jsonl' for task in seg_tasks],
+    task='gsva_seg',
+    template='gsva_seg',
+    max_expressions=max_expressions,
+    pipeline=gsva_test_pipeline,
+    test_mode=True,
 )
 test_dataloader = val_dataloader
 val_evaluator = [
     dict(type=MMDetRefSegMetric),
     dict(type=GRESMetric),  # [REJ] -> no mask -> "predicted empty" (empty_rule='ref')
     dict(type=GSVAGRESMetric, mode='paper'),
-    dict(type=GSVAGRESMetric, tasks='gsva_seg', prefix='gsva_grouped', mode='paper'),
 ]
 test_evaluator = val_evaluator

@@ -15,6 +15,7 @@ from projects.gsva.gsva_seg import GSVAGRESMetric
 from projects.lisa.lisa_seg import MMDetRefSegMetric
 
 model.eval_mode = 'teacher_forced'
+val_dataloader.dataset.datasets.append(grouped_val_dataset)
 # the test pipeline keeps the ground-truth answer (and its labels) in the input: the
 # FormatConversation step is the one with a `predict` key
 for _ds in val_dataloader.dataset.datasets:

@@ -6,6 +6,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.registry import init_default_scope
 
 from mmrefvlm.apis import load_config
 from mmrefvlm.datasets import refvlm_collate
@@ -21,6 +22,7 @@ CONFIG = osp.join(REPO, 'projects', 'gsva', 'configs', 'gsva_tiny_demo_tf.py')
 @pytest.fixture(scope='module')
 def setup():
     root = demo_data_root()
+    init_default_scope('mmrefvlm')
     cfg = load_config(CONFIG)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
@@ -63,9 +65,10 @@ def test_teacher_forced_decisions_follow_gsvas_rule(setup, monkeypatch, forced):
         decoder, head, embed = real(llm)
 
         def fake(h):
-            out = torch.zeros(*h.shape[:-1], len(tok))
+            logits = head(h)
+            out = torch.zeros_like(logits)
             out[..., forced_id] = 1.0
-            return out + head(h) * 0.0
+            return out + logits * 0.0
 
         return decoder, fake, embed
 

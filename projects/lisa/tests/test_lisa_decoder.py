@@ -29,11 +29,14 @@ class TestLisaDecoderContract(UnitDecoderContract):
     tiny_cfg = TINY_CFG
 
     def build_decoder(self, seed=0):
-        # A random SAM's masks hardly depend on the prompt; a large prompt MLP output makes the
-        # cross-group target swap of the contract change the loss measurably.
+        # A random SAM's masks hardly depend on the prompt token (its LayerNorms squash it), and
+        # LISA's BCE / DICE are far less sensitive than the core's focal x 20: amplify the prompt
+        # and the single-mask hypernetwork so that the contract's cross-group target swap
+        # changes the loss measurably (0.3 %).
         decoder = super().build_decoder(seed=seed)
         with torch.no_grad():
             decoder.text_proj[2].weight.mul_(30)
+            decoder.sam.mask_decoder.output_hypernetworks_mlps[0].proj_out.weight.mul_(30)
         return decoder
 
     def make_inputs(self, **overrides):
