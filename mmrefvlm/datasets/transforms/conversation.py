@@ -114,7 +114,7 @@ class FormatConversation(BaseTransform):
             another answer language (LISA's ``Sure, it is [SEG].``, GSVA's ``e1:[SEG], e2:[REJ]``)
             must write exactly one reference token per target of :func:`iter_ref_targets`, in
             that order, and the model's ``ref_parser`` must read those tokens back
-            (``docs/plugins.md`` §9).
+            (``docs/plugins.md`` §10).
         ref_parser (dict | Callable, optional): Finds the reference tokens of the labels for
             ``label_refs``, with the signature of :func:`mmrefvlm.trp.find_refs` (called with
             ``known_units=None``); a dict is built from ``TASK_UTILS``. None (default): TRP. Give

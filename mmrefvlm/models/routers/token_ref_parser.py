@@ -157,7 +157,8 @@ class SpecialTokenRefParser:
             tuple: refs ``(position, units, (answer, slot, 0), phrase, None)`` with positions in
             ``token_ids``, warning strings, and one ``ParseResult`` per answer.
         """
-        every = [int(t) for t in (token_ids.tolist() if hasattr(token_ids, 'tolist') else token_ids)]
+        seq = token_ids.tolist() if hasattr(token_ids, 'tolist') else token_ids
+        every = [int(t) for t in seq]
         if span_mask is None:
             pos = list(range(len(every)))
         else:

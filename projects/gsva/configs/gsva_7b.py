@@ -52,12 +52,13 @@ phrase_pattern = r'(?:^|,)\s*(?:Sure,\s*)?(?P<phrase>[^,:]*?)\s*:\s*$'
 model.type = GSVARefVLM
 model.eval_mode = 'generate'
 model.tokenizer = tokenizer
-model.ref_parser = dict(
+ref_parser = dict(
     type=SpecialTokenRefParser,
     ref_tokens={seg_token: 'mask'},
     reject_tokens={rej_token: 'mask'},
     phrase_pattern=phrase_pattern,
 )
+model.ref_parser = ref_parser
 model.unit_decoders.mask.num_queries = max_expressions
 model.max_new_tokens = 128
 
@@ -76,6 +77,7 @@ _format = dict(
     max_length=768,
     extra_template_dirs=['projects.gsva.gsva_seg:templates'],
     answer_format=dict(type=SlotAnswerFormat, ref_token=seg_token, reject_token=rej_token),
+    ref_parser=ref_parser,
 )
 _targets = dict(mask=dict(type=SegMaskTarget, size=mask_size))
 train_pipeline = [

@@ -55,6 +55,7 @@ clip_name_or_path = checkpoint_root + '/clip-vit-large-patch14'  # 224 px
 sam_checkpoint = checkpoint_root + '/sam_vit_h_4b8939.pth'  # official segment-anything file
 llava_projector_checkpoint = None  # LLaVA's mm_projector as `projector.layers.0.*` weights
 seg_token = '[SEG]'
+ref_parser = dict(type=SpecialTokenRefParser, ref_tokens={seg_token: 'mask'})
 tokenizer = dict(source=llm_name_or_path, extra_tokens=[seg_token])
 system_prompt = (
     'A chat between a curious user and an artificial intelligence assistant. The assistant '
@@ -97,7 +98,7 @@ model = dict(
     projector=dict(type=MLPProjector, depth=1),  # LLaVA v1: one linear layer
     freeze_projector=True,
     router=dict(type=LatentEmbeddingRouter, ref_position='emitting'),
-    ref_parser=dict(type=SpecialTokenRefParser, ref_tokens={seg_token: 'mask'}),
+    ref_parser=ref_parser,
     unit_decoders=dict(
         mask=dict(
             type=LisaMaskDecoder,
@@ -132,6 +133,7 @@ _format = dict(
     answer_format=dict(
         type=SlotAnswerFormat, ref_token=seg_token, prefix='Sure, it is ', slot='{token}'
     ),
+    ref_parser=ref_parser,
 )
 _targets = dict(mask=dict(type=SegMaskTarget, size=mask_size))
 train_pipeline = _load + [

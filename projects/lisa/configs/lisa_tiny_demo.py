@@ -73,7 +73,9 @@ model.tokenizer = tokenizer
 model.pyramid_encoder = None
 model.projector = dict(type=MLPProjector, depth=1)  # LLaVA v1: one linear layer
 model.router = dict(type=LatentEmbeddingRouter, ref_position='emitting')
-model.ref_parser = dict(type=SpecialTokenRefParser, ref_tokens={seg_token: 'mask'})
+# the same reference parser for the labels (pipeline) and the generations (model)
+ref_parser = dict(type=SpecialTokenRefParser, ref_tokens={seg_token: 'mask'})
+model.ref_parser = ref_parser
 model.unit_decoders = dict(
     mask=dict(
         type=LisaMaskDecoder,
@@ -105,6 +107,7 @@ _format = dict(
     answer_format=dict(
         type=SlotAnswerFormat, ref_token=seg_token, prefix='Sure, it is ', slot='{token}'
     ),
+    ref_parser=ref_parser,
 )
 _targets = dict(mask=dict(type=SegMaskTarget, size=mask_size))
 lisa_train_pipeline = _load + [
