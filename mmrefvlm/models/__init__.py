@@ -8,7 +8,7 @@ from .matchers import GroupedHungarianMatcher, grouped_assignment
 from .projectors import MLPProjector
 from .prompt_encoders import MaskGuidedAggregation
 from .refvlm import RefVLM
-from .routers import LatentEmbeddingRouter
+from .routers import LatentEmbeddingRouter, SpecialTokenRefParser
 from .unit_decoders import (
     BaseVisualUnitDecoder,
     BoxUnitDecoder,
@@ -27,6 +27,7 @@ __all__ = [
     'MLPProjector',
     'RefVLM',
     'LatentEmbeddingRouter',
+    'SpecialTokenRefParser',
     'CLIPViTEncoder',
     'ConvNeXtPyramid',
     'MaskGuidedAggregation',

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -12,7 +12,7 @@ from mmengine.model import BaseModel, ModuleDict
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from mmrefvlm.registry import MODELS
+from mmrefvlm.registry import MODELS, TASK_UTILS
 from mmrefvlm.structures import HostBatch, SampleList, VisualContext
 from mmrefvlm.tokenization import RefTokenizer, build_tokenizer
 
@@ -65,6 +65,11 @@ class RefVLM(BaseModel):
             ``MLPProjector`` sized from the encoder and the LLM).
         prompt_encoder (dict | nn.Module): Visual-prompt aggregator (``MaskGuidedAggregation``).
         router (dict | nn.Module): ``LatentEmbeddingRouter``.
+        ref_parser (dict | Callable, optional): Finds the reference tokens of an answer (labels in
+            training, generated ids in prediction), with the signature and return value of
+            :func:`~mmrefvlm.models.routers.find_refs`; a dict is built from ``TASK_UTILS``. None
+            (default): TRP. ``SpecialTokenRefParser`` reads answers whose special tokens are the
+            references themselves (LISA's ``[SEG]``; GSVA's ``[SEG]`` / ``[REJ]``).
         unit_decoders (Mapping[str, dict | nn.Module]): Unit name -> decoder; each decoder's
             ``unit`` must equal its key. Configs get ``in_channels`` (LLM width), ``clip_channels``
             and ``pyramid_channels`` (encoder widths) filled in when left out and accepted.
@@ -93,6 +98,7 @@ class RefVLM(BaseModel):
         projector: dict | nn.Module | None = None,
         prompt_encoder: dict | nn.Module | None = None,
         router: dict | nn.Module | None = None,
+        ref_parser: dict | Callable | None = None,
         unit_decoders: Mapping[str, dict | nn.Module] | None = None,
         loss_weights: Mapping[str, float] | None = None,
         freeze_llm: bool = False,
@@ -132,6 +138,11 @@ class RefVLM(BaseModel):
         # A prompt encoder taking the host-planned prompt layout reads nothing back from the device.
         self._prompt_slots = 'slots' in inspect.signature(self.prompt_encoder.forward).parameters
         self.router = _build(router or dict(type='LatentEmbeddingRouter'))
+        if isinstance(ref_parser, Mapping):
+            ref_parser = TASK_UTILS.build(ref_parser)
+        if ref_parser is not None and not callable(ref_parser):
+            raise TypeError(f'ref_parser must be callable, got {type(ref_parser).__name__}')
+        self.ref_parser: Callable = ref_parser or find_refs
         # MMEngine's ModuleDict (not torch's): BaseModel.init_weights reaches the decoders through
         # it
         self.unit_decoders = ModuleDict()
@@ -318,7 +329,9 @@ class RefVLM(BaseModel):
     ):
         """Route the ``<REF>`` tokens of the labels on the host (``router.plan``)."""
         host = self.host_batch(inputs)
-        refs = label_refs(host, data_samples, self.tokenizer, set(self.unit_decoders))
+        refs = label_refs(
+            host, data_samples, self.tokenizer, set(self.unit_decoders), parser=self.ref_parser
+        )
         caps = {u: d.num_queries for u, d in self.unit_decoders.items()}
         return self.router.plan(
             refs, caps, batch_size=host.batch_size, pack=pack, select_rows=select_rows
@@ -400,7 +413,9 @@ class RefVLM(BaseModel):
         for b in range(len(data_samples)):
             n = int(gen.lengths[b]) - int(gen.finished[b])  # drop the EOS token
             ids = gen.tokens[b, :n]
-            r, w, results = find_refs(ids, self.tokenizer, known_units=set(self.unit_decoders))
+            r, w, results = self.ref_parser(
+                ids, self.tokenizer, known_units=set(self.unit_decoders)
+            )
             parsed.append((ids, results[0] if results else None))
             refs.append(
                 [

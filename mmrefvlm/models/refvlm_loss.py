@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,11 @@ IGNORE_INDEX = -100
 
 
 def label_refs(
-    host: HostBatch, samples: SampleList | None, tokenizer: Any, known_units: set[str]
+    host: HostBatch,
+    samples: SampleList | None,
+    tokenizer: Any,
+    known_units: set[str],
+    parser: Callable[..., tuple] = find_refs,
 ) -> list[list[FoundRef]]:
     """The ``<REF>`` tokens of each sample's labels, positions in the padded batch.
 
@@ -44,6 +48,8 @@ def label_refs(
             sample's labels).
         tokenizer (RefTokenizer): For parsing.
         known_units (set[str]): Units with a decoder.
+        parser (Callable): Parses labels without ``label_refs``: the model's ``ref_parser``
+            (:func:`~mmrefvlm.trp.find_refs` for TRP answers).
 
     Returns:
         list[list[FoundRef]]: Per sample.
@@ -55,7 +61,7 @@ def label_refs(
         if refs is None:
             span = host.labels[b] != IGNORE_INDEX
             out.append(
-                find_refs(host.input_ids[b], tokenizer, known_units=known_units, span_mask=span)[0]
+                parser(host.input_ids[b], tokenizer, known_units=known_units, span_mask=span)[0]
             )
             continue
         off = int(host.offsets[b])

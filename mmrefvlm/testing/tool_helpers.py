@@ -87,7 +87,9 @@ class ScriptedLM:
         return head
 
 
-def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') -> list[int]:
+def script_generation(
+    monkeypatch: Any, answer: str, tokenizer: str | Mapping[str, Any] = 'demo'
+) -> list[int]:
     """Make every ``RefVLM.predict`` generate ``answer`` (a TRP string, EOS appended) through
     :class:`ScriptedLM`, so the routed ``<REF>`` states, the decoders and everything after them
     run for real on a model too young to write TRP.
@@ -95,7 +97,8 @@ def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') ->
     Args:
         monkeypatch (pytest.MonkeyPatch): Patches ``mmrefvlm.models.refvlm.greedy_generate``.
         answer (str): The answer every sample of every batch generates.
-        tokenizer (str): ``build_tokenizer`` source that encodes ``answer``.
+        tokenizer (str | Mapping): ``build_tokenizer`` source, or its kwargs (e.g. a config's
+            ``model.tokenizer`` with ``extra_tokens``), that encodes ``answer``.
 
     Returns:
         list[int]: Filled with the batch size of each generation call.
@@ -103,7 +106,10 @@ def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') ->
     from mmrefvlm.models import refvlm as refvlm_module
     from mmrefvlm.tokenization import build_tokenizer
 
-    tok = build_tokenizer(tokenizer)
+    if isinstance(tokenizer, str):
+        tok = build_tokenizer(tokenizer)
+    else:
+        tok = build_tokenizer(**{k: v for k, v in dict(tokenizer).items() if k != 'type'})
     ids = tok.encode(answer) + [tok.ids.eos]
     real_generate = refvlm_module.greedy_generate
     calls: list[int] = []
@@ -118,13 +124,19 @@ def script_generation(monkeypatch: Any, answer: str, tokenizer: str = 'demo') ->
 
 
 def train_then_test_scripted(
-    config: str, work_dir: str, monkeypatch: Any, answer: str, test_args: Sequence[str] = ()
+    config: str,
+    work_dir: str,
+    monkeypatch: Any,
+    answer: str,
+    test_args: Sequence[str] = (),
+    tokenizer: Mapping[str, Any] | None = None,
+    test_subset: Sequence[str] = ('test_dataloader.dataset.indices=2',),
 ) -> tuple[str, dict, list]:
     """Run a config through the real tools on tiny budgets, with a scripted LLM answer at test time.
 
     ``tools/train.py`` trains 2 iterations (batch 2) and writes ``iter_2.pth``; ``tools/test.py``
-    then evaluates that checkpoint on the first 2 samples of the test split, with greedy decoding
-    forced to emit ``answer`` (a TRP string; EOS is appended) so that the routed ``<REF>`` states,
+    then evaluates that checkpoint on a few samples of the test split (``test_subset``), with
+    greedy decoding forced to emit ``answer`` (EOS is appended) so that the routed ``<REF>`` states,
     the decoders and the metrics all run for real on a model too young to write TRP itself.
 
     Args:
@@ -132,8 +144,15 @@ def train_then_test_scripted(
         work_dir (str): Parent folder; ``train`` and ``test`` sub-folders are created.
         monkeypatch (pytest.MonkeyPatch): Used to script ``greedy_generate`` and to record the
             samples that ``RefVLM.predict`` returns.
-        answer (str): The TRP answer every test sample generates.
+        answer (str): The answer every test sample generates (TRP, or the config's own answer
+            format).
         test_args (Sequence[str]): More ``tools/test.py`` arguments (e.g. ``--show-dir DIR``).
+        tokenizer (Mapping, optional): ``build_tokenizer`` kwargs that encode ``answer``.
+            Defaults to the config's ``model.tokenizer`` (so extra tokens such as ``[SEG]`` are
+            single tokens).
+        test_subset (Sequence[str]): ``--cfg-options`` that cut the test split to a few samples
+            (default: the first 2 of a single dataset; a ``ConcatDataset`` split needs
+            ``test_dataloader.dataset.datasets.<i>.indices=...`` per dataset).
 
     Returns:
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
@@ -143,7 +162,7 @@ def train_then_test_scripted(
     common = [
         'train_dataloader.batch_size=2',
         'test_dataloader.batch_size=2',
-        'test_dataloader.dataset.indices=2',
+        *test_subset,
         'model.max_new_tokens=24',
     ]
     train_dir, test_dir = osp.join(work_dir, 'train'), osp.join(work_dir, 'test')
@@ -160,7 +179,11 @@ def train_then_test_scripted(
         ]
     )
     ckpt = osp.join(train_dir, 'iter_2.pth')
-    scripted_calls = script_generation(monkeypatch, answer)
+    if tokenizer is None:
+        from mmengine.config import Config
+
+        tokenizer = Config.fromfile(config).model.tokenizer
+    scripted_calls = script_generation(monkeypatch, answer, tokenizer)
     predicted: list = []
     real_predict = refvlm_module.RefVLM.predict
 

@@ -184,8 +184,9 @@ def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> 
 
     Mutates ``model_cfg`` (a plain dict) and returns what was substituted. The LLM becomes
     :data:`VICUNA_7B` (vocabulary + :data:`LLAMA_ADDED_TOKENS`, keeping the config's dtype and
-    attention); the CLIP ViT and ConvNeXt get their paper presets; a tokenizer read from a missing
-    folder becomes the demo tokenizer.
+    attention); the CLIP ViT and ConvNeXt get their paper presets; a decoder checkpoint file that
+    does not exist (SAM weights of a plugin decoder) is dropped; a tokenizer read from a missing
+    folder becomes the demo tokenizer (with the config's extra tokens).
     """
     from mmrefvlm.models.vision.presets import CLIP_CONVNEXT_L_512, CLIP_VIT_L14_336
 
@@ -212,6 +213,11 @@ def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> 
             done.append(f'{key}: {enc.pop("name_or_path")} -> {what} preset')
             enc['config'] = dict(preset)
             model_cfg[key] = enc
+    for unit, dec in dict(model_cfg.get('unit_decoders') or {}).items():
+        ckpt = dec.get('checkpoint') if isinstance(dec, Mapping) else None
+        if isinstance(ckpt, str) and not osp.isfile(ckpt):  # plugin weights (SAM...): shapes only
+            model_cfg['unit_decoders'][unit] = dict(dec, checkpoint=None)
+            done.append(f'unit_decoders.{unit}.checkpoint: {ckpt} -> random weights')
     tok = model_cfg.get('tokenizer')
     if (
         isinstance(tok, Mapping)
@@ -220,7 +226,8 @@ def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> 
         and not osp.isdir(tok['source'])
     ):
         done.append(f'tokenizer: {tok["source"]} -> demo tokenizer (LLM vocabulary set above)')
-        model_cfg['tokenizer'] = dict(source='demo')
+        # keep the config's extra tokens ([SEG], [REJ]...): models check that they exist
+        model_cfg['tokenizer'] = dict(source='demo', extra_tokens=list(tok.get('extra_tokens', ())))
     if verbose:
         from mmengine.logging import print_log
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from mmrefvlm.datasets.conversation_checks import (
 )
 from mmrefvlm.datasets.records import TASKS
 from mmrefvlm.datasets.template_bank import TemplateBank
-from mmrefvlm.registry import TRANSFORMS
+from mmrefvlm.registry import TASK_UTILS, TRANSFORMS
 from mmrefvlm.tokenization import IMAGE_TOKEN, RefTokenizer, build_tokenizer
 from mmrefvlm.trp import build_answer, find_refs, iter_groups, phrase_text
 
@@ -108,6 +108,17 @@ class FormatConversation(BaseTransform):
             paths, or ``'package.module:relative/folder'`` resolved inside an importable package
             (works from lazy configs and from any working directory).
         seed (int): Template sampling seed (with the sample index).
+        answer_format (dict | Callable, optional): Renders a structured answer as the assistant's
+            text, called as ``answer_format(answer, cot=cot) -> str``; a dict is built from
+            ``TASK_UTILS``. None (default): TRP (:func:`mmrefvlm.trp.build_answer`). A format for
+            another answer language (LISA's ``Sure, it is [SEG].``, GSVA's ``e1:[SEG], e2:[REJ]``)
+            must write exactly one reference token per target of :func:`iter_ref_targets`, in
+            that order, and the model's ``ref_parser`` must read those tokens back
+            (``docs/plugins.md`` §11).
+        ref_parser (dict | Callable, optional): Finds the reference tokens of the labels for
+            ``label_refs``, with the signature of :func:`mmrefvlm.trp.find_refs` (called with
+            ``known_units=None``); a dict is built from ``TASK_UTILS``. None (default): TRP. Give
+            the model's ``ref_parser`` here too when ``answer_format`` is not TRP.
     """
 
     def __init__(
@@ -124,6 +135,8 @@ class FormatConversation(BaseTransform):
         template_dir: str | None = None,
         extra_template_dirs: Sequence[str] = (),
         seed: int = 0,
+        answer_format: dict | Callable[..., str] | None = None,
+        ref_parser: dict | Callable[..., tuple] | None = None,
     ) -> None:
         if isinstance(tokenizer, Mapping):
             cfg = dict(tokenizer)
@@ -156,6 +169,16 @@ class FormatConversation(BaseTransform):
             template_dir, extra_dirs=[resolve_package_path(d) for d in extra_template_dirs]
         )
         self.seed = seed
+        if isinstance(answer_format, Mapping):
+            answer_format = TASK_UTILS.build(answer_format)
+        if answer_format is not None and not callable(answer_format):
+            raise TypeError(f'answer_format must be callable, got {type(answer_format).__name__}')
+        self.render_answer: Callable[..., str] = answer_format or build_answer
+        if isinstance(ref_parser, Mapping):
+            ref_parser = TASK_UTILS.build(ref_parser)
+        if ref_parser is not None and not callable(ref_parser):
+            raise TypeError(f'ref_parser must be callable, got {type(ref_parser).__name__}')
+        self.find_refs: Callable[..., tuple] = ref_parser or find_refs
 
     # -- rendering ---------------------------------------------------------------------------
     def _user_text(self, turn: dict, task: str, sample_idx: int, rid, field: str) -> str:
@@ -222,7 +245,7 @@ class FormatConversation(BaseTransform):
                 if self.predict and i == len(conv) - 1:
                     break
                 try:
-                    pieces.append((build_answer(turn['answer'], cot=self.cot), True))
+                    pieces.append((self.render_answer(turn['answer'], cot=self.cot), True))
                 except (ValueError, TypeError) as err:
                     raise record_error(rid, f'{field}.answer', str(err)) from err
                 pieces.append(('<EOS>', True))
@@ -317,7 +340,7 @@ class FormatConversation(BaseTransform):
         label_refs = (
             []
             if self.predict
-            else find_refs(
+            else self.find_refs(
                 ids, self.tokenizer, known_units=None, span_mask=[t != IGNORE_INDEX for t in labels]
             )[0]
         )
@@ -327,7 +350,7 @@ class FormatConversation(BaseTransform):
             label_refs=label_refs,
             ref_targets=refs,
             gt_answer=last_answer,
-            gt_text=None if last_answer is None else build_answer(last_answer, cot=self.cot),
+            gt_text=None if last_answer is None else self.render_answer(last_answer, cot=self.cot),
             prompt_types=[p['type'] for p in results.get('visual_prompts') or ()],
         )
         return results

@@ -8,6 +8,7 @@ from .latent_router import (
     UnitRoute,
     find_refs,
 )
+from .token_ref_parser import SpecialTokenRefParser
 
 __all__ = [
     'LatentEmbeddingRouter',
@@ -17,4 +18,5 @@ __all__ = [
     'UnitRoute',
     'find_refs',
     'FoundRef',
+    'SpecialTokenRefParser',
 ]
