@@ -1,8 +1,9 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Training-step breakdown of the tiny demo config inside a real MMEngine ``Runner``.
 
-Run: ``python benchmarks/bench_train_step.py`` (about 1-2 minutes; writes
-``benchmarks/results/train_step.json`` and prints the table).
+Run: ``python benchmarks/bench_train_step.py [--device cuda]`` (about 1-2 minutes; writes
+``benchmarks/results/train_step[_cuda].json`` and prints the table). With ``--device cuda`` every
+section boundary synchronises the GPU, so each section holds its device time.
 
 With ``--config CONFIG`` naming another config (e.g. ``configs/refvlm/stage2_lora.py``), the
 script runs the paper-scale measurement instead (step time, throughput, MFU, peak memory per batch
@@ -15,10 +16,11 @@ process only, the pieces of one step with nested wall-clock timers (:mod:`benchm
 the dataloader's ``next`` (sampling, the dataset pipeline for 8 samples, collate), the data
 preprocessor, ``RefVLM.loss`` and inside it the CLIP-ViT, the ConvNeXt pyramid, the projector, the
 visual-prompt encoder, token embedding + splicing, the LLM decoder stack, the LM head + CE, the
-router (``_route_labels``: TRP parsing of the labels + packing), each decoder's ``loss`` with the
-grouped matching (every ``mmrefvlm.models.matchers`` cost/assignment function it calls) timed
-apart, and the fake inputs (decoder forwards outside ``loss`` and the fake visual prompt); then
-``parse_losses``, ``optim_wrapper.backward``, ``step`` (grad clipping + AdamW) and ``zero_grad``.
+router (``_plan_step``: the host plan of the step, and ``router.pack``), each decoder's loss with
+the grouped matching (every ``mmrefvlm.models.matchers`` cost/assignment function it calls, and
+the one solve of all decoders) timed apart, and the fake inputs (decoder forwards outside ``loss``
+and the fake visual prompt); then ``parse_losses``, ``optim_wrapper.backward``, ``step`` (grad
+clipping + AdamW) and ``zero_grad``.
 Every other measured step runs a benchmark-local prototype in which each decoder's ``loss`` only
 sees the samples that have queries of its unit (identical losses and gradients); those steps are
 reported apart and are not in the breakdown. The backward is split with gradient hooks on the LLM's
@@ -42,7 +44,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -79,7 +80,7 @@ class TimedIterator:
         return self
 
     def __next__(self):
-        self.on_step(time.perf_counter())
+        self.on_step(self.sections.now())
         self.sections.push('data loading')
         try:
             return next(self.it)
@@ -133,11 +134,11 @@ def instrument(runner, sec: Sections, on_step, rows_flag: dict) -> None:
     sec.wrap(model.prompt_encoder, 'forward', fake_or('visual-prompt encoder'))
     embed_inputs = model.embed_inputs
 
-    def embed_inputs_timed(inputs, vis, image_tokens):
+    def embed_inputs_timed(inputs, *args, **kwargs):
         state['fake_prompt'] = model.training and inputs['prompt_masks'].shape[0] == 0
         sec.push('embeddings + splice')
         try:
-            return embed_inputs(inputs, vis, image_tokens)
+            return embed_inputs(inputs, *args, **kwargs)
         finally:
             sec.pop()
             state['fake_prompt'] = False
@@ -145,8 +146,8 @@ def instrument(runner, sec: Sections, on_step, rows_flag: dict) -> None:
     model.embed_inputs = embed_inputs_timed
     _wrap_llm(model, sec)
     sec.wrap(refvlm_mod, 'lm_loss', 'LM head + CE')
-    sec.wrap(model, '_route_labels', 'router')
-    sec.wrap(model, '_check_alignment', 'router')
+    sec.wrap(model, '_plan_step', 'router')  # host plan: token indices, routing, matching layout
+    sec.wrap(model.router, 'pack', 'router')
     for unit, dec in model.unit_decoders.items():
         install_row_selection(dec, rows_flag)
         _wrap_decoder(dec, unit, sec)
@@ -161,18 +162,18 @@ def _wrap_decoder(dec, unit: str, sec: Sections) -> None:
     loss = dec.loss
 
     def loss_timed(queries, visual, samples):
-        sec.push(f'decoder: {unit}' if bool(queries.mask.any()) else 'fake inputs')
+        sec.push(f'decoder: {unit}' if queries.num_queries else 'fake inputs')
         try:
             return loss(queries, visual, samples)
         finally:
             sec.pop()
 
     dec.loss = loss_timed
-    sec.wrap(
-        dec,
-        'forward',
-        lambda: sec.top() if sec.top() in (f'decoder: {unit}', 'fake inputs') else 'fake inputs',
-    )
+    inside = (f'decoder: {unit}', 'fake inputs')
+    for phase in ('loss_costs', 'loss_assigned'):  # the two-phase loss (batched matching)
+        if phase in type(dec).__dict__:
+            sec.wrap(dec, phase, lambda: sec.top() if sec.top() in inside else f'decoder: {unit}')
+    sec.wrap(dec, 'forward', lambda: sec.top() if sec.top() in inside else 'fake inputs')
 
 
 def _wrap_llm(model, sec: Sections) -> None:
@@ -224,12 +225,13 @@ def _wrap_matchers(sec: Sections) -> None:
     import inspect
 
     for name, mod in list(sys.modules.items()):
-        if not name.startswith('mmrefvlm.models.unit_decoders') or mod is None:
+        owners = ('mmrefvlm.models.unit_decoders', 'mmrefvlm.models.refvlm_loss')
+        if not name.startswith(owners) or mod is None:
             continue
         for attr, obj in list(vars(mod).items()):
             if (
                 inspect.isfunction(obj)
-                and obj.__module__.startswith('mmrefvlm.models.matchers')
+                and (obj.__module__.startswith('mmrefvlm.models.matchers') or 'costs' in attr)
                 and any(w in attr for w in MATCH_WORDS)
             ):
                 sec.wrap(mod, attr, 'matching')
@@ -372,8 +374,9 @@ def demo_main(argv: list[str]) -> None:
     parser.add_argument(
         '--device',
         default='cpu',
-        choices=['cpu'],
-        help='the demo breakdown times host-side sections: CPU only for now',
+        choices=('cpu', 'cuda'),
+        help='cuda: train on the GPU and synchronise at every section boundary, so that each '
+        'section holds its device time (the step is slower than unsynchronised)',
     )
     parser.add_argument(
         '--iters',
@@ -385,9 +388,13 @@ def demo_main(argv: list[str]) -> None:
     parser.add_argument('--profile-iters', type=int, default=4)
     args = parser.parse_args(argv)
     args.profile_iters = max(1, args.profile_iters)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: CUDA is not available')
+    if args.device == 'cpu':  # the runner trains on a GPU whenever it sees one
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
     setup_single_thread()
     os.chdir(ROOT)  # the config's data_root is relative to the repository
-    sec = Sections()
+    sec = Sections(sync=torch.cuda.synchronize if args.device == 'cuda' else None)
     recorder = StepRecorder(sec, args.warmup, args.iters)
     with tempfile.TemporaryDirectory() as work_dir:
         runner = build_runner(args, work_dir)
@@ -405,10 +412,12 @@ def demo_main(argv: list[str]) -> None:
         summary['not_model_share_of_mean_step'] + fake_bwd / mean_step
     )
     path = write_results(
-        'train_step',
+        'train_step' if args.device == 'cpu' else 'train_step_cuda',
         dict(
-            command='python benchmarks/bench_train_step.py',
+            command='python benchmarks/bench_train_step.py ' + ' '.join(sys.argv[1:]),
             config=str(CONFIG.relative_to(ROOT)),
+            device=args.device,
+            gpu=torch.cuda.get_device_name() if args.device == 'cuda' else None,
             batch_size=batch,
             iters=args.iters,
             warmup=args.warmup,
@@ -422,6 +431,7 @@ def demo_main(argv: list[str]) -> None:
         ),
     )
     print_table(summary, check, batch)
+    print(f'device: {args.device} (sections synchronised: {args.device == "cuda"})')
     print(
         f'not-model share of the mean step: {100 * summary["not_model_share_of_mean_step"]:.1f} %'
         f"; with the fake inputs' backward (profiler estimate) "

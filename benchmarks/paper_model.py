@@ -80,8 +80,14 @@ def shrink_(model_cfg: dict) -> None:
         for key in ('in_channels', 'pyramid_channels', 'clip_channels'):
             dec.pop(key, None)  # RefVLM fills them from the tiny LLM and encoders
         dec.update({k: v for k, v in TINY_DECODER.items() if k in dec})
+        for block in ('decoder', 'head'):  # the composed spelling (memory=, decoder=, head=)
+            if isinstance(dec.get(block), dict):
+                sub = dec[block]
+                dec[block] = dict(sub, **{k: v for k, v in TINY_DECODER.items() if k in sub})
         if dec.get('memory_size') is not None:
             dec['memory_size'] = 16
+        if isinstance(dec.get('memory'), dict) and dec['memory'].get('size') is not None:
+            dec['memory'] = dict(dec['memory'], size=16)
         model_cfg['unit_decoders'][unit] = dec
 
 

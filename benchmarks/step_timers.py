@@ -24,11 +24,18 @@ import torch
 class Sections:
     """Exclusive wall-clock time per section name (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
         self.stack: list[list] = []
         self.exclusive: dict[str, float] = defaultdict(float)
         self.marks: dict[str, float] = {}
         self.emit_ranges = False
+        self.sync = sync  # e.g. torch.cuda.synchronize: section times include the device work
+
+    def now(self) -> float:
+        """``time.perf_counter()`` after the device caught up (when ``sync`` is set)."""
+        if self.sync is not None:
+            self.sync()
+        return time.perf_counter()
 
     def reset(self) -> None:
         """Forget accumulated times and marks (open sections keep running)."""
@@ -45,12 +52,12 @@ class Sections:
         if self.emit_ranges:
             rf = torch.autograd.profiler.record_function(name)
             rf.__enter__()
-        self.stack.append([name, time.perf_counter(), 0.0, rf])
+        self.stack.append([name, self.now(), 0.0, rf])
 
     def pop(self) -> float:
         """Close the innermost section; returns its inclusive duration (s)."""
         name, start, child, rf = self.stack.pop()
-        dur = time.perf_counter() - start
+        dur = self.now() - start
         if rf is not None:
             rf.__exit__(None, None, None)
         self.exclusive[name] += dur - child
@@ -60,7 +67,7 @@ class Sections:
 
     def mark(self, key: str) -> None:
         """Record the time of an event (e.g. a gradient hook firing)."""
-        self.marks[key] = time.perf_counter()
+        self.marks[key] = self.now()
 
     def wrap(self, owner: Any, attr: str, name: str | Callable[[], str]) -> None:
         """Replace ``owner.attr`` by a timed version; ``name`` may be computed at call time."""

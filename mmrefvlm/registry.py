@@ -75,6 +75,9 @@ VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, ['mmrefvlm.visualizati
 LOG_PROCESSORS = _child('log_processor', MMENGINE_LOG_PROCESSORS, ['mmrefvlm.engine'])
 INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS, ['mmrefvlm.apis'])
 FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, ['mmrefvlm.datasets'])
+# Overlay drawers of visual units (``UnitDrawer`` classes, keyed by class name): a kind of object
+# the Runner never builds, so it has no MMEngine parent. Plugins register their units' drawers.
+UNIT_DRAWERS = Registry('unit drawer', scope=SCOPE, locations=['mmrefvlm.visualization'])
 
 # The registry that owns each key of a config, for error messages that list close names.
 ALL_REGISTRIES = dict(
@@ -94,4 +97,5 @@ ALL_REGISTRIES = dict(
     VISUALIZERS=VISUALIZERS,
     VISBACKENDS=VISBACKENDS,
     FUNCTIONS=FUNCTIONS,
+    UNIT_DRAWERS=UNIT_DRAWERS,
 )

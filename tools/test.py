@@ -32,11 +32,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--show-dir', help='write PNG overlays (prediction next to ground truth) here')
     p.add_argument('--max-show', type=int, default=50, help='at most this many overlays')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
+    p.add_argument(
+        '--skip-preflight',
+        action='store_true',
+        help='do not check that the weights and data the config names exist before building',
+    )
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def preflight(cfg, mode: str, config: str) -> None:
+    """Stop with one message listing every missing weight / data path (before building)."""
+    from mmrefvlm.utils.preflight import PreflightError, run_preflight
+
+    try:
+        run_preflight(cfg, mode, config_name=config)
+    except PreflightError as err:
+        raise SystemExit(str(err)) from None
 
 
 def main(argv=None) -> dict:
@@ -57,6 +72,8 @@ def main(argv=None) -> dict:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='RefVLMVisualizationHook', out_dir=args.show_dir, max_images=args.max_show)
         ]
+    if not args.skip_preflight:
+        preflight(cfg, 'test', args.config)
     with registry_hints():  # an unknown `type` in the config: list close registered names
         runner = build_runner(cfg)
         runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)

@@ -36,11 +36,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         action=DictAction,
         help='override config entries, e.g. train_cfg.max_iters=100',
     )
+    p.add_argument(
+        '--skip-preflight',
+        action='store_true',
+        help='do not check that the weights and data the config names exist before building',
+    )
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def preflight(cfg, mode: str, config: str) -> None:
+    """Stop with one message listing every missing weight / data path (before building)."""
+    from mmrefvlm.utils.preflight import PreflightError, run_preflight
+
+    try:
+        run_preflight(cfg, mode, config_name=config)
+    except PreflightError as err:
+        raise SystemExit(str(err)) from None
 
 
 def main(argv=None) -> None:
@@ -64,6 +79,8 @@ def main(argv=None) -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    if not args.skip_preflight:
+        preflight(cfg, 'train', args.config)
     with registry_hints():  # an unknown `type` in the config: list close registered names
         runner = build_runner(cfg)
         runner.train()

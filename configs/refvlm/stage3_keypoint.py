@@ -11,7 +11,7 @@ with read_base():
 from mmrefvlm.datasets import RefVLMDataset, WeightedMultiDatasetSampler
 from mmrefvlm.engine.hooks import InitUnitDecoderHook
 from mmrefvlm.evaluation import KeypointMetric
-from mmrefvlm.models.unit_decoders import KeypointUnitDecoder
+from mmrefvlm.models.unit_decoders import KeypointUnitDecoder, KeypointUnitHead
 
 # --- knobs ---
 stage2_checkpoint = 'work_dirs/stage2/iter_63000.pth'
@@ -25,16 +25,11 @@ model.unit_decoders = dict(
         num_queries=100,
         num_keypoints=17,
         d_model=256,
-        num_layers=6,
-        num_point_layers=6,
-        num_heads=8,
-        ffn_dim=2048,
-        dropout=0.1,
         pyramid_channels=pyramid_channels,
         clip_channels=clip_channels,
-        memory_levels=(0, 1, 2),
-        memory_use_clip=True,
-        memory_size=128,
+        memory=dict(levels=(0, 1, 2), use_clip=True, size=128),
+        decoder=dict(num_layers=6, num_heads=8, ffn_dim=2048, dropout=0.1),
+        head=dict(type=KeypointUnitHead, box_head='mlp', point_decoder=dict(num_layers=6)),
     )
 )
 model.loss_weights = dict(llm=1.0, keypoint=1.0)

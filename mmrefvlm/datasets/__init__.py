@@ -9,11 +9,13 @@ from .template_bank import TemplateBank
 from .transforms import (
     BuildUnitTargets,
     FormatConversation,
+    GeometryTarget,
     LoadRecordDepth,
     LoadRecordImage,
     PackRefVLMInputs,
     PrepareImages,
     RasterizeVisualPrompts,
+    RemapRecordUnits,
 )
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     'FormatConversation',
     'BuildUnitTargets',
     'PackRefVLMInputs',
+    'RemapRecordUnits',
+    'GeometryTarget',
     'refvlm_collate',
     'TemplateBank',
     'generate_demo_dataset',

@@ -5,18 +5,23 @@ Masks in records are COCO compressed RLE ``{"size": [h, w], "counts": str}`` or 
 ``[[x1, y1, x2, y2, ...], ...]``. Boxes are ``[x1, y1, x2, y2]`` float pixels of the original image.
 
 ``pycocotools`` is imported lazily (it is an optional dependency of the core). RLE counts are parsed
-and checked in Python before pycocotools decodes them: pycocotools writes ``sum(counts)`` pixels
-without bounds checks, so a malformed string from an untrusted file could overrun its buffer.
+and checked in Python (:mod:`mmrefvlm.datasets.rle`) before pycocotools decodes them.
+
+The ``check_*`` functions return an error message (None when valid). They are the one check per
+field shared by the record validator (``records.validate_record``) and the data pipeline, which
+raises their message with the record id; so a record the validator passes always loads.
 """
 
 from __future__ import annotations
 
 import math
-import os.path as osp
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 import numpy as np
+
+from .files import check_depth_file
+from .rle import check_rle, rle_counts_from_string
 
 __all__ = [
     'rle_counts_from_string',
@@ -39,6 +44,8 @@ __all__ = [
 
 #: Slack (pixels) for float boxes that end a rounding error outside the image.
 BBOX_EPS = 1e-3
+#: Polygon vertices may lie this many image sizes (max(H, W)) outside the image.
+POLYGON_MARGIN = 4
 
 
 def _mask_utils():
@@ -54,104 +61,15 @@ def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def rle_counts_from_string(counts: str) -> list[int]:
-    """Run lengths of a COCO compressed RLE string (the inverse of ``pycocotools`` encoding).
+def check_polygons(
+    polygons: Any, height: int | None = None, width: int | None = None
+) -> str | None:
+    """Check a polygon list: non-empty, each ≥ 3 points of finite numbers. None if valid.
 
-    Each count is a little-endian base-32 varint of ASCII characters ``'0' + (0..63)`` with a
-    continuation bit (0x20) and a sign bit on its last character; from the third count on, the
-    value is stored as a difference to the count two places earlier.
-
-    Args:
-        counts (str): The ``counts`` field of a compressed RLE.
-
-    Returns:
-        list[int]: Run lengths, alternating background / foreground, starting with background.
-
-    Raises:
-        ValueError: A character outside ``'0'..'o'`` or a truncated varint.
+    With the image size, every vertex must also lie within :data:`POLYGON_MARGIN` image sizes
+    of the image (vertices outside are clipped; pycocotools' rasteriser takes time proportional
+    to the perimeter, so a vertex at 1e8 would hang it).
     """
-    runs: list[int] = []
-    pos, size = 0, len(counts)
-    while pos < size:
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= size:
-                raise ValueError(f'truncated RLE counts at character {pos}')
-            code = ord(counts[pos]) - 48
-            if not 0 <= code < 64:
-                raise ValueError(f'invalid RLE character {counts[pos]!r} at {pos}')
-            value |= (code & 0x1F) << shift
-            more = bool(code & 0x20)
-            pos += 1
-            shift += 5
-            if not more and code & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-    return runs
-
-
-def check_rle(
-    rle: Any,
-    height: int | None = None,
-    width: int | None = None,
-    *,
-    allow_uncompressed: bool = False,
-) -> tuple[str | None, int]:
-    """Check a COCO RLE and count its foreground pixels without decoding it.
-
-    Args:
-        rle (Any): The candidate ``{"size": [h, w], "counts": str}``.
-        height (int, optional): Expected mask height (the image height).
-        width (int, optional): Expected mask width.
-        allow_uncompressed (bool): Also accept ``counts`` as a list of ints. Default False.
-
-    Returns:
-        tuple[str | None, int]: An error message (None if valid) and the foreground area.
-    """
-    if not isinstance(rle, dict) or 'size' not in rle or 'counts' not in rle:
-        return 'an RLE mask must be {"size": [h, w], "counts": str}', 0
-    size = rle['size']
-    if (
-        not isinstance(size, (list, tuple))
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-    ):
-        return f'RLE size must be [h, w] positive ints, got {size!r}', 0
-    if height is not None and width is not None and list(size) != [height, width]:
-        return f'RLE size {list(size)} does not match the image [h, w] = [{height}, {width}]', 0
-    counts = rle['counts']
-    if isinstance(counts, list):
-        if not allow_uncompressed:
-            return (
-                'RLE counts is an uncompressed list; store compressed counts '
-                '(pycocotools.mask.encode(...)["counts"].decode())'
-            ), 0
-        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-            return 'uncompressed RLE counts must be ints', 0
-        runs = counts
-    elif isinstance(counts, (str, bytes)):
-        try:
-            runs = rle_counts_from_string(
-                counts.decode('ascii') if isinstance(counts, bytes) else counts
-            )
-        except (ValueError, UnicodeDecodeError) as err:
-            return f'invalid RLE counts: {err}', 0
-    else:
-        return f'RLE counts must be a string, got {type(counts).__name__}', 0
-    if any(r < 0 for r in runs):
-        return 'invalid RLE counts: negative run length', 0
-    if sum(runs) != size[0] * size[1]:
-        return (
-            f'invalid RLE counts: runs cover {sum(runs)} pixels, size {list(size)} needs '
-            f'{size[0] * size[1]}'
-        ), 0
-    return None, int(sum(runs[1::2]))
-
-
-def check_polygons(polygons: Any) -> str | None:
-    """Check a polygon list: non-empty, each ≥ 3 points of finite numbers. None if valid."""
     if not isinstance(polygons, list) or not polygons:
         return 'polygons must be a non-empty list of [x1, y1, x2, y2, ...] lists'
     for k, poly in enumerate(polygons):
@@ -161,6 +79,15 @@ def check_polygons(polygons: Any) -> str | None:
             return f'polygon {k} has an odd number of coordinates ({len(poly)})'
         if len(poly) < 6:
             return f'polygon {k} has {len(poly) // 2} points; a polygon needs at least 3'
+        if height is not None and width is not None:
+            far = POLYGON_MARGIN * max(height, width)
+            for x, y in zip(poly[::2], poly[1::2], strict=True):
+                if not (-far <= x <= width + far and -far <= y <= height + far):
+                    return (
+                        f'polygon {k} has a vertex ({x}, {y}) far outside the image (width '
+                        f'{width}, height {height}; at most {POLYGON_MARGIN} image sizes '
+                        'outside it)'
+                    )
     return None
 
 
@@ -181,7 +108,7 @@ def check_mask(mask: Any, height: int | None, width: int | None) -> str | None:
         if err is None and area == 0:
             err = 'mask is empty (0 foreground pixels)'
         return err
-    err = check_polygons(mask)
+    err = check_polygons(mask, height, width)
     if err is None and height is not None and width is not None:
         if mask_area(mask, height, width) == 0:
             err = 'mask is empty (the polygons cover no pixel of the image)'
@@ -191,9 +118,16 @@ def check_mask(mask: Any, height: int | None, width: int | None) -> str | None:
 def check_bbox(
     bbox: Any, width: int | None, height: int | None, eps: float = BBOX_EPS
 ) -> str | None:
-    """Check an ``[x1, y1, x2, y2]`` box: finite, not inverted, inside the image (± ``eps``)."""
-    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(map(is_number, bbox)):
+    """Check an ``[x1, y1, x2, y2]`` box: numbers, finite, not inverted, inside the image (±
+    ``eps`` pixels, for float rounding)."""
+    if (
+        not isinstance(bbox, (list, tuple))
+        or len(bbox) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+    ):
         return f'bbox must be [x1, y1, x2, y2] finite numbers, got {bbox!r}'
+    if not all(map(math.isfinite, bbox)):
+        return f'bbox {list(bbox)} is not finite'
     x1, y1, x2, y2 = bbox
     if not (x1 < x2 and y1 < y2):
         return f'bbox {list(bbox)} is inverted or empty (needs x1 < x2 and y1 < y2)'
@@ -220,7 +154,7 @@ def _to_coco_rle(mask: Any, height: int, width: int) -> dict:
             'size': [height, width],
             'counts': counts.encode('ascii') if isinstance(counts, str) else counts,
         }
-    err = check_polygons(mask)
+    err = check_polygons(mask, height, width)
     if err is not None:
         raise ValueError(err)
     return mask_utils.merge(mask_utils.frPyObjects(mask, height, width))
@@ -304,8 +238,14 @@ def clean_polygons(polygons: Any) -> list[list[float]]:
     ]
 
 
-def check_keypoints(keypoints: Any) -> str | None:
-    """Check ``[x, y, v] * K``: a non-empty multiple of 3 finite numbers, v in {0, 1, 2}."""
+def check_keypoints(
+    keypoints: Any,
+    width: int | None = None,
+    height: int | None = None,
+    eps: float = BBOX_EPS,
+) -> str | None:
+    """Check ``[x, y, v] * K``: a non-empty multiple of 3 finite numbers, v in {0, 1, 2}, and with
+    the image size, labelled points (v > 0) inside the image (± ``eps`` pixels)."""
     if (
         not isinstance(keypoints, list)
         or not keypoints
@@ -319,13 +259,23 @@ def check_keypoints(keypoints: Any) -> str | None:
         return (
             f'visibility must be 0, 1 or 2; keypoint {bad[0]} has v={keypoints[3 * bad[0] + 2]!r}'
         )
+    if width is not None and height is not None:
+        for k in range(len(keypoints) // 3):
+            x, y, v = keypoints[3 * k : 3 * k + 3]
+            if v > 0 and not (-eps <= x <= width + eps and -eps <= y <= height + eps):
+                return (
+                    f'labelled keypoint {k} at ({x}, {y}) is outside the image (width {width}, '
+                    f'height {height}); unlabelled points have v=0'
+                )
     return None
 
 
 def check_visual_prompt_geometry(
     kind: str, geometry: Any, width: int | None, height: int | None
 ) -> str | None:
-    """Check the geometry of a ``point`` / ``box`` / ``scribble`` / ``mask`` visual prompt."""
+    """Check the geometry of a ``point`` / ``box`` / ``scribble`` / ``mask`` visual prompt: well
+    formed, finite and, with the image size, inside the image (a prompt outside it would be
+    clipped to a pixel of the border)."""
     if kind == 'point':
         if not (
             isinstance(geometry, list) and len(geometry) == 2 and all(map(is_number, geometry))
@@ -348,34 +298,13 @@ def check_visual_prompt_geometry(
                 isinstance(p, list) and len(p) == 2 and all(map(is_number, p)) for p in geometry
             )
         )
-        return None if ok else 'scribble must be a list of >= 2 [x, y] finite points'
+        if not ok:
+            return 'scribble must be a list of >= 2 [x, y] finite points'
+        if width is not None and height is not None:
+            for x, y in geometry:
+                if not (0 <= x <= width and 0 <= y <= height):
+                    return f'scribble point {[x, y]} is outside the image ({width}x{height})'
+        return None
     if kind == 'mask':
         return check_mask(geometry, height, width)
     return f'unknown visual prompt type {kind!r}'
-
-
-def check_depth_file(path: str, fmt: str, width: int | None, height: int | None) -> str | None:
-    """Header check of a depth map: exists, 16-bit PNG (``png16``) or 2-D numeric ``npy``, of the
-    image size. Returns the error message or None."""
-    if not osp.isfile(path):
-        return f'file {path} not found'
-    try:
-        if fmt == 'png16':
-            from PIL import Image
-
-            with Image.open(path) as im:
-                if im.format != 'PNG' or im.mode not in ('I;16', 'I;16B', 'I;16L', 'I'):
-                    return f'{path} is not a 16-bit PNG (format {im.format}, mode {im.mode})'
-                w, h = im.size
-        elif fmt == 'npy':
-            arr = np.load(path, mmap_mode='r', allow_pickle=False)
-            if arr.ndim != 2 or arr.dtype.kind not in 'uif':
-                return f'{path} must hold a 2-D numeric array, got {arr.dtype} {arr.shape}'
-            h, w = arr.shape
-        else:
-            return f'unknown depth format {fmt!r}'
-    except (OSError, ValueError) as err:
-        return f'cannot read {path}: {err}'
-    if width is not None and height is not None and (w, h) != (width, height):
-        return f'depth map is {w}x{h}, the image is {width}x{height}'
-    return None

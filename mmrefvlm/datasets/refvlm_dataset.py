@@ -31,7 +31,13 @@ class RefVLMDataset(BaseDataset):
         skip_bad_samples (bool): On a missing/corrupt file or unusable target, log a warning, count
             it in ``num_skipped`` and use the next sample instead of raising. Default False: a data
             problem stops training with the record id and the reason.
-        max_consecutive_skips (int): Give up (raise) after this many bad samples in a row.
+        max_consecutive_skips (int): Give up (raise) after this many bad samples in a row, or
+            once every sample of the dataset was tried (a dataset of N samples tries at most N
+            distinct ones: a one-record dataset gives up after its one bad record).
+        allow_outside_data_root (bool): Accept image and depth paths that are absolute or
+            resolve outside ``data_root`` (symbolic links count as their target). Default False:
+            such a record is refused (``SampleLoadError``), so a record cannot read arbitrary
+            files.
         indices (int | Sequence[int], optional): Subset, as in MMEngine's ``BaseDataset``.
         test_mode (bool): Evaluation dataset (never skips silently: a bad sample raises).
         lazy_init (bool): Defer reading the JSONL until first use. Default True.
@@ -48,6 +54,7 @@ class RefVLMDataset(BaseDataset):
         tasks: Sequence[str] | None = None,
         skip_bad_samples: bool = False,
         max_consecutive_skips: int = 50,
+        allow_outside_data_root: bool = False,
         indices=None,
         test_mode: bool = False,
         lazy_init: bool = True,
@@ -55,7 +62,10 @@ class RefVLMDataset(BaseDataset):
     ) -> None:
         self.tasks = tuple(tasks) if tasks else None
         self.skip_bad_samples = skip_bad_samples
+        if max_consecutive_skips < 0:
+            raise ValueError(f'max_consecutive_skips must be >= 0, got {max_consecutive_skips}')
         self.max_consecutive_skips = max_consecutive_skips
+        self.allow_outside_data_root = allow_outside_data_root
         self.num_skipped = 0
         super().__init__(
             ann_file=ann_file,
@@ -104,12 +114,14 @@ class RefVLMDataset(BaseDataset):
         """The pipeline output of sample ``idx`` (``sample_idx`` is set for seeded templates)."""
         info = self.get_data_info(idx)
         info['sample_idx'] = idx
+        info['allow_outside_data_root'] = self.allow_outside_data_root
         return self.pipeline(info)
 
     def __getitem__(self, idx: int) -> dict:
         self.full_init()  # no-op once initialised
         first_error, num = None, len(self)
-        for attempt in range(self.max_consecutive_skips + 1):
+        tries = min(self.max_consecutive_skips + 1, num)  # each index at most once
+        for attempt in range(tries):
             cur = (idx + attempt) % num
             try:
                 return self.prepare_data(cur)
@@ -123,7 +135,7 @@ class RefVLMDataset(BaseDataset):
                     logger='current',
                     level=30,
                 )
+        every = ' (every sample of the dataset)' if tries == num else ''
         raise RuntimeError(
-            f'{self.max_consecutive_skips + 1} consecutive bad samples from index '
-            f'{idx}; first error: {first_error}'
+            f'{tries} consecutive bad samples from index {idx}{every}; first error: {first_error}'
         )

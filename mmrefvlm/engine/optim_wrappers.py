@@ -10,6 +10,10 @@ logged (``print_log`` warning and the message-hub scalar ``train/nonfinite_skips
 count), and with ``action='stop'`` training raises :class:`NonFiniteLossError` once
 ``max_consecutive`` consecutive steps were non-finite.
 
+With ``sharded_grads=True`` (FSDP: each rank holds a shard of every gradient) gradient clipping
+uses the *global* norm, all-reduced over the ranks, instead of each rank's shard norm; otherwise
+every rank would clip by a different factor and the run would silently differ from DDP.
+
 Config (replaces ``OptimWrapper`` in ``optim_wrapper``)::
 
     optim_wrapper = dict(type='NaNGuardOptimWrapper', action='skip', max_consecutive=10,
@@ -19,9 +23,11 @@ Config (replaces ``OptimWrapper`` in ``optim_wrapper``)::
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, TypeAlias
 
 import torch
+from mmengine.device import get_device
 from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
@@ -50,12 +56,15 @@ else:
 class _NaNGuardMixin(_GuardBase):
     """The guard logic, shared by the fp32 and the AMP wrapper (see the module docstring)."""
 
-    def _init_guard(self, action: str, max_consecutive: int, check_grads: bool) -> None:
+    def _init_guard(
+        self, action: str, max_consecutive: int, check_grads: bool, sharded_grads: bool = False
+    ) -> None:
         if action not in _ACTIONS:
             raise ValueError(f'action must be one of {_ACTIONS}, got {action!r}')
         if not isinstance(max_consecutive, int) or max_consecutive < 1:
             raise ValueError(f'max_consecutive must be a positive int, got {max_consecutive!r}')
         self.action, self.max_consecutive, self.check_grads = action, max_consecutive, check_grads
+        self.sharded_grads = bool(sharded_grads)
         self.num_skipped = 0  # skipped optimizer steps, in total (resumed from checkpoints)
         self.num_consecutive = 0  # current run of skipped steps
         self._window_finite = True  # all losses since the last step were finite (accumulation)
@@ -100,6 +109,26 @@ class _NaNGuardMixin(_GuardBase):
         total = torch.nn.utils.get_total_norm(grads, norm_type=2.0, error_if_nonfinite=False)
         return bool(torch.isfinite(total))
 
+    def _clip_grad(self) -> None:
+        """Clip by the global norm when gradients are sharded (see the module docstring)."""
+        if not self.sharded_grads or self.clip_func is not torch.nn.utils.clip_grad_norm_:
+            super()._clip_grad()
+            return
+        params = [
+            p
+            for g in self.optimizer.param_groups
+            for p in g['params']
+            if p.requires_grad and p.grad is not None
+        ]
+        kwargs = dict(self.clip_grad_kwargs)
+        max_norm, norm_type = kwargs.pop('max_norm'), float(kwargs.pop('norm_type', 2.0))
+        total = sharded_grad_norm([p.grad for p in params], norm_type)  # every rank takes part
+        if params:
+            torch.nn.utils.clip_grads_with_norm_(
+                params, max_norm, total, foreach=kwargs.get('foreach')
+            )
+        self.message_hub.update_scalar(f'train/{self.grad_name}', float(total))
+
     def _skip(self, loss: Tensor) -> None:
         self.num_skipped += 1
         self.num_consecutive += 1
@@ -134,6 +163,30 @@ class _NaNGuardMixin(_GuardBase):
         super().load_state_dict(state_dict)
 
 
+def sharded_grad_norm(grads: list[Tensor], norm_type: float = 2.0) -> Tensor:
+    """The norm of the full gradient when each rank holds disjoint shards of it.
+
+    Args:
+        grads (list[Tensor]): This rank's gradient shards (may be empty).
+        norm_type (float): p of the p-norm; ``inf`` for the max norm.
+
+    Returns:
+        Tensor: () float32, the same on every rank (all-reduced; the local norm when not
+        distributed).
+    """
+    device = grads[0].device if grads else torch.device(get_device())
+    if math.isinf(norm_type):
+        local = max((g.detach().abs().max().float() for g in grads), default=None)
+        total = torch.zeros((), device=device) if local is None else local.to(device)
+        all_reduce(total, op='max')
+        return total
+    total = torch.zeros((), device=device)
+    for g in grads:
+        total += g.detach().float().norm(norm_type) ** norm_type
+    all_reduce(total, op='sum')
+    return total ** (1.0 / norm_type)
+
+
 @OPTIM_WRAPPERS.register_module()
 class NaNGuardOptimWrapper(_NaNGuardMixin, OptimWrapper):
     """``OptimWrapper`` that skips (``action='skip'``) or stops on non-finite steps.
@@ -146,6 +199,8 @@ class NaNGuardOptimWrapper(_NaNGuardMixin, OptimWrapper):
         max_consecutive (int): See ``action``. Default 10.
         check_grads (bool): Also skip when the total gradient norm is not finite (a finite loss
             can still back-propagate Inf). Default True.
+        sharded_grads (bool): Gradients are sharded over the ranks (FSDP): clip by the
+            all-reduced global norm. Default False.
         **kwargs: ``OptimWrapper`` arguments (``accumulative_counts``, ``clip_grad``).
     """
 
@@ -155,10 +210,11 @@ class NaNGuardOptimWrapper(_NaNGuardMixin, OptimWrapper):
         action: str = 'skip',
         max_consecutive: int = 10,
         check_grads: bool = True,
+        sharded_grads: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(optimizer, **kwargs)
-        self._init_guard(action, max_consecutive, check_grads)
+        self._init_guard(action, max_consecutive, check_grads, sharded_grads)
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -176,7 +232,8 @@ class NaNGuardAmpOptimWrapper(_NaNGuardMixin, AmpOptimWrapper):
         action: str = 'skip',
         max_consecutive: int = 10,
         check_grads: bool = False,
+        sharded_grads: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(optimizer=optimizer, **kwargs)
-        self._init_guard(action, max_consecutive, check_grads)
+        self._init_guard(action, max_consecutive, check_grads, sharded_grads)

@@ -3,6 +3,7 @@
 
 from .data_preprocessors import RefVLMDataPreprocessor
 from .llms import build_causal_lm
+from .losses import GIoULoss
 from .matchers import GroupedHungarianMatcher, grouped_assignment
 from .projectors import MLPProjector
 from .prompt_encoders import MaskGuidedAggregation
@@ -11,9 +12,12 @@ from .routers import LatentEmbeddingRouter, SpecialTokenRefParser
 from .unit_decoders import (
     BaseVisualUnitDecoder,
     BoxUnitDecoder,
+    BoxUnitHead,
     DepthUnitDecoder,
     KeypointUnitDecoder,
+    KeypointUnitHead,
     MaskUnitDecoder,
+    MaskUnitHead,
 )
 from .vision import CLIPViTEncoder, ConvNeXtPyramid
 
@@ -32,6 +36,10 @@ __all__ = [
     'MaskUnitDecoder',
     'KeypointUnitDecoder',
     'DepthUnitDecoder',
+    'BoxUnitHead',
+    'MaskUnitHead',
+    'KeypointUnitHead',
     'GroupedHungarianMatcher',
     'grouped_assignment',
+    'GIoULoss',
 ]

@@ -1,6 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """Two extension points of ``RefVLM`` for methods that need more than image tokens in and
-``<REF>`` states out (``docs/plugins.md`` §10): **input encoders**, whose outputs replace a
+``<REF>`` states out (``docs/plugins.md`` §12): **input encoders**, whose outputs replace a
 placeholder token of the prompt, and a **reference-state refiner**, which rewrites the hidden
 states of the reference tokens before they are routed to the decoders. The core ships neither
 kind; AnyRef (``projects/anyref``) implements both.
@@ -9,7 +9,7 @@ kind; AnyRef (``projects/anyref``) implements both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from torch import Tensor, nn
 
@@ -79,17 +79,20 @@ class RefStateRefiner(Protocol):
     """Rewrites the reference tokens' hidden states before routing (AnyRef's refocusing).
 
     ``RefVLM(ref_refiner=...)`` calls ``attach(llm)`` once after building the LLM (to hook into
-    it), then, in ``loss`` / ``_forward`` / ``predict``, ``refiner(hidden, refs, context)`` right
-    before the router: ``hidden`` (B, L, D) are the last-layer states the router reads,
-    ``refs`` the parsed references of each sample (``find_refs`` tuples, positions indexing
-    ``hidden``). It returns the states to route (same shape); the LM loss keeps the original
-    states.
+    it), then, in ``loss`` / ``_forward`` / ``predict``, ``refiner(hidden, positions, context)``
+    right before the router: ``hidden`` (B, L, D) are the last-layer states the router reads,
+    ``positions`` the reference tokens of each sample (indices into ``hidden``, each reference
+    once, as the ``ref_parser`` found them; the router reads the state at the position, or the
+    one before with ``ref_position='emitting'``). It returns the states to route (same shape);
+    the LM loss keeps the original states.
     """
 
     def attach(self, llm: nn.Module) -> None:
         """Hook into the (possibly PEFT-wrapped) HF causal LM."""
         ...
 
-    def __call__(self, hidden: Tensor, refs: list[list[Any]], context: RefStateContext) -> Tensor:
+    def __call__(
+        self, hidden: Tensor, positions: list[list[int]], context: RefStateContext
+    ) -> Tensor:
         """The hidden states with the references' states rewritten."""
         ...

@@ -13,12 +13,21 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmrefvlm.registry import MODELS, TASK_UTILS
-from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+from mmrefvlm.structures import HostBatch, SampleList, VisualContext
 from mmrefvlm.tokenization import RefTokenizer, build_tokenizer
 
 from .generation import greedy_generate, split_llm
+from .host_index import IndexPack, host_to_device
 from .llms import build_causal_lm, resize_embeddings_mean
+from .matchers import GroupSlots
 from .model_hooks import RefStateContext
+from .refvlm_loss import (
+    check_alignment,
+    decoder_losses,
+    host_valid_hw,
+    label_refs,
+    llm_attention_mask,
+)
 from .refvlm_utils import (
     IGNORE_INDEX,
     apply_lora,
@@ -26,8 +35,10 @@ from .refvlm_utils import (
     merge_instances,
     select_rows,
     splice,
+    splice_at,
 )
-from .routers import find_refs
+from .routers import RoutingResult, find_refs
+from .step_plan import TokenPlan
 
 
 def _build(cfg, **defaults):
@@ -141,6 +152,8 @@ class RefVLM(BaseModel):
             out_channels=hidden,
         )
         self.prompt_encoder = _build(prompt_encoder or dict(type='MaskGuidedAggregation'))
+        # A prompt encoder taking the host-planned prompt layout reads nothing back from the device.
+        self._prompt_slots = 'slots' in inspect.signature(self.prompt_encoder.forward).parameters
         self.router = _build(router or dict(type='LatentEmbeddingRouter'))
         if isinstance(ref_parser, Mapping):
             ref_parser = TASK_UTILS.build(ref_parser)
@@ -241,75 +254,63 @@ class RefVLM(BaseModel):
             pyramid = tuple(self.pyramid_encoder(inputs['images'][self.image_keys['pyramid']]))
         else:
             pyramid = (clip,)
-        valid = []
-        for s in data_samples:
-            shape, side = s.metainfo.get('ori_shape'), s.metainfo.get('square_size')
-            valid.append(
-                (1.0, 1.0) if not shape or not side else (shape[0] / side, shape[1] / side)
-            )
-        vis = VisualContext(
-            pyramid=pyramid,
-            clip=clip,
-            valid_hw=torch.tensor(valid, dtype=torch.float32, device=clip.device),
-        )
+        valid = host_to_device(torch.from_numpy(host_valid_hw(data_samples)), clip.device)
+        vis = VisualContext(pyramid=pyramid, clip=clip, valid_hw=valid)
         tokens = self.projector(clip.flatten(2).transpose(1, 2))
         return vis, tokens
+
+    def host_batch(self, inputs: dict) -> HostBatch:
+        """The batch's host data: ``inputs['host']`` from the data preprocessor, or read back
+        from the device tensors (a synchronisation) when it is missing."""
+        host = inputs.get('host')
+        return host if isinstance(host, HostBatch) else HostBatch.from_inputs(inputs)
+
+    def plan_tokens(self, inputs: dict, pack: IndexPack | None = None) -> TokenPlan:
+        """Placeholder, LM-loss and prompt indices of the batch (:class:`TokenPlan`). With
+        ``pack`` the caller sends the indices to the device; without, they are sent here."""
+        ids = self.tokenizer.ids
+        if pack is not None:
+            return TokenPlan(self.host_batch(inputs), ids.image, ids.vpt, pack)
+        own = IndexPack()
+        plan = TokenPlan(self.host_batch(inputs), ids.image, ids.vpt, own)
+        return plan.bind(own.to(inputs['input_ids'].device))
 
     def embed_inputs(
         self,
         inputs: dict,
         vis: VisualContext,
         image_tokens: Tensor,
+        plan: TokenPlan | None = None,
         data_samples: SampleList | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Token embeddings with ``<image>`` / ``[VPT]`` (and input-encoder placeholder)
         positions replaced; also a zero-valued term that keeps the unused visual paths in the
-        graph (text-only batches, no prompts, no extra inputs)."""
+        graph (text-only batches, no prompts, no extra inputs).
+
+        Every ``<image>`` / ``[VPT]`` count and position comes from ``plan`` (host data): nothing
+        is read back from the device. Input encoders (none by default) check their placeholder
+        counts on the device (one synchronisation each)."""
+        plan = plan if plan is not None else self.plan_tokens(inputs)
         ids = inputs['input_ids']
         hf_llm: Any = self.llm  # an HF PreTrainedModel: nn.Module does not declare its API
-        embed = hf_llm.get_input_embeddings()
-        embeds = embed(ids)
-        has_image = inputs['has_image']
-        n_img = image_tokens.shape[1]
-        embeds = splice(
-            embeds,
-            ids,
-            self.tokenizer.ids.image,
-            image_tokens[has_image].flatten(0, 1),
-            has_image.long() * n_img,
-            '<image>',
-        )
-        zero = image_tokens.sum() * 0.0 if not bool(has_image.all()) else embeds.new_zeros(())
+        embeds = hf_llm.get_input_embeddings()(ids)
+        host = self.host_batch(inputs)
+        plan.check_counts('<image>', plan.image_counts, host.has_image * image_tokens.shape[1])
+        values = image_tokens if plan.all_images else image_tokens.index_select(0, plan.image_index)
+        embeds = splice_at(embeds, plan.image_pos, values.flatten(0, 1))
+        zero = image_tokens.sum() * 0.0 if not plan.all_images else embeds.new_zeros(())
         if self.training:  # pyramid levels no decoder reads this step stay in the graph
             zero = zero + sum(p.float().sum() for p in vis.pyramid) * 0.0
         masks, bidx = inputs['prompt_masks'], inputs['prompt_batch_idx']
-        k2 = self.prompt_encoder.num_tokens
+        plan.check_counts(
+            '[VPT]', plan.vpt_counts, plan.prompt_counts * self.prompt_encoder.num_tokens
+        )
         if masks.shape[0] > 0:
-            prompts = self.projector(self.prompt_encoder(vis.clip, masks.float(), bidx))
-            counts = torch.bincount(bidx, minlength=ids.shape[0]) * k2
-            embeds = splice(
-                embeds, ids, self.tokenizer.ids.vpt, prompts.flatten(0, 1), counts, '[VPT]'
-            )
-        else:
-            splice(
-                embeds,
-                ids,
-                self.tokenizer.ids.vpt,
-                embeds.new_zeros(0, embeds.shape[-1]),
-                torch.zeros_like(has_image, dtype=torch.long),
-                '[VPT]',
-            )
-            if self.training:  # fake prompt: keeps the visual-prompt path in every step's graph
-                fake = torch.zeros(1, *masks.shape[1:], device=ids.device)
-                zero = (
-                    zero
-                    + self.projector(
-                        self.prompt_encoder(
-                            vis.clip[:1], fake, torch.zeros(1, dtype=torch.long, device=ids.device)
-                        )
-                    ).sum()
-                    * 0.0
-                )
+            slots = dict(slots=plan.prompt_slots) if self._prompt_slots else {}
+            prompts = self.projector(self.prompt_encoder(vis.clip, masks.float(), bidx, **slots))
+            embeds = splice_at(embeds, plan.vpt_pos, prompts.flatten(0, 1))
+        elif self.training:  # fake prompt: keeps the visual-prompt path in every step's graph
+            zero = zero + self._fake_prompt(vis, masks) * 0.0
         for token, encoder in self.input_encoders.items():
             if data_samples is None:
                 raise ValueError(f'input encoder {token!r} needs the data samples')
@@ -322,6 +323,16 @@ class RefVLM(BaseModel):
             embeds = splice(embeds, ids, self.tokenizer.ids[token], values, counts, token)
             zero = zero + values.sum() * 0.0
         return embeds, zero
+
+    def _fake_prompt(self, vis: VisualContext, masks: Tensor) -> Tensor:
+        """Sum of the projected tokens of one empty prompt on the first image."""
+        dev = vis.clip.device
+        fake = torch.zeros(1, *masks.shape[1:], device=dev)
+        one = torch.zeros(1, dtype=torch.long, device=dev)
+        slots = {}
+        if self._prompt_slots:  # one prompt on image 0: the layout is known
+            slots = dict(slots=GroupSlots(one + 1, one, 1, one))
+        return self.projector(self.prompt_encoder(vis.clip[:1], fake, one, **slots)).sum()
 
     # ----------------------------------------------------------------------------- modes
     def forward(self, inputs: dict, data_samples: SampleList | None = None, mode: str = 'tensor'):
@@ -336,86 +347,105 @@ class RefVLM(BaseModel):
             return self._forward(inputs, data_samples)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
-    def _llm_hidden(self, inputs: dict, data_samples: SampleList):
+    def _llm_hidden(self, inputs: dict, data_samples: SampleList, plan: TokenPlan | None = None):
+        plan = plan if plan is not None else self.plan_tokens(inputs)
         vis, image_tokens = self.encode_images(inputs, data_samples)
-        embeds, zero = self.embed_inputs(inputs, vis, image_tokens, data_samples)
+        embeds, zero = self.embed_inputs(inputs, vis, image_tokens, plan, data_samples)
         decoder, head, _ = split_llm(self.llm)
-        hidden = decoder(
-            inputs_embeds=embeds, attention_mask=inputs['attention_mask']
-        ).last_hidden_state
-        return vis, hidden, head, zero
+        mask = llm_attention_mask(self.llm, embeds, inputs['attention_mask'], plan.has_padding)
+        hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
+        return vis, hidden.last_hidden_state, head, zero
 
     def _forward(self, inputs: dict, data_samples: SampleList | None = None) -> dict[str, Tensor]:
         """Teacher-forced tensors: last-layer ``hidden`` (B, L, D) and per-unit decoder outputs."""
         assert data_samples is not None, 'the image metainfo comes from data_samples'
         vis, hidden, _, _ = self._llm_hidden(inputs, data_samples)
-        routing = self._route_labels(inputs, hidden)
+        routing = self._route_labels(inputs, hidden, data_samples)
         outs = {u: self.unit_decoders[u](q, vis) for u, q in routing.queries.items()}
         return dict(hidden=hidden, **{f'{u}/{k}': v for u, o in outs.items() for k, v in o.items()})
 
-    def _route_labels(self, inputs: dict, hidden: Tensor):
-        refs, warns = [], []
-        for ids, labels in zip(inputs['input_ids'], inputs['labels'], strict=True):
-            r, w, _ = self.ref_parser(
-                ids, self.tokenizer, known_units=set(self.unit_decoders), span_mask=labels != -100
-            )
-            refs.append(r)
-            warns.append(w)
+    def _route_labels(
+        self, inputs: dict, hidden: Tensor, data_samples: SampleList | None = None
+    ) -> RoutingResult:
+        """The labels' ``<REF>`` states routed over every batch row (teacher-forced tensors)."""
+        pack = IndexPack()
+        route = self._plan_routes(inputs, data_samples, pack, select_rows=False)
+        routed = self._refine_labels(inputs, hidden, route)
+        queries = self.router.pack(routed, route, pack.to(hidden.device))
+        return RoutingResult(queries=queries, refs=route.refs, warnings=route.warnings)
+
+    def _plan_routes(
+        self, inputs: dict, data_samples: SampleList | None, pack: IndexPack, *, select_rows: bool
+    ):
+        """Route the ``<REF>`` tokens of the labels on the host (``router.plan``)."""
+        host = self.host_batch(inputs)
+        refs = label_refs(
+            host, data_samples, self.tokenizer, set(self.unit_decoders), parser=self.ref_parser
+        )
         caps = {u: d.num_queries for u, d in self.unit_decoders.items()}
-        if self.ref_refiner is not None:
-            context = RefStateContext(
-                answer_mask=inputs['labels'] != IGNORE_INDEX,
-                key_mask=inputs['attention_mask'].bool(),
-                offset=0,
-            )
-            hidden = self.ref_refiner(hidden, refs, context)
-        return self.router(hidden, refs, caps, warns)
+        return self.router.plan(
+            refs, caps, batch_size=host.batch_size, pack=pack, select_rows=select_rows
+        )
+
+    def _refine_labels(self, inputs: dict, hidden: Tensor, route: Any) -> Tensor:
+        """The teacher-forced states the router reads, after the ``ref_refiner`` (if any)."""
+        if self.ref_refiner is None:
+            return hidden
+        context = RefStateContext(
+            answer_mask=torch.from_numpy(self.host_batch(inputs).labels != IGNORE_INDEX),
+            key_mask=inputs['attention_mask'].bool(),
+            offset=0,
+        )
+        return self.ref_refiner(hidden, _ref_positions(route.refs), context)
+
+    def _plan_step(self, inputs: dict, data_samples: SampleList):
+        """Everything the loss indexes, planned on the host and sent to the device in one
+        pinned, non-blocking copy: the token plan, the routing plan and the device indices."""
+        pack = IndexPack()
+        tokens = self.plan_tokens(inputs, pack)
+        route = self._plan_routes(inputs, data_samples, pack, select_rows=True)
+        check_alignment(route, data_samples)
+        dev = pack.to(inputs['input_ids'].device)
+        return tokens.bind(dev), route, dev
 
     def loss(self, inputs: dict, data_samples: SampleList) -> dict[str, Tensor]:
         """``w_llm * CE + sum_u w_u * L_u``, every term logged; inactive decoders get fake
-        inputs."""
-        vis, hidden, head, zero = self._llm_hidden(inputs, data_samples)
-        losses = {'loss_llm': lm_loss(hidden, inputs['labels'], head) * self.loss_weights['llm']}
-        routing = self._route_labels(inputs, hidden)
-        for unit, dec in self.unit_decoders.items():
-            w = self.loss_weights[unit]
-            queries = routing.queries.get(unit)
-            if queries is None:
-                # Fake input: one padded query on the first image. The decoder's loss with zero
-                # real queries returns its usual keys as 0 x outputs, so every parameter is in the
-                # graph (DDP-safe) and every step logs the same loss keys.
-                fake = UnitQueries(
-                    embeds=hidden[:1, :1] * 0.0,
-                    mask=torch.zeros(1, 1, dtype=torch.bool, device=hidden.device),
-                    group_ids=torch.full((1, 1), -1, dtype=torch.long, device=hidden.device),
-                )
-                vis1 = VisualContext(
-                    pyramid=tuple(p[:1] for p in vis.pyramid),
-                    clip=vis.clip[:1],
-                    valid_hw=vis.valid_hw[:1],
-                )
-                for key, val in dec.loss(fake, vis1, data_samples[:1]).items():
-                    losses[key] = val * 0.0
-                continue
-            self._check_alignment(unit, queries, data_samples)
-            _, queries, unit_vis, unit_samples = select_rows(queries, vis, data_samples)
-            for key, val in dec.loss(queries, unit_vis, unit_samples).items():
-                losses[key] = val * w
+        inputs.
+
+        Synchronises with the host at most once: the step is planned on the host from host data
+        (``inputs['host']``, the samples' ``label_refs``; parsed/read back when missing), and the
+        grouped matching of all decoders needs one device->host copy of their costs (none when
+        every phrase group has a single ``<REF>``). Decoders without the two-phase loss API
+        synchronise inside their own ``loss``.
+        """
+        tokens, route, dev = self._plan_step(inputs, data_samples)
+        vis, hidden, head, zero = self._llm_hidden(inputs, data_samples, tokens)
+        ce = lm_loss(
+            hidden, inputs['labels'], head, index=tokens.lm_index, targets=tokens.lm_targets
+        )
+        losses = {'loss_llm': ce * self.loss_weights['llm']}
+        queries = self.router.pack(self._refine_labels(inputs, hidden, route), route, dev)
+        losses.update(
+            decoder_losses(
+                self.unit_decoders,
+                self.loss_weights,
+                queries,
+                route,
+                dev,
+                hidden,
+                vis,
+                data_samples,
+            )
+        )
         losses['loss_llm'] = losses['loss_llm'] + zero
         return losses
 
-    @staticmethod
-    def _check_alignment(unit: str, queries: UnitQueries, data_samples: SampleList) -> None:
-        counts = queries.mask.sum(1).tolist()
-        for n, s in zip(counts, data_samples, strict=True):
-            gt = s.gt_units.get(unit) if 'gt_units' in s else None
-            m = 0 if gt is None else len(gt)
-            if n != m:
-                raise ValueError(
-                    f'sample {s.metainfo.get("record_id")}: {n} <REF> tokens of unit '
-                    f'{unit!r} in the labels but {m} targets; the data pipeline and '
-                    'the tokenized answer disagree'
-                )
+    def parse_losses(self, losses: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """MMEngine's ``parse_losses``, with every logged value read back in one device->host copy
+        (the runner's hooks would call ``.item()`` on each: one synchronisation per loss key)."""
+        loss, log_vars = super().parse_losses(losses)
+        values = torch.stack([v.detach().float().reshape(()) for v in log_vars.values()])
+        return loss, dict(zip(log_vars, values.cpu().tolist(), strict=True))
 
     # ----------------------------------------------------------------------------- predict
     @torch.no_grad()
@@ -427,7 +457,7 @@ class RefVLM(BaseModel):
         raises on malformed generations: problems become warnings.
         """
         vis, image_tokens = self.encode_images(inputs, data_samples)
-        embeds, _ = self.embed_inputs(inputs, vis, image_tokens, data_samples)
+        embeds, _ = self.embed_inputs(inputs, vis, image_tokens, data_samples=data_samples)
         gen = greedy_generate(
             self.llm,
             embeds,
@@ -472,7 +502,7 @@ class RefVLM(BaseModel):
                 ),
                 offset=embeds.shape[1] - 1,
             )
-            states = self.ref_refiner(states, refs, context)
+            states = self.ref_refiner(states, [[r[0] for r in rs] for rs in refs], context)
         routing = self.router(states, refs, caps, warns)
         unit_preds = {}
         for u, q in routing.queries.items():  # each decoder only on the samples it has queries for
@@ -497,6 +527,14 @@ class RefVLM(BaseModel):
             sample.pred_instances = (
                 merge_instances(parts, len(routing.refs[b]))
                 if parts
-                else InstanceData(labels=[], units=[], group_ids=torch.zeros(0, dtype=torch.long))
+                else InstanceData(
+                    labels=[], units=[], unit_fields=[], group_ids=torch.zeros(0, dtype=torch.long)
+                )
             )
         return data_samples
+
+
+def _ref_positions(routed: list[list[Any]]) -> list[list[int]]:
+    """Per sample, the distinct positions of its routed references (a reference routed to
+    several units is refined once)."""
+    return [sorted({r.position for r in refs}) for refs in routed]

@@ -45,9 +45,50 @@ def splice(
     return embeds.masked_scatter(mask.unsqueeze(-1), values.to(embeds.dtype))
 
 
-def lm_loss(hidden: Tensor, labels: Tensor, lm_head: nn.Module) -> Tensor:
+def splice_at(embeds: Tensor, positions: Tensor, values: Tensor) -> Tensor:
+    """Replace the embeddings at host-planned positions (no device->host synchronisation).
+
+    Args:
+        embeds (Tensor): (B, L, D) token embeddings.
+        positions (Tensor): (M,) long, flat positions ``b * L + t``, ordered by sample then
+            position (``TokenPlan``).
+        values (Tensor): (M, D) replacement rows in the same order.
+
+    Returns:
+        Tensor: (B, L, D), out of place and differentiable (:func:`splice` without the count
+        check, which the plan does on the host).
+    """
+    if values.shape[0] == 0:
+        return embeds
+    flat = embeds.flatten(0, 1).index_copy(0, positions, values.to(embeds.dtype))
+    return flat.view_as(embeds)
+
+
+def lm_loss(
+    hidden: Tensor,
+    labels: Tensor,
+    lm_head: nn.Module,
+    *,
+    index: Tensor | None = None,
+    targets: Tensor | None = None,
+) -> Tensor:
     """Mean next-token cross-entropy over labelled positions only (logits are computed for those
-    positions alone, not for the whole (B, L, V) grid)."""
+    positions alone, not for the whole (B, L, V) grid).
+
+    Args:
+        hidden (Tensor): (B, L, D) last hidden states.
+        labels (Tensor): (B, L) long, -100 where not supervised.
+        lm_head (nn.Module): The LM head.
+        index (Tensor, optional): (N,) long, flat positions ``b * L + t`` of the states that
+            predict a label, planned on the host (``TokenPlan.lm_index``); with ``targets`` (N,)
+            their labels. Then ``labels`` is not read (no device->host synchronisation).
+        targets (Tensor, optional): See ``index``.
+    """
+    if index is not None and targets is not None:
+        if index.shape[0] == 0:
+            return lm_head(hidden[:, :1]).sum() * 0.0
+        logits = lm_head(hidden.flatten(0, 1).index_select(0, index))
+        return F.cross_entropy(logits.float(), targets)
     targets = labels[:, 1:]
     sel = targets != IGNORE_INDEX
     if not bool(sel.any()):
@@ -93,11 +134,13 @@ def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -
         num (int): Total number of entries (refs over all units).
 
     Fields a unit does not produce are filled with NaN (float) or False (bool) for its entries, so
-    metrics select entries by ``units``.
+    metrics select entries by ``units``; ``unit_fields`` (list[tuple[str, ...]]) names, per entry,
+    the fields its own unit produced (a False mask is then "not predicted", not "empty").
     """
     out = InstanceData()
     labels: list[str | None] = [None] * num
     units: list[str | None] = [None] * num
+    fields: list[tuple[str, ...]] = [()] * num
     gids, order = [0] * num, 0
     protos: dict[str, Tensor] = {}
     items: dict[str, list] = {}
@@ -105,13 +148,15 @@ def merge_instances(parts: Sequence[tuple[str, list, InstanceData]], num: int) -
         for key in inst.keys():
             if isinstance(inst[key], Tensor):
                 protos.setdefault(key, inst[key])
+        own = tuple(k for k in inst.keys() if isinstance(inst[k], Tensor))
         for r in refs:
             labels[order], units[order], gids[order] = r.phrase, unit, r.group_id
+            fields[order] = own
             for key in protos:
                 if key in inst:
                     items.setdefault(key, []).append((order, inst[key][r.slot]))
             order += 1
-    out.labels, out.units = labels, units
+    out.labels, out.units, out.unit_fields = labels, units, fields
     out.group_ids = torch.tensor(gids, dtype=torch.long)
     for key, proto in protos.items():
         shape = (num, *proto.shape[1:])

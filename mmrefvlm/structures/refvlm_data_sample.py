@@ -30,6 +30,11 @@ class RefVLMDataSample(BaseDataElement):
       entry per (``<REF>``, unit) with ``units`` (list[str]), ``labels`` (list[str], phrase text),
       ``group_ids``, and where available ``bboxes`` (N, 4) xyxy, ``masks`` (N, H, W) bool,
       ``keypoints`` (N, K, 3).
+    * ``label_refs`` (list[tuple]): the ``<REF>`` tokens of the labels, parsed once by the
+      pipeline (``FormatConversation``): ``(position, units, (answer, triplet, group), phrase,
+      phrase_span)`` per ref (:func:`mmrefvlm.trp.find_refs` with every valid unit), positions in
+      the unpadded sequence. Plain host data: ``RefVLM`` routes from it without reading the labels
+      back from the device (it parses the labels itself when the field is missing).
     * ``gt_answer`` (list): the structured answer (list of text / phrase-group segments);
       ``gt_text`` (str) its rendered TRP string; ``gt_captions`` / ``gt_vqa_answers`` (list[str])
       references for text metrics; ``gt_depth`` (H, W) float metres in original pixels when the
@@ -37,7 +42,8 @@ class RefVLMDataSample(BaseDataElement):
     * Predictions (written by ``RefVLM.predict``): ``pred_text`` (str), ``pred_answer`` (structured
       answer parsed from the text), ``pred_units`` (like ``gt_units``), ``pred_instances``
       (InstanceData in original pixels: ``bboxes``, ``masks``, ``keypoints``, ``scores``, ``labels``
-      (phrase text), ``units``, ``group_ids``), ``pred_depth`` (H, W) and ``warnings`` (list[str]).
+      (phrase text), ``units``, ``unit_fields`` (per entry, the fields its unit produced; the others
+      are NaN / False fillers), ``group_ids``), ``pred_depth`` (H, W) and ``warnings`` (list[str]).
     """
 
     @property

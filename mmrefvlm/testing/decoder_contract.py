@@ -16,9 +16,18 @@ Usage (pytest collects the ``test_*`` methods of a ``Test*`` subclass)::
         def check_prediction(self, pred, sample, rescale):
             ...
 
-A plugin whose targets :func:`demo_unit_inputs` cannot build overrides :meth:`make_inputs` (it
-must return ``(UnitQueries, VisualContext, samples)`` with at least one group of two queries in
-sample 0 at positions 0, 1 and a different group at position 2).
+A plugin unit declares its synthetic targets and the suite runs unchanged::
+
+    def line_targets(frame):  # frame: mmrefvlm.testing.SyntheticFrame, one sample
+        return dict(lines=frame.boxes.view(-1, 2, 2))  # (N, 2, 2), square frame
+
+    class TestLineDecoder(UnitDecoderContract):
+        unit = 'line'
+        synthetic_targets = staticmethod(line_targets)
+
+Inputs that need more than targets (e.g. an extra image in each sample) come from overriding
+:meth:`make_inputs` (it must return ``(UnitQueries, VisualContext, samples)`` with at least one
+group of two queries in sample 0 at positions 0, 1 and a different group at position 2).
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from torch import Tensor
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import RefVLMDataSample, UnitQueries, VisualContext
 
-from .unit_inputs import demo_unit_inputs, pad_unit_inputs, swap_targets
+from .sync_counter import SyncCounter
+from .unit_inputs import SyntheticTargets, demo_unit_inputs, pad_unit_inputs, swap_targets
 
 
 def _total(outputs: dict[str, Tensor]) -> Tensor:
@@ -54,6 +64,8 @@ class UnitDecoderContract:
         unit (str): The decoder's unit name.
         tiny_cfg (dict): Tiny config, built with ``MODELS.build``.
         input_kwargs (dict): Extra arguments of :func:`demo_unit_inputs`.
+        synthetic_targets (callable, optional): ``fn(frame: SyntheticFrame) -> dict`` making a
+            plugin unit's ``gt_units.<unit>`` fields for one sample (None: a core unit's).
         atol (float): Tolerance of the padding-invariance comparisons.
         expected_output_shapes(batch, slots): dict of output name -> shape (required).
         expected_loss_keys(): set of loss keys, or None to only check the prefix.
@@ -63,6 +75,7 @@ class UnitDecoderContract:
     unit: ClassVar[str]
     tiny_cfg: ClassVar[dict]
     input_kwargs: ClassVar[dict[str, Any]] = {}
+    synthetic_targets: ClassVar[SyntheticTargets | None] = None
     atol: ClassVar[float] = 1e-5
 
     # ------------------------------------------------------------------ hooks
@@ -76,8 +89,12 @@ class UnitDecoderContract:
     def make_inputs(
         self, **overrides: Any
     ) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
-        """Demo inputs of this unit (:func:`demo_unit_inputs`)."""
-        return demo_unit_inputs(self.unit, **{**self.input_kwargs, **overrides})
+        """Demo inputs of this unit (:func:`demo_unit_inputs` with :attr:`synthetic_targets`)."""
+        kwargs: dict[str, Any] = {**self.input_kwargs, **overrides}
+        targets = type(self).synthetic_targets  # via the class: a plain function stays unbound
+        if targets is not None:
+            kwargs.setdefault('targets', targets)
+        return demo_unit_inputs(self.unit, **kwargs)
 
     def expected_output_shapes(self, batch: int, slots: int) -> dict[str, tuple[int, ...]]:
         """Shapes of every ``forward`` output for a (batch, slots) query tensor."""
@@ -261,3 +278,25 @@ class UnitDecoderContract:
         except ValueError:
             return
         raise AssertionError('loss() accepted a sample with fewer targets than queries')
+
+    def test_two_phase_loss_reads_nothing_back_with_a_host_layout(self):
+        # Decoders with ``loss_costs`` / ``loss_assigned``: given the host layout RefVLM plans,
+        # the loss needs at most the one transfer of the matching costs (counted on CPU tensors as
+        # if they were on an accelerator) and gives the same losses. One-call decoders: skipped.
+        from mmrefvlm.models.matchers import query_layout
+        from mmrefvlm.models.unit_decoders.base import has_two_phase_loss
+
+        decoder = self.build_decoder().eval()
+        if not has_two_phase_loss(decoder):
+            return
+        queries, visual, samples = self.make_inputs()
+        planned = UnitQueries(
+            queries.embeds, queries.mask, queries.group_ids, layout=query_layout(queries)
+        )
+        expected = decoder.loss(queries, visual, samples)
+        with SyncCounter() as counter:
+            losses = decoder.loss(planned, visual, samples)
+        assert counter.num_syncs <= 1 and counter.num_h2d_pageable == 0, counter.report()
+        assert list(losses) == list(expected)
+        for key, val in losses.items():
+            torch.testing.assert_close(val, expected[key], atol=self.atol, rtol=1e-5)

@@ -87,11 +87,48 @@ class ScriptedLM:
         return head
 
 
+def script_generation(
+    monkeypatch: Any, answer: str, tokenizer: str | Mapping[str, Any] = 'demo'
+) -> list[int]:
+    """Make every ``RefVLM.predict`` generate ``answer`` (a TRP string, EOS appended) through
+    :class:`ScriptedLM`, so the routed ``<REF>`` states, the decoders and everything after them
+    run for real on a model too young to write TRP.
+
+    Args:
+        monkeypatch (pytest.MonkeyPatch): Patches ``mmrefvlm.models.refvlm.greedy_generate``.
+        answer (str): The answer every sample of every batch generates.
+        tokenizer (str | Mapping): ``build_tokenizer`` source, or its kwargs (e.g. a config's
+            ``model.tokenizer`` with ``extra_tokens``), that encodes ``answer``.
+
+    Returns:
+        list[int]: Filled with the batch size of each generation call.
+    """
+    from mmrefvlm.models import refvlm as refvlm_module
+    from mmrefvlm.tokenization import build_tokenizer
+
+    if isinstance(tokenizer, str):
+        tok = build_tokenizer(tokenizer)
+    else:
+        tok = build_tokenizer(**{k: v for k, v in dict(tokenizer).items() if k != 'type'})
+    ids = tok.encode(answer) + [tok.ids.eos]
+    real_generate = refvlm_module.greedy_generate
+    calls: list[int] = []
+
+    def scripted_generate(llm: nn.Module, embeds: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(int(embeds.shape[0]))
+        scripted: Any = ScriptedLM(llm, ids)  # duck-types the HF model API that generation uses
+        return real_generate(scripted, embeds, *args, **kwargs)
+
+    monkeypatch.setattr(refvlm_module, 'greedy_generate', scripted_generate)
+    return calls
+
+
 def train_then_test_scripted(
     config: str,
     work_dir: str,
     monkeypatch: Any,
     answer: str,
+    test_args: Sequence[str] = (),
     tokenizer: Mapping[str, Any] | None = None,
     test_subset: Sequence[str] = ('test_dataloader.dataset.indices=2',),
 ) -> tuple[str, dict, list]:
@@ -109,6 +146,7 @@ def train_then_test_scripted(
             samples that ``RefVLM.predict`` returns.
         answer (str): The answer every test sample generates (TRP, or the config's own answer
             format).
+        test_args (Sequence[str]): More ``tools/test.py`` arguments (e.g. ``--show-dir DIR``).
         tokenizer (Mapping, optional): ``build_tokenizer`` kwargs that encode ``answer``.
             Defaults to the config's ``model.tokenizer`` (so extra tokens such as ``[SEG]`` are
             single tokens).
@@ -120,7 +158,6 @@ def train_then_test_scripted(
         tuple: ``(checkpoint path, metrics dict of tools/test.py, predicted data samples)``.
     """
     from mmrefvlm.models import refvlm as refvlm_module
-    from mmrefvlm.tokenization import build_tokenizer
 
     common = [
         'train_dataloader.batch_size=2',
@@ -146,16 +183,7 @@ def train_then_test_scripted(
         from mmengine.config import Config
 
         tokenizer = Config.fromfile(config).model.tokenizer
-    tok = build_tokenizer(**{k: v for k, v in dict(tokenizer).items() if k != 'type'})
-    ids = tok.encode(answer) + [tok.ids.eos]
-    real_generate = refvlm_module.greedy_generate
-    scripted_calls = []
-
-    def scripted_generate(llm: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        scripted_calls.append(1)
-        scripted: Any = ScriptedLM(llm, ids)  # duck-types the HF model API that generation uses
-        return real_generate(scripted, *args, **kwargs)
-
+    scripted_calls = script_generation(monkeypatch, answer, tokenizer)
     predicted: list = []
     real_predict = refvlm_module.RefVLM.predict
 
@@ -164,10 +192,9 @@ def train_then_test_scripted(
         predicted.extend(samples)
         return samples
 
-    monkeypatch.setattr(refvlm_module, 'greedy_generate', scripted_generate)
     monkeypatch.setattr(refvlm_module.RefVLM, 'predict', recording_predict)
     metrics = load_tool('test').main(
-        [config, ckpt, '--work-dir', test_dir, '--cfg-options', *common]
+        [config, ckpt, '--work-dir', test_dir, *test_args, '--cfg-options', *common]
     )
     assert scripted_calls, 'tools/test.py never generated: the scripted answer was not used'
     return ckpt, metrics, predicted

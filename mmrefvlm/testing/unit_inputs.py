@@ -9,7 +9,8 @@ the top-left, normalised coordinates) and stay inside the image part of the fram
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -20,6 +21,9 @@ from torch import Tensor
 from mmrefvlm.structures import RefVLMDataSample, UnitQueries, VisualContext
 
 __all__ = [
+    'SyntheticFrame',
+    'SyntheticTargets',
+    'CORE_SYNTHETIC_TARGETS',
     'DEMO_IN_CHANNELS',
     'DEMO_PYRAMID_CHANNELS',
     'DEMO_CLIP_CHANNELS',
@@ -78,52 +82,117 @@ def _boxes(gen: torch.Generator, num: int, vh: float, vw: float) -> Tensor:
     return torch.cat([xy, xy + wh], dim=1)
 
 
+@dataclass(frozen=True)
+class SyntheticFrame:
+    """What a synthetic-target function gets for one sample (see :func:`demo_unit_inputs`).
+
+    Attributes:
+        gen (torch.Generator): The seeded generator: draw every random value from it.
+        num (int): N, the sample's number of real queries (targets to make).
+        vh (float): Fraction of the square frame's height covered by the image (top-left).
+        vw (float): The same for the width.
+        boxes (Tensor): (N, 4) float normalised xyxy random boxes inside the image part, drawn
+            first for every unit (objects to derive other geometry from).
+        mask_size (int): Side of dense targets (masks).
+        depth_size (int): Side of depth targets.
+        num_keypoints (int): K of keypoint targets.
+    """
+
+    gen: torch.Generator
+    num: int
+    vh: float
+    vw: float
+    boxes: Tensor
+    mask_size: int
+    depth_size: int
+    num_keypoints: int
+
+    def uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
+        """Uniform random values in [low, high) from :attr:`gen`."""
+        return _uniform(self.gen, *shape, low=low, high=high)
+
+
+#: ``fn(frame: SyntheticFrame) -> dict[str, Tensor]`` (the fields of ``gt_units.<unit>``, each
+#: (N, ...), in the square frame).
+SyntheticTargets = Callable[[SyntheticFrame], dict[str, Tensor]]
+
+
+def box_targets(frame: SyntheticFrame) -> dict[str, Tensor]:
+    """``bboxes`` (N, 4) normalised xyxy."""
+    return dict(bboxes=frame.boxes)
+
+
+def mask_targets(frame: SyntheticFrame) -> dict[str, Tensor]:
+    """``masks`` (N, S, S) bool: the boxes rasterised on a ``mask_size`` grid."""
+    boxes, size = frame.boxes, frame.mask_size
+    centres = (torch.arange(size) + 0.5) / size
+    inx = (centres[None] >= boxes[:, 0:1]) & (centres[None] < boxes[:, 2:3])
+    iny = (centres[None] >= boxes[:, 1:2]) & (centres[None] < boxes[:, 3:4])
+    return dict(masks=iny[:, :, None] & inx[:, None, :])
+
+
+def keypoint_targets(frame: SyntheticFrame) -> dict[str, Tensor]:
+    """``keypoints`` (N, K, 3) (x, y inside the box, visibility 0/1/2, keypoint 0 labelled) and
+    ``bboxes``."""
+    boxes, num, k = frame.boxes, frame.num, frame.num_keypoints
+    frac = frame.uniform(num, k, 2)
+    xy = boxes[:, None, :2] + frac * (boxes[:, None, 2:] - boxes[:, None, :2])
+    vis = torch.randint(0, 3, (num, k), generator=frame.gen).float()
+    vis[:, 0] = 2.0  # at least one labelled keypoint
+    xy = xy * (vis > 0)[..., None]  # v = 0: coordinates are 0
+    return dict(keypoints=torch.cat([xy, vis[..., None]], -1), bboxes=boxes)
+
+
+def depth_targets(frame: SyntheticFrame) -> dict[str, Tensor]:
+    """``depth`` (N, D, D) float metres (0 outside the image) and ``valid`` (N, D, D) bool."""
+    num, size = frame.num, frame.depth_size
+    coarse = frame.uniform(num, 1, 4, 4, low=1.0, high=5.0)
+    depth = F.interpolate(coarse, size=(size, size), mode='bilinear', align_corners=False)[:, 0]
+    centres = (torch.arange(size) + 0.5) / size
+    inside = (centres[:, None] < frame.vh) & (centres[None, :] < frame.vw)
+    valid = inside[None] & (frame.uniform(num, size, size) > 0.1)
+    return dict(depth=depth * inside, valid=valid)
+
+
+#: The core units' synthetic targets, declared the way a plugin declares its own.
+CORE_SYNTHETIC_TARGETS: dict[str, SyntheticTargets] = dict(
+    box=box_targets, mask=mask_targets, keypoint=keypoint_targets, depth=depth_targets
+)
+
+
 def _unit_targets(
     unit: str,
+    targets: SyntheticTargets | None,
     gen: torch.Generator,
     num: int,
     vh: float,
     vw: float,
-    *,
-    mask_size: int,
-    depth_size: int,
-    num_keypoints: int,
+    **sizes: int,
 ) -> dict[str, Tensor]:
-    boxes = _boxes(gen, num, vh, vw)
-    if unit == 'box':
-        return dict(bboxes=boxes)
-    if unit == 'mask':
-        centres = (torch.arange(mask_size) + 0.5) / mask_size
-        inx = (centres[None] >= boxes[:, 0:1]) & (centres[None] < boxes[:, 2:3])
-        iny = (centres[None] >= boxes[:, 1:2]) & (centres[None] < boxes[:, 3:4])
-        return dict(masks=iny[:, :, None] & inx[:, None, :])
-    if unit == 'keypoint':
-        frac = _uniform(gen, num, num_keypoints, 2)
-        xy = boxes[:, None, :2] + frac * (boxes[:, None, 2:] - boxes[:, None, :2])
-        vis = torch.randint(0, 3, (num, num_keypoints), generator=gen).float()
-        vis[:, 0] = 2.0  # at least one labelled keypoint
-        xy = xy * (vis > 0)[..., None]  # v = 0: coordinates are 0
-        return dict(keypoints=torch.cat([xy, vis[..., None]], -1), bboxes=boxes)
-    if unit == 'depth':
-        coarse = _uniform(gen, num, 1, 4, 4, low=1.0, high=5.0)
-        depth = F.interpolate(
-            coarse, size=(depth_size, depth_size), mode='bilinear', align_corners=False
-        )[:, 0]
-        centres = (torch.arange(depth_size) + 0.5) / depth_size
-        inside = (centres[:, None] < vh) & (centres[None, :] < vw)
-        valid = inside[None] & (_uniform(gen, num, depth_size, depth_size) > 0.1)
-        return dict(depth=depth * inside, valid=valid)
-    raise ValueError(f'demo_unit_inputs has no targets for unit {unit!r}')
+    fn = targets if targets is not None else CORE_SYNTHETIC_TARGETS.get(unit)
+    if fn is None:
+        raise ValueError(
+            f'demo_unit_inputs has no targets for unit {unit!r}: pass targets=fn (a plugin '
+            f'contract declares `synthetic_targets`); core units: {sorted(CORE_SYNTHETIC_TARGETS)}'
+        )
+    frame = SyntheticFrame(gen, num, vh, vw, _boxes(gen, num, vh, vw), **sizes)
+    return fn(frame)
 
 
 def _demo_sample(
-    unit: str, gen: torch.Generator, idx: int, shape: tuple[int, int], gids: Tensor, **sizes: int
+    unit: str,
+    targets: SyntheticTargets | None,
+    gen: torch.Generator,
+    idx: int,
+    shape: tuple[int, int],
+    gids: Tensor,
+    **sizes: int,
 ) -> tuple[RefVLMDataSample, tuple[float, float]]:
     """One data sample with ``gt_units.<unit>`` and its image fraction of the square frame."""
     height, width = shape
     side = max(height, width)
     vh, vw = height / side, width / side
-    fields = _unit_targets(unit, gen, gids.numel(), vh, vw, **sizes)
+    fields = _unit_targets(unit, targets, gen, gids.numel(), vh, vw, **sizes)
     gt = InstanceData(**fields, group_ids=gids.clone(), instance_ids=torch.arange(gids.numel()))
     sample = RefVLMDataSample(
         metainfo=dict(
@@ -150,11 +219,13 @@ def demo_unit_inputs(
     depth_size: int = 32,
     num_keypoints: int = 5,
     seed: int = 0,
+    targets: SyntheticTargets | None = None,
 ) -> tuple[UnitQueries, VisualContext, list[RefVLMDataSample]]:
     """Build one unit's decoder inputs for a batch of ``len(num_queries)`` samples.
 
     Args:
-        unit (str): ``'box'``, ``'mask'``, ``'keypoint'`` or ``'depth'`` (the targets to build).
+        unit (str): The unit name: ``gt_units.<unit>`` gets the targets. A core unit (``'box'``,
+            ``'mask'``, ``'keypoint'``, ``'depth'``) has its own; any other needs ``targets``.
         num_queries (Sequence[int]): Real queries of each sample. Defaults to (3, 1).
         num_slots (int, optional): Padded Q; defaults to ``max(num_queries) + 1`` (always one
             padded slot).
@@ -172,6 +243,9 @@ def demo_unit_inputs(
         depth_size (int): Side of depth targets. Defaults to 32.
         num_keypoints (int): K of keypoint targets. Defaults to 5.
         seed (int): Seed of every random tensor. Defaults to 0.
+        targets (callable, optional): ``fn(frame: SyntheticFrame) -> dict`` making a plugin
+            unit's targets (each (N, ...), square frame) for one sample; None: the core unit's
+            (:data:`CORE_SYNTHETIC_TARGETS`).
 
     Returns:
         tuple: ``(UnitQueries, VisualContext, list[RefVLMDataSample])``; padded query slots hold
@@ -204,6 +278,7 @@ def demo_unit_inputs(
         groups[b, :num] = gids
         sample, fraction = _demo_sample(
             unit,
+            targets,
             gen,
             b,
             shapes[b],

@@ -13,6 +13,7 @@ from .builder import (
     normalize_answer,
     phrase_text,
 )
+from .refs import FoundRef, find_refs, keep_units
 from .structures import WARNING_CODES, CotEntry, CotInfo, ParseResult, ParseWarning, RefInfo
 
 __all__ = [
@@ -20,6 +21,9 @@ __all__ = [
     'parse_answer',
     'parse_token_ids',
     'strip_trp',
+    'find_refs',
+    'keep_units',
+    'FoundRef',
     'answer_text',
     'normalize_answer',
     'iter_groups',

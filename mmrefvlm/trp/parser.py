@@ -77,7 +77,8 @@ class TRPParser:
         self.ev = events
         self.n = len(events)
         self.i = 0
-        self.known = known_units
+        # a set: membership tests stay O(1) whatever collection the caller passed
+        self.known = None if known_units is None else frozenset(known_units)
         self.warnings = warnings
         self.end_pos = end_pos
         self.root: list = []
@@ -293,6 +294,7 @@ class TRPParser:
 
     def _make_group(self, text: str, pos: int) -> _Group:
         units: list[str] = []
+        seen: set[str] = set()  # duplicate test in O(1): linear in the number of names
         routable: list[str] = []
         warned: set[str] = set()
 
@@ -305,10 +307,11 @@ class TRPParser:
             name = raw.strip()
             if not name:
                 warn_once('empty_unit', f'empty unit name in {text[:40]!r}')
-            elif not UNIT_NAME_RE.fullmatch(name) or name in units:
+            elif not UNIT_NAME_RE.fullmatch(name) or name in seen:
                 warn_once('invalid_unit', f'invalid or duplicate unit name {name[:40]!r}')
             else:
                 units.append(name)
+                seen.add(name)
                 if self.known is not None and name not in self.known:
                     warn_once('unknown_unit', f'unit {name[:40]!r} is not a known unit')
                 else:

@@ -2,6 +2,7 @@
 """Package-wide utilities (no model code)."""
 
 from .checkpoint import (
+    CheckpointFormatError,
     UnsafeCheckpointError,
     decode_safe,
     encode_safe,
@@ -17,6 +18,7 @@ __all__ = [
     'register_checkpoint_loaders',
     'load_state_file',
     'UnsafeCheckpointError',
+    'CheckpointFormatError',
     'encode_safe',
     'decode_safe',
 ]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os.path as osp
 import pickle
+import pickletools
+import struct
 from collections import OrderedDict
 from typing import Any
 
@@ -31,10 +33,24 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint needs arbitrary Python objects (code) to load and was refused."""
 
 
+class CheckpointFormatError(RuntimeError):
+    """A checkpoint file is empty, truncated, corrupted or not a checkpoint at all."""
+
+
+#: What torch's weights-only unpickler says when a pickle needs a global it does not allow
+#: (a class or function: code). Every other unpickling error means a damaged or foreign file.
+_NEEDS_CODE = ('was not an allowed global', 'Unsupported global')
+#: Errors torch's weights-only unpickler raises on garbage (KeyError / IndexError from its memo
+#: and stack, EOFError at a cut, ...). A RuntimeError counts only with one of ``_ZIP_DAMAGE`` in
+#: its message, so unrelated ones (e.g. a CUDA ``map_location`` without CUDA) pass through.
+_DAMAGED = (EOFError, KeyError, IndexError, ValueError, TypeError, AttributeError, struct.error)
+_ZIP_DAMAGE = ('PytorchStreamReader', 'zip archive', 'corrupted')
+
+
 def _refusal(filename: str, err: Exception) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
         f'Refused to load {filename!r}: it is a pickle that needs Python objects beyond tensors '
-        f'and plain containers ({err.__class__.__name__}: {str(err).splitlines()[0]}). Loading it '
+        f'and plain containers ({err.__class__.__name__}: {_reason(err)}). Loading it '
         'could run arbitrary code, so mmrefvlm loads checkpoints with '
         'torch.load(weights_only=True) only. If you '
         'trust the file, convert it once to safetensors with '
@@ -42,11 +58,88 @@ def _refusal(filename: str, err: Exception) -> UnsafeCheckpointError:
     )
 
 
+def _reason(err: BaseException) -> str:
+    """The informative line of an error: torch buries it after a long generic preamble."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if any(key in ln for key in _NEEDS_CODE) or ln.startswith('Unsupported operand'):
+            return ln
+    return lines[0] if lines else repr(err)
+
+
+def _damaged(filename: str, kind: str, err: BaseException) -> CheckpointFormatError:
+    return CheckpointFormatError(
+        f'checkpoint {filename!r} ({kind}) is corrupted, truncated or not a checkpoint '
+        f'({err.__class__.__name__}: {_reason(err)}); an interrupted save or copy leaves such '
+        'files: use an earlier checkpoint or copy it again'
+    )
+
+
+#: The first pickle of a legacy ``torch.save`` file holds this number.
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _is_plain_pickle(filename: str) -> bool:
+    """Whether the file starts with one well-formed pickle that is not a legacy torch file.
+
+    Read statically with :func:`pickletools.genops` (nothing is executed). Such a file is a real
+    pickle that weights-only loading cannot read (e.g. protocol 4, or objects): refused as
+    unsafe. Garbage fails to parse and is reported as damaged instead.
+    """
+    try:
+        with open(filename, 'rb') as f:
+            args = [arg for _, arg, _ in pickletools.genops(f)]
+    except (ValueError, EOFError, struct.error, UnicodeDecodeError):
+        return False
+    return _TORCH_LEGACY_MAGIC not in args[:3]
+
+
+def sniff_checkpoint(filename: str) -> str:
+    """The container format of a checkpoint file, from its first bytes (not its name).
+
+    Args:
+        filename (str): A local file.
+
+    Returns:
+        str: ``'safetensors'`` (8-byte little-endian header length, then a JSON object),
+        ``'zip'`` (torch >= 1.6 ``torch.save``), ``'pickle'`` (a legacy torch pickle, protocol
+        >= 2), ``'empty'`` or ``'unknown'``.
+    """
+    size = osp.getsize(filename)
+    with open(filename, 'rb') as f:
+        head = f.read(9)
+    if size == 0:
+        return 'empty'
+    if head.startswith(b'PK\x03\x04'):
+        return 'zip'
+    if len(head) == 9 and head[8:9] == b'{':
+        (header_len,) = struct.unpack('<Q', head[:8])
+        if 2 <= header_len <= size - 8:
+            return 'safetensors'
+    if head[:1] == b'\x80':
+        return 'pickle'
+    return 'unknown'
+
+
+def _load_safetensors(filename: str, map_location: Any) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    device = map_location if isinstance(map_location, str) else 'cpu'
+    try:
+        return {'state_dict': OrderedDict(load_file(filename, device=device))}
+    except SafetensorError as err:
+        raise _damaged(filename, 'safetensors', err) from err
+
+
 def load_state_file(filename: str, map_location: Any = 'cpu') -> dict:
     """Load a checkpoint file without executing code.
 
+    The format is read from the file's first bytes, so a safetensors file loads as such
+    whatever its name (a ``.pth`` that holds safetensors is not mistaken for a pickle).
+
     Args:
-        filename (str): A local path: ``.safetensors`` or a torch pickle.
+        filename (str): A local path: safetensors or a torch pickle (zip or legacy).
         map_location: Same as :func:`torch.load`. For safetensors, a device string (``'cpu'``
             default) or None.
 
@@ -56,18 +149,38 @@ def load_state_file(filename: str, map_location: Any = 'cpu') -> dict:
     Raises:
         FileNotFoundError: The file does not exist.
         UnsafeCheckpointError: The pickle needs globals that weights-only loading refuses.
+        CheckpointFormatError: The file is empty, damaged or not a checkpoint; the message
+            names the detected format and the underlying error.
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
-    if filename.endswith('.safetensors'):
-        from safetensors.torch import load_file
-
-        device = map_location if isinstance(map_location, str) else 'cpu'
-        return {'state_dict': OrderedDict(load_file(filename, device=device))}
+    kind = sniff_checkpoint(filename)
+    if kind == 'empty':
+        raise CheckpointFormatError(
+            f'checkpoint {filename!r} is empty (0 bytes): an interrupted save or copy; use an '
+            'earlier checkpoint or copy it again'
+        )
+    if kind == 'safetensors' or (kind == 'unknown' and filename.endswith('.safetensors')):
+        return _load_safetensors(filename, map_location)
+    if kind == 'unknown':
+        with open(filename, 'rb') as f:
+            head = f.read(8)
+        raise CheckpointFormatError(
+            f'{filename!r} is not a checkpoint: neither a torch.save file (zip or pickle) nor '
+            f'safetensors (it starts with {head!r})'
+        )
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise _refusal(filename, err) from err
+        if any(key in str(err) for key in _NEEDS_CODE) or _is_plain_pickle(filename):
+            raise _refusal(filename, err) from err
+        raise _damaged(filename, f'torch {kind}', err) from err
+    except _DAMAGED as err:
+        raise _damaged(filename, f'torch {kind}', err) from err
+    except RuntimeError as err:
+        if any(key in str(err) for key in _ZIP_DAMAGE):
+            raise _damaged(filename, f'torch {kind}', err) from err
+        raise
 
 
 def _load_local(filename: str, map_location: Any) -> dict:
@@ -88,54 +201,76 @@ def register_checkpoint_loaders() -> None:
 
 
 # --------------------------------------------------------------------------- safe encoding
+#: Python types that ``torch.load(weights_only=True)`` restores as themselves (exact types only:
+#: a subclass such as an ``IntEnum`` pickles as its class and would not load).
+_PLAIN_TYPES = (type(None), bool, int, float, complex, str, bytes)
+#: numpy dtype kinds whose scalars and arrays round-trip exactly (bool, ints, floats, complex).
+_NUMERIC_KINDS = 'biufc'
+
+
+def _refuse(obj: Any, why: str = '') -> TypeError:
+    return TypeError(
+        f'cannot store an object of type {type(obj).__module__}.{type(obj).__qualname__} in a '
+        f'weights-only-safe checkpoint{why}; convert it to tensors or plain containers first'
+    )
+
+
+def _encode_numpy(obj: np.generic | np.ndarray) -> dict:
+    """Tagged dict of a numpy scalar or array; its dtype string keeps the byte order."""
+    if obj.dtype.kind not in _NUMERIC_KINDS and not (
+        isinstance(obj, np.generic) and obj.dtype.kind in 'SU'
+    ):
+        raise _refuse(obj, f' (numpy dtype {obj.dtype} does not round-trip)')
+    if isinstance(obj, np.generic):
+        return {_TAG: 'npscalar', 'value': obj.item(), 'dtype': obj.dtype.str}
+    # np.array(copy=True) keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
+    native = np.array(obj, dtype=obj.dtype.newbyteorder('='), order='C', copy=True)
+    return {_TAG: 'ndarray', 'data': torch.from_numpy(native), 'dtype': obj.dtype.str}
+
+
+def _check_key(key: Any) -> None:
+    if type(key) is tuple:
+        for k in key:
+            _check_key(k)
+    elif type(key) not in _PLAIN_TYPES:
+        raise _refuse(key, ' as a dict key')
+
+
 def encode_safe(obj: Any) -> Any:
     """Encode the non-tensor objects MMEngine stores in checkpoints into weights-only-safe ones.
 
-    Handles ``HistoryBuffer``, ``np.ndarray`` and numpy scalars, recursively through dicts, lists
-    and tuples. Anything else that ``torch.load(weights_only=True)`` would refuse raises
-    ``TypeError`` at save time, so a checkpoint can never be written that mmrefvlm cannot load
-    again.
+    Handles ``HistoryBuffer``, numeric ``np.ndarray`` and numpy scalars, recursively through dicts,
+    ``OrderedDict``, lists and tuples. :func:`decode_safe` restores them exactly: types, numpy
+    dtypes (byte order included), shapes, key order and buffer settings. Anything that would not
+    come back as itself (a ``namedtuple``, ``defaultdict``, enum, numpy datetime, a numpy dict
+    key...) raises ``TypeError`` at save time, so a checkpoint can never be written that mmrefvlm
+    cannot load again, or that loads as something else.
     """
     from mmengine.logging import HistoryBuffer
 
-    # numpy scalars first: np.float64 is a subclass of float but pickles as a numpy global.
-    if isinstance(obj, np.generic):
-        return {_TAG: 'npscalar', 'value': obj.item(), 'dtype': str(obj.dtype)}
-    if (
-        isinstance(obj, torch.Tensor)
-        or obj is None
-        or isinstance(obj, (bool, int, float, str, bytes))
+    # numpy first: np.float64 is a subclass of float but pickles as a numpy global.
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return _encode_numpy(obj)
+    if type(obj) in _PLAIN_TYPES or isinstance(
+        obj, (torch.Tensor, torch.dtype, torch.device, torch.Size)
     ):
         return obj
-    if isinstance(obj, HistoryBuffer):
+    if type(obj) is HistoryBuffer:
         return {
             _TAG: 'HistoryBuffer',
             'log_history': encode_safe(obj._log_history),
             'count_history': encode_safe(obj._count_history),
             'max_length': obj.max_length,
         }
-    if isinstance(obj, np.ndarray):
-        if obj.dtype == object:
-            raise TypeError('cannot save a numpy object array in a weights-only checkpoint')
-        return {
-            _TAG: 'ndarray',
-            'data': torch.from_numpy(np.ascontiguousarray(obj)).clone(),
-            'dtype': str(obj.dtype),
-        }
-    if isinstance(obj, (torch.dtype, torch.device, torch.Size)):
-        return obj
-    if isinstance(obj, OrderedDict):
-        return OrderedDict((k, encode_safe(v)) for k, v in obj.items())
-    if isinstance(obj, dict):
-        return {k: encode_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [encode_safe(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(encode_safe(v) for v in obj)
-    raise TypeError(
-        f'cannot store an object of type {type(obj).__module__}.{type(obj).__qualname__} in a '
-        'weights-only-safe checkpoint; convert it to tensors or plain containers first'
-    )
+    if type(obj) in (dict, OrderedDict):
+        if _TAG in obj:
+            raise _refuse(obj, f' (a dict with the reserved key {_TAG!r})')
+        for key in obj:
+            _check_key(key)
+        return type(obj)((k, encode_safe(v)) for k, v in obj.items())
+    if type(obj) in (list, tuple):
+        return type(obj)(encode_safe(v) for v in obj)
+    raise _refuse(obj)
 
 
 def decode_safe(obj: Any) -> Any:
@@ -158,6 +293,8 @@ def decode_safe(obj: Any) -> Any:
         return OrderedDict(items) if isinstance(obj, OrderedDict) else dict(items)
     if isinstance(obj, list):
         return [decode_safe(v) for v in obj]
+    if isinstance(obj, torch.Size):
+        return obj
     if isinstance(obj, tuple):
         return tuple(decode_safe(v) for v in obj)
     return obj

@@ -1,13 +1,15 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
-"""Draw predictions and ground truth (boxes, masks, keypoints, depth) on an image (numpy + cv2)."""
+"""Draw predictions and ground truth on an image (numpy + cv2) through the per-unit drawers of
+``UNIT_DRAWERS`` (:mod:`.drawers`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
-import torch
+
+from .drawers import entry_values, plan_drawing
 
 PALETTE = [
     (230, 25, 75),
@@ -21,10 +23,7 @@ PALETTE = [
     (210, 245, 60),
     (250, 190, 212),
 ]
-
-
-def _np(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def depth_to_rgb(depth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -40,59 +39,80 @@ def depth_to_rgb(depth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     return np.ascontiguousarray(rgb)
 
 
-def draw_instances(img: np.ndarray, inst: dict, scale: int = 4) -> np.ndarray:
-    """Overlay ``bboxes`` / ``masks`` / ``keypoints`` (original pixels) and ``labels`` on ``img``.
+def draw_instances(
+    img: np.ndarray,
+    inst: Mapping,
+    scale: int = 4,
+    colors: Sequence[tuple[int, int, int]] | None = None,
+) -> np.ndarray:
+    """Overlay every instance field (original pixels) and the ``labels`` on ``img``.
+
+    Each field is drawn by its unit's drawer in ``UNIT_DRAWERS`` (:mod:`.drawers`: masks, boxes,
+    keypoints of the core units; plugins register theirs). Labels go at the first anchor a drawer
+    gives (a box's corner, a point). A field no drawer claims is listed on the overlay as
+    "not drawn: <field>"; panel fields (depth) are left to :func:`draw_panels`.
 
     Args:
         img (np.ndarray): (H, W, 3) uint8 RGB.
-        inst (dict): InstanceData-like mapping; entries may be NaN for units without the field.
+        inst (Mapping): ``InstanceData``-like mapping; entries may be NaN / False for units
+            without the field (``units`` / ``unit_fields`` tell which entry is whose).
         scale (int): Upscale factor before drawing (small demo images).
+        colors (Sequence[tuple[int, int, int]], optional): RGB colour of each entry (default:
+            the palette, one colour per entry index).
+
+    Returns:
+        np.ndarray: (H * scale, W * scale, 3) uint8 RGB.
     """
     h, w = img.shape[:2]
-    out = cv2.resize(img, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST).astype(
-        np.float32
+    canvas = np.ascontiguousarray(
+        cv2.resize(img, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST), dtype=np.uint8
     )
-    labels = list(inst.get('labels', []) or [])
-    n = len(labels) if labels else len(_np(inst.get('bboxes', np.zeros((0, 4)))))
-    masks = inst.get('masks')
-    if masks is not None:
-        m = _np(masks).astype(bool)
-        for i in range(min(n, len(m))):
-            big = cv2.resize(
-                m[i].astype(np.uint8), (w * scale, h * scale), interpolation=cv2.INTER_NEAREST
-            ).astype(bool)
-            out[big] = 0.5 * out[big] + 0.5 * np.array(PALETTE[i % len(PALETTE)])
-            contours, _ = cv2.findContours(
-                big.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-            )
-            cv2.drawContours(
-                out, contours, -1, (255, 255, 255), 1
-            )  # outline: visible on any colour
-    out = out.astype(np.uint8)
-    boxes = _np(inst['bboxes']) if inst.get('bboxes') is not None else np.zeros((0, 4))
-    for i, b in enumerate(boxes[:n]):
-        if not np.isfinite(b).all():
+    plan = plan_drawing(inst)
+    if colors is None:
+        colors = [PALETTE[i % len(PALETTE)] for i in range(plan.num)]
+    anchors: list[np.ndarray | None] = [None] * plan.num
+    for drawer, entries in plan.groups:
+        if drawer.panel:
             continue
-        p = tuple(int(v * scale) for v in b)
-        cv2.rectangle(out, p[:2], p[2:], PALETTE[i % len(PALETTE)], 2)
-        if labels and labels[i]:
-            cv2.putText(
-                out,
-                str(labels[i])[:24],
-                (p[0], max(p[1] - 3, 10)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.35,
-                PALETTE[i % len(PALETTE)],
-                1,
-            )
-    kps = inst.get('keypoints')
-    if kps is not None:
-        for i, k in enumerate(_np(kps)[:n]):
-            for x, y, v in k:
-                if np.isfinite(x) and v > 0:
-                    cv2.circle(
-                        out, (int(x * scale), int(y * scale)), 3, PALETTE[i % len(PALETTE)], -1
-                    )
+        idx, values = entry_values(inst, entries)
+        drawer.draw(canvas, values, [colors[i] for i in idx], scale)
+        points = drawer.anchors(values)
+        for i, point in zip(idx, points if points is not None else [], strict=False):
+            if anchors[i] is None and np.isfinite(point).all():
+                anchors[i] = point
+    labels = list(inst.get('labels', []) or [])
+    for i, point in enumerate(anchors):
+        if point is not None and i < len(labels) and labels[i]:
+            org = (int(point[0] * scale), max(int(point[1] * scale) - 3, 10))
+            cv2.putText(canvas, str(labels[i])[:24], org, _FONT, 0.35, colors[i], 1)
+    _note_undrawn(canvas, plan.undrawn)
+    return canvas
+
+
+def _note_undrawn(canvas: np.ndarray, undrawn: Mapping[str, Sequence[str]]) -> None:
+    """Write "not drawn: <field>" lines on white boxes at the bottom-left of the canvas."""
+    for row, name in enumerate(sorted(undrawn, reverse=True)):
+        text = f'not drawn: {name}'
+        (tw, th), _ = cv2.getTextSize(text, _FONT, 0.3, 1)
+        y = canvas.shape[0] - (row + 1) * (th + 6)
+        cv2.rectangle(canvas, (0, y), (tw + 4, y + th + 4), (255, 255, 255), -1)
+        cv2.putText(canvas, text, (2, y + th + 1), _FONT, 0.3, (200, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_panels(inst: Mapping | None, prefix: str = '') -> list[tuple[str, np.ndarray]]:
+    """The panels of the panel drawers (depth maps): ``(title, (h, w, 3) uint8 RGB)`` each,
+    titled ``<prefix><unit>: <label>``."""
+    if inst is None:
+        return []
+    plan = plan_drawing(inst)
+    units = list(inst.get('units') or [''] * plan.num)
+    labels = list(inst.get('labels') or [''] * plan.num)
+    out = []
+    for drawer, entries in plan.groups:
+        if drawer.panel:
+            idx, values = entry_values(inst, entries)
+            titles = [f'{prefix}{units[i]}: {labels[i]}' for i in idx]
+            out += drawer.panels(values, titles)
     return out
 
 

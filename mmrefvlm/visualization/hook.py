@@ -4,23 +4,27 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import os.path as osp
 
 import numpy as np
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from PIL import Image
 
 from mmrefvlm.registry import HOOKS
 
-from .draw import depth_to_rgb, draw_instances, side_by_side
+from .draw import depth_to_rgb, draw_instances, draw_panels, side_by_side
+from .drawers import plan_drawing
 
 
 @HOOKS.register_module()
 class RefVLMVisualizationHook(Hook):
     """During ``test``/``val``, write ``<out_dir>/<record_id>.png`` for up to ``max_images``
-    samples: ground truth | prediction (| GT depth | predicted depth when present), titled with the
-    text.
+    samples: ground truth | prediction (| GT depth | predicted depth maps when present), titled
+    with the text. Every unit is drawn by its drawer in ``UNIT_DRAWERS``; a field without one is
+    marked "not drawn" on the image and logged once.
 
     Args:
         out_dir (str): Output folder (created).
@@ -41,6 +45,7 @@ class RefVLMVisualizationHook(Hook):
         self.scale = scale
         self._count = 0
         self._per_task: dict[str, int] = {}
+        self._warned: set[str] = set()
 
     def _one(self, sample) -> None:
         path = sample.metainfo.get('img_path')
@@ -60,16 +65,27 @@ class RefVLMVisualizationHook(Hook):
         if sample.get('gt_depth') is not None:
             panels.append(depth_to_rgb(sample.gt_depth.detach().cpu().numpy()))
             titles.append('GT depth')
-        if pred is not None and 'depth' in pred:
-            d = pred.depth.detach().cpu().numpy()
-            for i, unit in enumerate(pred.units):
-                if unit == 'depth':
-                    panels.append(depth_to_rgb(d[i]))
-                    titles.append('pred depth')
-                    break
+        for title, panel in draw_panels(pred, 'pred '):
+            panels.append(panel)
+            titles.append(title)
+        self._warn_undrawn(gt, pred)
         rid = str(sample.metainfo.get('record_id', self._count)).replace('/', '_')
         Image.fromarray(side_by_side(panels, titles)).save(osp.join(self.out_dir, f'{rid}.png'))
         self._count += 1
+
+    def _warn_undrawn(self, *insts) -> None:
+        for inst in insts:
+            if inst is None:
+                continue
+            for name, units in plan_drawing(inst).undrawn.items():
+                if name not in self._warned:
+                    self._warned.add(name)
+                    print_log(
+                        f'{type(self).__name__}: no drawer for field {name!r} (units {units}); '
+                        'register a UnitDrawer in mmrefvlm.registry.UNIT_DRAWERS to draw it',
+                        logger='current',
+                        level=logging.WARNING,
+                    )
 
     def _after_iter(
         self, runner, batch_idx: int, data_batch=None, outputs=None, mode: str = 'train'

@@ -25,7 +25,7 @@ TARGETS = dict(
 )
 
 
-def make_pipeline(predict=False, cot=False, image_tokens=4, vit=16):
+def make_pipeline(predict=False, cot=False, image_tokens=4, vit=16, allow_open_turn=False):
     return Compose(
         [
             LoadRecordImage(),
@@ -39,6 +39,7 @@ def make_pipeline(predict=False, cot=False, image_tokens=4, vit=16):
                 num_prompt_tokens=9,
                 cot=cot,
                 predict=predict,
+                allow_open_turn=allow_open_turn,
             ),
             BuildUnitTargets(TARGETS),
             PackRefVLMInputs(),

@@ -66,6 +66,7 @@ def _train(
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100, by_epoch=False)),
         custom_hooks=[hook, clock],
         param_scheduler=schedule,
+        default_scope='mmrefvlm',  # not mmengine's: later tests build mmrefvlm types by name
         experiment_name=f'budget_{tmp_path.name}',
     )
     runner.train()

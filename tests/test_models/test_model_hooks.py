@@ -75,7 +75,7 @@ def test_input_encoder_rows_replace_the_placeholders(scene):
     data = _batch(scene, model, [(2, rows[0]), (0, None), (1, rows[2])])
     inputs, samples = data['inputs'], data['data_samples']
     vis, tokens = model.encode_images(inputs, samples)
-    embeds, _ = model.embed_inputs(inputs, vis, tokens, samples)
+    embeds, _ = model.embed_inputs(inputs, vis, tokens, data_samples=samples)
     pos = inputs['input_ids'] == model.tokenizer.ids['<toy>']
     want = model.input_encoders['<toy>'].proj(torch.cat([rows[0], rows[2]]))
     torch.testing.assert_close(embeds[pos], want)
@@ -115,7 +115,7 @@ class ShiftRefiner:
         self.calls.append((hidden.detach().clone(), refs, context))
         out = hidden.clone()
         for b, sample_refs in enumerate(refs):
-            for pos, *_ in sample_refs:
+            for pos in sample_refs:
                 out[b, pos] = out[b, pos] + self.delta
         return out
 
@@ -134,7 +134,7 @@ def test_ref_refiner_rewrites_routed_states_only(scene):
     assert torch.equal(ctx.key_mask, data['inputs']['attention_mask'].bool())
     routing = model._route_labels(data['inputs'], hidden)
     q = routing.queries['box']
-    pos = [[p for p, *_ in r] for r in refs]
+    pos = refs
     torch.testing.assert_close(q.embeds[0, :2], hidden[0, pos[0]] + 3.0)
     with pytest.raises(TypeError, match='callable'):
         build(ref_refiner=3)
@@ -157,4 +157,4 @@ def test_ref_refiner_in_predict_gets_generation_context(scene, monkeypatch):
         gen.tokens.shape[1] - len(ids[1])
     )
     assert ctx.key_mask.shape == (2, prompt + gen.tokens.shape[1])
-    assert all(hidden.shape[1] > p >= 1 for p, *_ in refs[0]) and refs[1] == []
+    assert all(hidden.shape[1] > p >= 1 for p in refs[0]) and refs[1] == []

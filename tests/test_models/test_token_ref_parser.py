@@ -124,8 +124,15 @@ def test_format_conversation_answer_format_hook(tok):
         trp['input_ids'], tok, known_units={'mask'}, span_mask=trp['labels'] != -100
     )
     assert len(refs) == 1 and '<Phrase>' in trp['gt_text']  # default: TRP
+    assert out['label_refs'] == []  # TRP's find_refs finds no <REF> in LISA's answer
+    parser = SpecialTokenRefParser({'[SEG]': 'mask'})
+    lisa = FormatConversation(answer_format=fmt, ref_parser=parser, **kw)(dict(record))
+    ((pos, units, _, _, _),) = lisa['label_refs']
+    assert lisa['input_ids'][pos] == tok.ids['[SEG]'] and units == ('mask',)
     with pytest.raises(TypeError, match='callable'):
         FormatConversation(answer_format=3, **kw)
+    with pytest.raises(TypeError, match='callable'):
+        FormatConversation(ref_parser='find_refs', **kw)
 
 
 def test_refvlm_ref_parser_hook():
@@ -145,5 +152,13 @@ def test_refvlm_ref_parser_hook():
     with pytest.raises(TypeError, match='callable'):
         build(ref_parser=3)
     ids = torch.tensor([[5, 6, 7]])
-    routing = model._route_labels(dict(input_ids=ids, labels=ids), torch.zeros(1, 3, 32))
+    inputs = dict(
+        input_ids=ids,
+        labels=ids,
+        attention_mask=torch.ones_like(ids),
+        has_image=torch.tensor([False]),
+        prompt_batch_idx=torch.zeros(0, dtype=torch.long),
+    )
+    # labels without the pipeline's label_refs are parsed with the model's ref_parser
+    routing = model._route_labels(inputs, torch.zeros(1, 3, 32))
     assert calls == [{'box'}] and routing.queries == {}

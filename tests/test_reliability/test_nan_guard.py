@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import multiprocessing as mp
 import queue as queue_mod
-import socket
 import time
 from datetime import timedelta
 
@@ -183,20 +182,14 @@ def test_gradient_accumulation_skips_the_whole_update():
     assert torch.allclose(lin.weight, expected) and ow.num_skipped == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, port: int, queue) -> None:
+def _ddp_worker(rank: int, store: str, queue) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     try:
         dist.init_process_group(
             'gloo',
-            init_method=f'tcp://127.0.0.1:{port}',
+            init_method=f'file://{store}',  # no TCP port another run could take or share
             rank=rank,
             world_size=2,
             timeout=timedelta(seconds=240),
@@ -244,8 +237,8 @@ def test_ddp_ranks_decide_together(tmp_path):
     # multiprocessing"). The work is 3 tiny steps; the time goes to the children's imports, so the
     # deadline leaves a wide margin for a loaded machine.
     ctx = mp.get_context('spawn')
-    queue, port = ctx.Queue(), _free_port()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, port, queue)) for r in (0, 1)]
+    queue, store = ctx.Queue(), str(tmp_path / 'rendezvous')
+    procs = [ctx.Process(target=_ddp_worker, args=(r, store, queue)) for r in (0, 1)]
     for p in procs:
         p.start()
     try:

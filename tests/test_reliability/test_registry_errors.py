@@ -30,7 +30,10 @@ def _train_main():
 def test_train_tool_lists_close_names_for_a_typo(tmp_path):
     main = _train_main()
     with pytest.raises(UnregisteredTypeError) as info:
-        main([str(CONFIGS / 'typo_unit_decoder.py'), '--work-dir', str(tmp_path)])
+        # --skip-preflight: the config's demo_data is not here, and the typo is what is tested
+        main(
+            [str(CONFIGS / 'typo_unit_decoder.py'), '--work-dir', str(tmp_path), '--skip-preflight']
+        )
     err = info.value
     assert err.type_name == 'BoxUnitDecodr' and err.registry_name == 'model'
     assert err.suggestions[0] == 'BoxUnitDecoder'

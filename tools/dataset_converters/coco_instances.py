@@ -51,8 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def split_name(ann_file: str) -> str:
-    """The split of ``instances_<split>.json`` / ``person_keypoints_<split>.json``."""
-    match = re.match(r'(?:instances|person_keypoints)_(.+)\.json$', osp.basename(ann_file))
+    """The split of ``instances_<split>.json``, ``person_keypoints_<split>.json`` and
+    ``captions_<split>.json``."""
+    name = osp.basename(ann_file)
+    match = re.match(r'(?:instances|person_keypoints|captions)_(.+)\.json$', name)
     return match.group(1) if match else osp.splitext(osp.basename(ann_file))[0]
 
 

@@ -79,7 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='COCO-Interactive -> ig_box/ig_mask records')
     parser.add_argument('ann_file', help='coco_interactive_<split>_psalm.json')
     parser.add_argument(
-        '--tasks', nargs='+', default=['ig_box', 'ig_mask'], choices=['ig_box', 'ig_mask']
+        '--tasks',
+        nargs='+',
+        default=['ig_box', 'ig_mask'],
+        choices=['ig_box', 'ig_mask', 'reg'],
+        help='reg: describe the prompted object (the answer is its class name, as text)',
     )
     parser.add_argument(
         '--prompt-types', nargs='+', default=list(PROMPT_TYPES), choices=PROMPT_TYPES
@@ -174,7 +178,8 @@ def entry_records(
                 skipped[f'empty or malformed {kind} prompt'] += 1
                 continue
             for task in args.tasks:
-                unit = 'box' if task == 'ig_box' else 'mask'
+                unit = {'ig_box': 'box', 'ig_mask': 'mask'}.get(task)
+                answer = name if unit is None else [phrase_group(name, [unit], [0])]
                 out.append(
                     {
                         'id': f'cocoint-{split}-{image_id}-a{a}-{kind}-{task}',
@@ -187,7 +192,7 @@ def entry_records(
                         ],
                         'conversation': [
                             template_turn(task),
-                            {'role': 'assistant', 'answer': [phrase_group(name, [unit], [0])]},
+                            {'role': 'assistant', 'answer': answer},
                         ],
                         'meta': {
                             'source': 'coco_interactive',

@@ -12,7 +12,7 @@
 #    GPU demo's dataset (tools/misc/make_demo_data.py, 8 processes);
 # 3. then, one after the other on the GPU: the paper-scale benchmarks
 #    (benchmarks/gpu_paper_scale.sh, <= 180 s; issue 13 part 1), the demo step on CUDA
-#    (bench_train_step.py --device cuda; part 2), and the GPU demo (tools/run_demo.py
+#    (bench_train_step.py --device cuda and count_syncs.py --device cuda; part 2), and the GPU demo (tools/run_demo.py
 #    --config configs/refvlm/demo_gpu.py with its training cut to what is left of the budget;
 #    part 3).
 # Each step runs under `timeout`; logs go to $WORK, and at the end $OUT receives
@@ -57,7 +57,10 @@ if has step; then
   timeout 90 $PY benchmarks/bench_train_step.py --device cuda --iters 40 --warmup 10 \
     > "$WORK/demo_step_cuda.log" 2>&1
   log "demo step on cuda rc=$?"
-  cp benchmarks/results/train_step*cuda*.json "$WORK/" 2>/dev/null
+  timeout 60 $PY benchmarks/count_syncs.py --device cuda --steps 8 > "$WORK/syncs_cuda.log" 2>&1
+  log "syncs per loss call on cuda rc=$? ($(head -n 1 "$WORK/syncs_cuda.log"))"
+  cp benchmarks/results/train_step*cuda*.json benchmarks/results/sync_counts_cuda.json "$WORK/" \
+    2>/dev/null
 fi
 if has demo; then
   TRAIN_S=${DEMO_TRAIN_S:-$(( $(left) - 150 ))}

@@ -17,6 +17,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
+from mmrefvlm.datasets.files import DEFAULT_MAX_PIXELS  # noqa: E402
 from mmrefvlm.datasets.records import TEMPLATE_DIR, load_template_sets, validate_file  # noqa: E402
 
 
@@ -25,7 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Validate mmrefvlm JSONL records.')
     parser.add_argument('files', nargs='+', metavar='FILE.jsonl', help='record files')
     parser.add_argument(
-        '--data-root', default=None, help='check that image and depth files exist under this folder'
+        '--data-root',
+        default=None,
+        help='check that image and depth paths resolve inside this folder and their files '
+        '(headers) are valid',
     )
     parser.add_argument(
         '--max-errors',
@@ -40,6 +44,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         '--units', nargs='+', default=None, help='allowed unit names (default: any)'
+    )
+    parser.add_argument(
+        '--allow-outside-data-root',
+        action='store_true',
+        help='accept absolute paths and paths leaving --data-root (the dataset switch '
+        'allow_outside_data_root); default: refused',
+    )
+    parser.add_argument(
+        '--allow-open-turn',
+        action='store_true',
+        help='accept conversations ending with a user turn (records for predict mode only)',
+    )
+    parser.add_argument(
+        '--special-tokens',
+        nargs='+',
+        default=(),
+        help="the tokenizer's special-token strings, refused in text like the common ones",
+    )
+    parser.add_argument(
+        '--max-pixels',
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="pixel limit of image and depth files (the loaders' max_pixels)",
     )
     return parser.parse_args(argv)
 
@@ -68,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             template_sets=sets,
             known_units=args.units,
             max_errors=budget,
+            allow_outside_data_root=args.allow_outside_data_root,
+            allow_open_turn=args.allow_open_turn,
+            special_tokens=args.special_tokens,
+            max_pixels=args.max_pixels,
         )
         for error in report.errors:
             line = error.line if error.line is not None else '?'

@@ -35,6 +35,10 @@ val_batch_size = 8
 use_cot = True  # VD-CoT before every answer
 chat_template = 'vicuna'
 max_length = 2048
+# tools/dataset_converters/build_vt_instruct.py links the public image folders under
+# data_root/images/ (symbolic links to wherever the downloads live), so the record paths resolve
+# outside data_root; records from other sources should be read with this False (docs/prepare.md)
+allow_outside_data_root = True
 # annotation file (relative to data_root) -> sampling ratio; ratios follow the stage-2 task shares
 # of Table 17 (referring 40.6 %, understanding 26.2 %, open-vocabulary 16.3 %, GCG 14.0 %,
 # interactive 2.9 %)
@@ -104,6 +108,7 @@ train_dataloader = dict(
                 ann_file=f,
                 pipeline=train_pipeline,
                 skip_bad_samples=True,
+                allow_outside_data_root=allow_outside_data_root,
             )
             for f in train_files
         ],
@@ -124,6 +129,7 @@ val_dataloader = dict(
                 ann_file=f,
                 pipeline=test_pipeline,
                 test_mode=True,
+                allow_outside_data_root=allow_outside_data_root,
             )
             for f in val_files
         ],

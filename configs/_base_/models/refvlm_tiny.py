@@ -1,17 +1,21 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 # A tiny RefVLM for CPU tests and the embedded demo: random-initialised Llama, CLIP-ViT and
 # ConvNeXt (trainable, since nothing is pretrained), small box/mask/keypoint/depth decoders.
-# Decoders get in_channels / clip_channels / pyramid_channels from RefVLM. The box and keypoint
+# Decoders get in_channels / clip_channels / pyramid_channels from RefVLM; the box, mask and
+# keypoint decoders compose the shared DETR blocks (memory, decoder, head). The box and keypoint
 # decoders use the pointer box head: plain DETR regression does not converge in a CPU budget.
 from mmrefvlm.models import (
     BoxUnitDecoder,
+    BoxUnitHead,
     CLIPViTEncoder,
     ConvNeXtPyramid,
     DepthUnitDecoder,
     KeypointUnitDecoder,
+    KeypointUnitHead,
     LatentEmbeddingRouter,
     MaskGuidedAggregation,
     MaskUnitDecoder,
+    MaskUnitHead,
     RefVLM,
 )
 
@@ -72,23 +76,17 @@ model = dict(
             type=BoxUnitDecoder,
             num_queries=8,
             d_model=decoder_dim,
-            num_layers=2,
-            num_heads=4,
-            ffn_dim=2 * decoder_dim,
-            dropout=0.0,
-            memory_size=16,
-            box_head='pointer',
+            memory=dict(levels=(0, 1, 2), use_clip=True, size=16),
+            decoder=dict(num_layers=2, num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0),
+            head=dict(type=BoxUnitHead, box_head='pointer'),
         ),
         mask=dict(
             type=MaskUnitDecoder,
             num_queries=8,
             d_model=decoder_dim,
-            num_layers=2,
-            num_heads=4,
-            ffn_dim=2 * decoder_dim,
-            dropout=0.0,
-            fpn_dim=decoder_dim,
-            mask_dim=decoder_dim,
+            memory=dict(levels=(), use_clip=True, size=None),
+            decoder=dict(num_layers=2, num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0),
+            head=dict(type=MaskUnitHead, fpn_dim=decoder_dim, mask_dim=decoder_dim),
         ),
         keypoint=dict(
             type=KeypointUnitDecoder,
@@ -96,13 +94,9 @@ model = dict(
             num_keypoints=num_keypoints,
             sigmas=0.1,
             d_model=decoder_dim,
-            num_layers=2,
-            num_point_layers=1,
-            num_heads=4,
-            ffn_dim=2 * decoder_dim,
-            dropout=0.0,
-            memory_size=16,
-            box_head='pointer',
+            memory=dict(levels=(0, 1, 2), use_clip=True, size=16),
+            decoder=dict(num_layers=2, num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0),
+            head=dict(type=KeypointUnitHead, box_head='pointer', point_decoder=dict(num_layers=1)),
         ),
         depth=dict(
             type=DepthUnitDecoder,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import wave
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -165,14 +166,14 @@ def reference_sample(
     """
     target = int(rng.integers(len(objs)))
     obj = objs[target]
-    answer = [
+    answer: list[Any] = [
         {
             'phrase': f'the {obj.colour} {obj.shape}',
             'groups': [{'units': ['mask'], 'n': 1, 'targets': [target]}],
         },
         '.',
     ]
-    conversation = [
+    conversation: list[dict] = [
         {'role': 'user', 'content': USER_TEXT[task]},
         {'role': 'assistant', 'answer': answer},
     ]

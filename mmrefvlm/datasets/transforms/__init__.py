@@ -3,8 +3,16 @@
 
 from .conversation import FormatConversation, RefTarget, iter_ref_targets
 from .formatting import BuildUnitTargets, PackRefVLMInputs
+from .geometry_target import (
+    GeometryTarget,
+    box_center_xy,
+    build_instance_mapping,
+    keypoint_xy,
+    mask_centroid_xy,
+)
 from .images import PrepareImages, pad_to_square
-from .loading import LoadRecordDepth, LoadRecordImage, SampleLoadError
+from .loading import LoadRecordDepth, LoadRecordImage, SampleLoadError, read_rgb_image
+from .remap import RemapRecordUnits
 from .targets import BaseUnitTarget, BoxTarget, DepthTarget, KeypointTarget, MaskTarget, TargetError
 from .visual_prompts import RasterizeVisualPrompts
 
@@ -12,6 +20,7 @@ __all__ = [
     'LoadRecordImage',
     'LoadRecordDepth',
     'SampleLoadError',
+    'read_rgb_image',
     'PrepareImages',
     'pad_to_square',
     'RasterizeVisualPrompts',
@@ -26,4 +35,10 @@ __all__ = [
     'KeypointTarget',
     'DepthTarget',
     'TargetError',
+    'RemapRecordUnits',
+    'GeometryTarget',
+    'build_instance_mapping',
+    'box_center_xy',
+    'mask_centroid_xy',
+    'keypoint_xy',
 ]

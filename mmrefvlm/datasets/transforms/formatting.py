@@ -12,7 +12,7 @@ from mmengine.structures import BaseDataElement, InstanceData
 from mmrefvlm.registry import TASK_UTILS, TRANSFORMS
 from mmrefvlm.structures import RefVLMDataSample
 
-from .targets import BaseUnitTarget, TargetError
+from .targets import BaseUnitTarget, TargetError, record_error
 
 
 @TRANSFORMS.register_module()
@@ -40,6 +40,8 @@ class BuildUnitTargets(BaseTransform):
         refs = results.get('ref_targets') or []
         instances = results.get('instances') or []
         rid = results.get('id', '?')
+        if not isinstance(instances, list) or not all(isinstance(i, dict) for i in instances):
+            raise record_error(rid, 'instances', 'must be a list of objects')
         per_unit: dict[str, list] = {}
         for ref in refs:
             for unit in ref.units:
@@ -47,6 +49,12 @@ class BuildUnitTargets(BaseTransform):
                     raise TargetError(
                         f'record {rid}: unknown unit {unit!r}; configured units: '
                         f'{sorted(self.builders)}'
+                    )
+                if ref.target is not None and (
+                    not isinstance(ref.target, int) or isinstance(ref.target, bool)
+                ):
+                    raise record_error(
+                        rid, 'answer', f'a target must be an instance index, got {ref.target!r}'
                     )
                 if ref.target is not None and not 0 <= ref.target < len(instances):
                     raise TargetError(
@@ -133,7 +141,7 @@ class PackRefVLMInputs(BaseTransform):
         sample.gt_units = results.get('gt_units', BaseDataElement())
         if 'gt_instances' in results:
             sample.gt_instances = results['gt_instances']
-        for key in ('gt_answer', 'gt_text', 'gt_captions', 'gt_vqa_answers'):
+        for key in ('label_refs', 'gt_answer', 'gt_text', 'gt_captions', 'gt_vqa_answers'):
             if results.get(key) is not None:
                 sample.set_field(results[key], key)
         if results.get('gt_depth') is not None:

@@ -15,12 +15,42 @@ import cv2
 import numpy as np
 import torch
 
-from mmrefvlm.datasets.geometry import decode_mask
+from mmrefvlm.datasets import geometry
 from mmrefvlm.registry import TASK_UTILS
 
 
 class TargetError(ValueError):
     """A record's target geometry is unusable for its unit (inverted box, empty mask...)."""
+
+
+class RecordFormatError(TargetError):
+    """A record breaks docs/data_format.md: found in the pipeline by the same per-field check the
+    validator (``tools/misc/validate_records.py``) uses. Names the record id and the field.
+
+    A ``TargetError`` (so a ``ValueError``): by default it stops training; with
+    ``skip_bad_samples=True`` the dataset counts and skips the record like any other bad sample.
+    """
+
+
+def record_error(rid: object, field: str, message: str, cls: type = RecordFormatError):
+    """``cls(f'record {rid}: {field}: {message}')``: the form of every per-record error."""
+    return cls(f'record {rid}: {field}: {message}' if field else f'record {rid}: {message}')
+
+
+def decode_record_mask(mask: object, h: int, w: int, rid: object, field: str) -> np.ndarray:
+    """Check a record mask with the validator's :func:`geometry.check_mask` (well formed, of the
+    image size, not empty), then decode it to (h, w) bool.
+
+    Raises:
+        TargetError: Any problem, naming the record and the field.
+    """
+    err = geometry.check_mask(mask, h, w)
+    if err is not None:
+        raise record_error(rid, field, err, TargetError)
+    try:
+        return geometry.decode_mask(mask, h, w)
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # pycocotools' own checks
+        raise record_error(rid, field, f'cannot be decoded ({exc})', TargetError) from exc
 
 
 class BaseUnitTarget(metaclass=ABCMeta):
@@ -46,17 +76,12 @@ def _rid(results: dict) -> str:
 
 
 def check_bbox(bbox: Sequence[float], h: int, w: int, rid: str) -> np.ndarray:
-    """Validate an xyxy pixel box against an HxW image; returns it as float32."""
-    if bbox is None or len(bbox) != 4:
-        raise TargetError(f'record {rid}: box target needs 4 numbers, got {bbox!r}')
+    """Validate an xyxy pixel box against an HxW image with the validator's
+    :func:`geometry.check_bbox`; returns it clipped to the image, as float32."""
+    err = geometry.check_bbox(bbox, w, h)
+    if err is not None:
+        raise record_error(rid, 'box target', err, TargetError)
     b = np.asarray(bbox, dtype=np.float32)
-    if not np.isfinite(b).all():
-        raise TargetError(f'record {rid}: box {bbox!r} is not finite')
-    if b[2] <= b[0] or b[3] <= b[1]:
-        raise TargetError(f'record {rid}: box {bbox!r} is inverted or empty (need x1<x2, y1<y2)')
-    tol = 1.0  # annotation tools round to the pixel grid
-    if b[0] < -tol or b[1] < -tol or b[2] > w + tol or b[3] > h + tol:
-        raise TargetError(f'record {rid}: box {bbox!r} lies outside the {w}x{h} image')
     return np.clip(b, 0, [w, h, w, h]).astype(np.float32)
 
 
@@ -103,7 +128,7 @@ class MaskTarget(BaseUnitTarget):
         h, w = results['ori_shape']
         if not inst or inst.get('mask') is None:
             raise TargetError(f'record {_rid(results)}: mask target instance has no mask')
-        m = decode_mask(inst['mask'], h, w)
+        m = decode_record_mask(inst['mask'], h, w, _rid(results), 'mask target')
         if not m.any():
             raise TargetError(f'record {_rid(results)}: mask target is empty')
         return m
@@ -141,16 +166,17 @@ class KeypointTarget(BaseUnitTarget):
 
     def _kpts(self, inst: dict | None, results: dict) -> np.ndarray:
         kp = None if not inst else inst.get('keypoints')
-        if kp is None or len(kp) != 3 * self.num_keypoints:
+        if not isinstance(kp, (list, tuple)) or len(kp) != 3 * self.num_keypoints:
+            got = len(kp) if isinstance(kp, (list, tuple)) else repr(kp)[:40]
             raise TargetError(
                 f'record {_rid(results)}: keypoint target needs '
-                f'{3 * self.num_keypoints} numbers, got {None if kp is None else len(kp)}'
+                f'{3 * self.num_keypoints} numbers, got {got}'
             )
+        h, w = results['ori_shape']
+        err = geometry.check_keypoints(list(kp), w, h)  # the validator's rule
+        if err is not None:
+            raise record_error(_rid(results), 'keypoint target', err, TargetError)
         k = np.asarray(kp, dtype=np.float32).reshape(self.num_keypoints, 3)
-        if not np.isfinite(k[k[:, 2] > 0]).all():
-            raise TargetError(f'record {_rid(results)}: a labelled keypoint is not finite')
-        if not np.isin(k[:, 2], (0, 1, 2)).all():
-            raise TargetError(f'record {_rid(results)}: keypoint visibility must be 0, 1 or 2')
         k[k[:, 2] == 0, :2] = 0
         return k
 
@@ -200,7 +226,9 @@ class DepthTarget(BaseUnitTarget):
                 h, w = results['ori_shape']
                 m = (
                     square_resize(
-                        decode_mask(inst['mask'], h, w).astype(np.uint8),
+                        decode_record_mask(
+                            inst['mask'], h, w, _rid(results), 'depth target'
+                        ).astype(np.uint8),
                         s,
                         self.size,
                         cv2.INTER_NEAREST,

@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 
-from mmrefvlm.datasets.geometry import decode_mask
+from mmrefvlm.datasets.geometry import check_visual_prompt_geometry
 from mmrefvlm.registry import TRANSFORMS
+
+from .targets import decode_record_mask, record_error
 
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel accurate drawing at small sizes
 _ONE = 1 << _SHIFT
@@ -52,9 +54,20 @@ class RasterizeVisualPrompts(BaseTransform):
         self.point_radius = point_radius
         self.scribble_width = scribble_width
 
-    def _one(self, prompt: dict, h: int, w: int, scale: float, rid: str) -> np.ndarray:
+    def _one(self, prompt: dict, h: int, w: int, scale: float, rid: str, field: str) -> np.ndarray:
         canvas = np.zeros((self.size, self.size), dtype=np.uint8)
-        kind = prompt.get('type')
+        kind = prompt.get('type') if isinstance(prompt, dict) else None
+        if kind not in ('point', 'box', 'scribble', 'mask'):
+            raise record_error(
+                rid,
+                field,
+                f'unknown visual prompt type {kind!r} '
+                "(expected 'point', 'box', 'scribble' or 'mask')",
+            )
+        # the validator's check: finite, inside the image (never clipped to a border pixel)
+        err = check_visual_prompt_geometry(kind, prompt.get(kind), w, h)
+        if err is not None:
+            raise record_error(rid, f'{field}.{kind}', err)
         if kind == 'point':
             x, y = prompt['point']
             r = max(self.point_radius * scale, 1.0)
@@ -69,44 +82,40 @@ class RasterizeVisualPrompts(BaseTransform):
             )
         elif kind == 'box':
             x1, y1, x2, y2 = prompt['box']
-            if x2 <= x1 or y2 <= y1:
-                raise ValueError(f'record {rid}: box prompt {prompt["box"]} is inverted or empty')
             # pixel i is inside when its centre i + 0.5 lies in [x1, x2); at least one pixel
             c0, c1 = _span(x1 * scale, x2 * scale, self.size)
             r0, r1 = _span(y1 * scale, y2 * scale, self.size)
             canvas[r0:r1, c0:c1] = 1
         elif kind == 'scribble':
             pts = np.asarray(prompt['scribble'], dtype=np.float64) * scale
-            if pts.ndim != 2 or len(pts) < 2:
-                raise ValueError(f'record {rid}: scribble prompt needs >= 2 points')
             t = max(int(round(self.scribble_width * scale)), 1)
             cv2.polylines(canvas, [_fx_pts(pts)], False, 1, t, cv2.LINE_8, _SHIFT)
-        elif kind == 'mask':
-            m = decode_mask(prompt['mask'], h, w).astype(np.float32)
+        else:
+            m = decode_record_mask(prompt['mask'], h, w, rid, f'{field}.mask').astype(np.float32)
             s = max(h, w)
             full = np.zeros((s, s), np.float32)
             full[:h, :w] = m
             canvas = (
                 cv2.resize(full, (self.size, self.size), interpolation=cv2.INTER_AREA) > 0
             ).astype(np.uint8)
-        else:
-            raise ValueError(
-                f'record {rid}: unknown visual prompt type {kind!r} '
-                "(expected 'point', 'box', 'scribble' or 'mask')"
-            )
         if not canvas.any():
-            raise ValueError(f'record {rid}: {kind} prompt rasterises to an empty mask')
+            raise record_error(rid, field, f'{kind} prompt rasterises to an empty mask')
         return canvas.astype(bool)
 
     def transform(self, results: dict) -> dict:  # noqa: D102
         prompts = results.get('visual_prompts') or []
+        rid = results.get('id', '?')
+        if not isinstance(prompts, list):
+            raise record_error(rid, 'visual_prompts', 'must be a list')
         if prompts and results.get('img') is None:
-            raise ValueError(f'record {results.get("id")}: visual prompts need an image')
+            raise record_error(rid, 'visual_prompts', 'visual prompts need an image')
         if not prompts:
             results['prompt_masks'] = torch.zeros(0, self.size, self.size, dtype=torch.bool)
             return results
         h, w = results['ori_shape']
         scale = self.size / max(h, w)
-        masks = [self._one(p, h, w, scale, results.get('id', '?')) for p in prompts]
+        masks = [
+            self._one(p, h, w, scale, rid, f'visual_prompts[{i}]') for i, p in enumerate(prompts)
+        ]
         results['prompt_masks'] = torch.from_numpy(np.stack(masks))
         return results

@@ -17,9 +17,15 @@ class SafeCheckpointHook(Hook):
 
     MMEngine stores ``HistoryBuffer`` objects and numpy values in ``message_hub`` and ``meta``;
     torch refuses those under ``weights_only=True``. This hook rewrites them as tensors and plain
-    containers just before saving (lowest priority, so after every other hook has added its
-    fields) and restores them right after loading (highest priority), so ``runner.resume`` sees
+    containers just before saving and restores them after loading, so ``runner.resume`` sees
     exactly the objects it saved. Optimizer and model states are tensors already and pass through.
+
+    Priority LOWEST, for both: MMEngine calls every hook method in one priority order, and saving
+    decides it. Encoding must come after every other hook's ``before_save_checkpoint`` has added
+    its fields, or the file would not load. On load, running last is early enough: the Runner
+    reads these keys only after all hooks ran, and MMEngine's own hooks read only the state dicts
+    there (``EMAHook``). A custom hook that reads ``meta``, ``message_hub`` or
+    ``param_schedulers`` in ``after_load_checkpoint`` sees them encoded.
     """
 
     priority = 'LOWEST'

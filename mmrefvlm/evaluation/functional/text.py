@@ -204,12 +204,16 @@ def vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
 
 
 # --- POPE --------------------------------------------------------------------------------------
-def pope_yes_no(text: str | None) -> str | None:
+def pope_yes_no(text: str | None, strict: bool = False) -> str | None:
     """POPE answer extraction: first sentence, commas removed; ``'no'`` if the words contain
     ``no`` or ``not``, else ``'yes'``. An empty or missing answer gives None (neither).
 
     Args:
         text (str | None): The raw answer.
+        strict (bool): ``'yes'`` only when the first sentence has the word "yes"; an answer with
+            neither "yes" nor a negation is None (neither), so garbage text (a diverged model)
+            is wrong, never a "yes". Default False: the official POPE rule, where any answer
+            without a negation counts as "yes".
 
     Returns:
         str | None: ``'yes'``, ``'no'`` or None.
@@ -220,7 +224,9 @@ def pope_yes_no(text: str | None) -> str | None:
     words = re.findall(r"[a-z']+", first)
     if not words:
         return None
-    return 'no' if ('no' in words or 'not' in words) else 'yes'
+    if 'no' in words or 'not' in words:
+        return 'no'
+    return 'yes' if not strict or 'yes' in words else None
 
 
 # --- structured answers --------------------------------------------------------------------------

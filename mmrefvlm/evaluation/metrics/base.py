@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -21,6 +22,73 @@ OTHER_TASK = '__mmrefvlm_other_task__'
 
 #: The ``tasks`` argument of every metric: task names, one name, or None for the default.
 TaskSpec = Sequence[str] | str | None
+
+#: A coordinate off every image: where an invalid keypoint / point prediction is moved (its
+#: OKS is exp(-huge) = 0, its distance to any target maximal), instead of a NaN that
+#: pycocotools' ``iou < thr`` test would let match anything.
+FAR_AWAY = -1e9
+#: Fields whose values are independent per element (pixels): only non-finite elements are
+#: replaced (by 0: background / min depth). Other fields are per entry: an entry with any
+#: non-finite value is replaced as a whole.
+ELEMENT_FIELDS = ('masks', 'depth')
+#: Replacement of an invalid entry, per field: an empty box at the origin (overlaps nothing,
+#: like a missing prediction), score 0. Fields not listed (points, keypoints...) go FAR_AWAY.
+MISS_VALUES: dict[str, float] = {'bboxes': 0.0, 'scores': 0.0}
+
+
+def sanitize_predictions(selected: dict, fields: Sequence[str]) -> tuple[dict, int]:
+    """Turn non-finite predictions into counted misses (the one place metrics do this).
+
+    An entry with a non-finite value in any of ``fields`` is a miss: its per-entry fields get
+    :data:`MISS_VALUES` (boxes, scores) or :data:`FAR_AWAY` (coordinates; keypoints keep their
+    other columns at 0), its element fields (masks, depth) get 0 where they were not finite. It
+    stays an entry (a prediction that hits nothing: a false positive for AP, a wrong answer for
+    accuracy), so a diverged model can never score better than one that predicts nothing.
+
+    Args:
+        selected (dict): From :func:`select_unit` (numpy arrays); not modified.
+        fields (Sequence[str]): The prediction fields the metric reads.
+
+    Returns:
+        tuple[dict, int]: The sanitised selection (with ``num_invalid``) and the number of
+        invalid entries.
+    """
+    num = int(selected.get('num', 0))
+    if num == 0:
+        return dict(selected, num_invalid=0), 0
+    bad = np.zeros(num, dtype=bool)
+    arrays = {}
+    for key in fields:
+        value = selected.get(key)
+        if value is None or isinstance(value, list):
+            continue
+        arr = np.asarray(value)
+        if arr.dtype.kind not in 'fc' or len(arr) != num:
+            continue  # integers and booleans are always finite
+        arrays[key] = arr
+        bad |= ~np.isfinite(arr.reshape(num, -1)).all(1)
+    if not bad.any():
+        return dict(selected, num_invalid=0), 0
+    out = dict(selected, num_invalid=int(bad.sum()))
+    for key, arr in arrays.items():
+        arr = arr.copy()
+        if key in ELEMENT_FIELDS:
+            arr[~np.isfinite(arr)] = 0
+        elif key == 'keypoints' and arr.ndim == 3:
+            arr[bad] = 0
+            arr[bad, :, :2] = FAR_AWAY
+        else:
+            arr[bad] = MISS_VALUES.get(key, FAR_AWAY)
+        out[key] = arr
+    return out, int(bad.sum())
+
+
+@dataclass(frozen=True)
+class _WithInvalid:
+    """A per-sample result together with the number of invalid predictions it had."""
+
+    result: Any
+    num_invalid: int
 
 
 def as_sample_dict(sample: Any) -> dict:
@@ -117,6 +185,7 @@ class RefVLMBaseMetric(BaseMetric):
         if tasks is not None and (not tasks or not all(isinstance(t, str) for t in tasks)):
             raise ValueError(f'tasks must be a non-empty sequence of task names, got {tasks!r}')
         self.tasks: frozenset[str] | None = None if tasks is None else frozenset(tasks)
+        self._num_invalid = 0  # invalid predictions of the sample being processed
 
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
         """Append one result (:data:`OTHER_TASK` for another task) per sample of the batch."""
@@ -125,17 +194,59 @@ class RefVLMBaseMetric(BaseMetric):
             if self.tasks is not None and sample.get('task') not in self.tasks:
                 self.results.append(OTHER_TASK)
                 continue
+            self._num_invalid = 0
             result = self.process_sample(sample)
             if result is None:
                 raise RuntimeError(f'{type(self).__name__}.process_sample returned None')
-            self.results.append(result)
+            self.results.append(
+                _WithInvalid(result, self._num_invalid) if self._num_invalid else result
+            )
+
+    def predictions(self, sample: dict, unit: str, fields: Sequence[str]) -> dict[str, Any]:
+        """The sample's predictions of ``unit`` (:func:`select_unit`), with every entry that
+        has a non-finite value in ``fields`` made a counted miss (:func:`sanitize_predictions`).
+
+        Metrics read predictions only through this method (and :meth:`prediction_text`); the
+        count is reported as ``invalid_preds`` by :meth:`compute_metrics`.
+        """
+        selected, num_bad = sanitize_predictions(
+            select_unit(sample.get('pred_instances'), unit), fields
+        )
+        self._num_invalid += num_bad
+        return selected
+
+    def prediction_array(self, value: Any) -> np.ndarray | None:
+        """A sample-level float prediction map (e.g. ``pred_depth``): non-finite elements become
+        0 and the map counts as one invalid prediction."""
+        if value is None:
+            return None
+        arr = to_numpy(value, np.float64)
+        finite = np.isfinite(arr)
+        if finite.all():
+            return arr
+        self._num_invalid += 1
+        return np.where(finite, arr, 0.0)
+
+    def prediction_text(self, sample: dict) -> str:
+        """``pred_text`` if it is a string, else ``''`` (a miss; a non-string is counted as an
+        invalid prediction)."""
+        text = sample.get('pred_text')
+        if isinstance(text, str):
+            return text
+        if text is not None:
+            self._num_invalid += 1
+        return ''
 
     @abstractmethod
     def process_sample(self, sample: dict) -> Any:
         """Small picklable per-sample result (numbers, strings, RLE), never full-size masks."""
 
     def compute_metrics(self, results: list) -> dict[str, float]:
-        """Drop other tasks' placeholders and compute the metrics of the remaining samples."""
+        """Drop other tasks' placeholders and compute the metrics of the remaining samples.
+
+        When some predictions were invalid (non-finite numbers, a non-text ``pred_text``), they
+        were scored as misses; their number is added as ``invalid_preds`` and logged.
+        """
         kept = [r for r in results if not (isinstance(r, str) and r == OTHER_TASK)]
         if not kept:
             print_log(
@@ -144,7 +255,18 @@ class RefVLMBaseMetric(BaseMetric):
                 logger='current',
                 level=logging.WARNING,
             )
-        return self.compute_from(kept)
+        invalid = [r.num_invalid for r in kept if isinstance(r, _WithInvalid)]
+        kept = [r.result if isinstance(r, _WithInvalid) else r for r in kept]
+        metrics = self.compute_from(kept)
+        if invalid:
+            print_log(
+                f'{type(self).__name__}: {sum(invalid)} invalid predictions (non-finite) in '
+                f'{len(invalid)} of {len(kept)} samples were scored as misses',
+                logger='current',
+                level=logging.WARNING,
+            )
+            metrics['invalid_preds'] = float(sum(invalid))
+        return metrics
 
     @abstractmethod
     def compute_from(self, results: list) -> dict[str, float]:

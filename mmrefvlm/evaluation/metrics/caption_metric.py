@@ -131,7 +131,7 @@ class CaptionMetric(RefVLMBaseMetric):
         self.meteor = meteor
 
     def process_sample(self, sample: dict) -> tuple[str, list[str]]:  # noqa: D102
-        return strip_trp(sample.get('pred_text')), caption_references(sample)
+        return strip_trp(self.prediction_text(sample)), caption_references(sample)
 
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102
         if not results:

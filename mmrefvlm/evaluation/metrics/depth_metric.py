@@ -12,7 +12,7 @@ from mmengine.logging import print_log
 from mmrefvlm.registry import METRICS
 
 from ..functional import depth_errors, to_numpy
-from .base import RefVLMBaseMetric, TaskSpec, mean_or_nan, select_unit
+from .base import RefVLMBaseMetric, TaskSpec, mean_or_nan
 
 
 @METRICS.register_module()
@@ -60,8 +60,8 @@ class DepthMetric(RefVLMBaseMetric):
 
     def _prediction(self, sample: dict) -> np.ndarray | None:
         if sample.get('pred_depth') is not None:
-            return to_numpy(sample['pred_depth'], np.float64)
-        maps = select_unit(sample.get('pred_instances'), self.unit).get('depth')
+            return self.prediction_array(sample['pred_depth'])
+        maps = self.predictions(sample, self.unit, ('depth',)).get('depth')
         return None if maps is None or len(maps) == 0 else to_numpy(maps[0], np.float64)
 
     def process_sample(self, sample: dict) -> dict:  # noqa: D102

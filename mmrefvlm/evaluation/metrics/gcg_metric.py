@@ -39,7 +39,8 @@ class GCGMetric(RefVLMBaseMetric):
     """GCG: grounded captions whose phrases carry boxes or masks.
 
     * ``AP50`` (percent): class-agnostic COCO AP at IoU 0.5 (pycocotools) of the predicted
-      boxes/masks over the split, scored by ``pred_instances.scores`` (1.0 when absent or NaN).
+      boxes/masks over the split, scored by ``pred_instances.scores`` (1.0 when absent; an
+      entry with a non-finite score or geometry is a miss with score 0).
     * ``mIoU`` (percent): per image, the GLaMM pairing (take the highest IoU, remove its row and
       column, repeat while > 0), mean of the paired IoUs (0 when none); averaged over images
       with GT. Unpaired GT is not penalised here (GLaMM's convention): ``recall`` covers it.
@@ -90,14 +91,12 @@ class GCGMetric(RefVLMBaseMetric):
     def process_sample(self, sample: dict) -> dict:  # noqa: D102
         field, iou_fn, iou_type = UNIT_IOU[self.unit]
         gt = select_unit(sample.get('gt_instances'), self.unit)
-        pred = select_unit(sample.get('pred_instances'), self.unit)
+        pred = self.predictions(sample, self.unit, (field, 'scores'))
         if gt['num'] and pred['num']:
             iou = iou_fn(pred[field], gt[field])
         else:
             iou = np.zeros((pred['num'], gt['num']))
-        scores = np.nan_to_num(
-            to_numpy(pred.get('scores', np.ones(pred['num'])), np.float64).reshape(-1), nan=1.0
-        )  # NaN: a unit without scores
+        scores = to_numpy(pred.get('scores', np.ones(pred['num'])), np.float64).reshape(-1)
         return dict(
             shape=image_shape(sample),
             iou=iou.astype(np.float32),
@@ -106,7 +105,7 @@ class GCGMetric(RefVLMBaseMetric):
             gt_geom=instance_geometry(gt, iou_type),
             pred_geom=instance_geometry(pred, iou_type),
             scores=scores.tolist(),
-            caption=strip_trp(sample.get('pred_text')),
+            caption=strip_trp(self.prediction_text(sample)),
             refs=caption_references(sample),
         )
 

@@ -27,7 +27,8 @@ class GRESMetric(RefVLMBaseMetric):
     * ``empty_rule='pixels'``: when the union of its masks has fewer than ``empty_pixels``
       positive pixels (ReLA/LISA rule for models without a rejection token).
 
-    A prediction classified empty scores as an all-zero mask.
+    A prediction classified empty scores as an all-zero mask. A prediction with a non-finite
+    mask value is a miss: classified empty for a non-empty target, non-empty for an empty one.
 
     Keys (percent):
 
@@ -70,12 +71,14 @@ class GRESMetric(RefVLMBaseMetric):
     def process_sample(self, sample: dict) -> tuple[bool, bool, float, float]:  # noqa: D102
         shape = image_shape(sample)
         gt = union_mask(select_unit(sample.get('gt_instances'), self.unit).get('masks'), shape)
-        pred_sel = select_unit(sample.get('pred_instances'), self.unit)
+        pred_sel = self.predictions(sample, self.unit, ('masks',))
         pred = union_mask(pred_sel.get('masks'), shape)
         if self.empty_rule == 'ref':
             pred_empty = pred_sel['num'] == 0
         else:
             pred_empty = int(pred.sum()) < self.empty_pixels
+        if pred_sel['num_invalid']:  # a non-finite mask: a miss, whichever the target
+            pred_empty = bool(gt.sum() > 0)
         if pred_empty:
             pred = np.zeros_like(gt)
         inter, union = pair_inter_union(pred, gt)

@@ -74,7 +74,7 @@ class InteractiveGroundingMetric(RefVLMBaseMetric):
             gt = select_unit(sample.get('gt_instances'), unit)
             if gt['num'] == 0:
                 continue
-            pred = select_unit(sample.get('pred_instances'), unit)
+            pred = self.predictions(sample, unit, ('bboxes',) if unit == 'box' else ('masks',))
             if unit == 'box':
                 out['terms'][unit] = _box_terms(pred, gt)
             else:

@@ -42,7 +42,8 @@ class KeypointMetric(RefVLMBaseMetric):
     ``area_scale * box area`` (0.53 by default: the mean segment / box area ratio of COCO people,
     mmpose's convention for datasets without segment areas). GT entries without labelled keypoints
     are ignored by COCOeval. Predictions: ``keypoints`` (N, K, 3) (third column unused) and
-    ``scores`` (N,) (1.0 when absent or NaN).
+    ``scores`` (N,) (1.0 when absent). A prediction with a non-finite keypoint or score is a
+    miss (moved off the image, score 0), counted in ``invalid_preds``.
 
     Sigmas: ``sigmas`` (a float for uniform sigmas, or K values); None uses the 17 COCO sigmas
     and requires K = 17 (otherwise a ``ValueError`` at the first sample).
@@ -108,7 +109,7 @@ class KeypointMetric(RefVLMBaseMetric):
 
     def process_sample(self, sample: dict) -> dict:  # noqa: D102
         gt = select_unit(sample.get('gt_instances'), self.unit)
-        pred = select_unit(sample.get('pred_instances'), self.unit)
+        pred = self.predictions(sample, self.unit, ('keypoints', 'scores'))
         gt_kpts = to_numpy(gt.get('keypoints', np.zeros((0, 0, 3))), np.float64)
         pred_kpts = to_numpy(pred.get('keypoints', np.zeros((0, 0, 3))), np.float64)
         for k in {a.shape[1] for a in (gt_kpts, pred_kpts) if len(a)}:
@@ -125,9 +126,7 @@ class KeypointMetric(RefVLMBaseMetric):
                     area=self.area_scale * box[2] * box[3],
                 )
             )
-        scores = np.nan_to_num(
-            to_numpy(pred.get('scores', np.ones(len(pred_kpts))), np.float64).reshape(-1), nan=1.0
-        )  # NaN: a unit without scores
+        scores = to_numpy(pred.get('scores', np.ones(len(pred_kpts))), np.float64).reshape(-1)
         preds = [
             dict(keypoints=k.reshape(-1).tolist(), score=float(s))
             for k, s in zip(pred_kpts, scores, strict=False)

@@ -92,7 +92,9 @@ class OpenVocabMetric(RefVLMBaseMetric):
 
     def process_sample(self, sample: dict) -> dict:  # noqa: D102
         gt = select_unit(sample.get('gt_instances'), self.unit)
-        pred = select_unit(sample.get('pred_instances'), self.unit)
+        pred = self.predictions(
+            sample, self.unit, ('bboxes',) if self.iou_type == 'bbox' else ('masks',)
+        )
         return dict(
             shape=image_shape(sample),
             gt_labels=list(gt.get('labels', [])),

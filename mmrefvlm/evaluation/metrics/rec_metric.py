@@ -57,7 +57,7 @@ class RECMetric(RefVLMBaseMetric):
 
     def process_sample(self, sample: dict) -> tuple[int, int, int, float, bool]:  # noqa: D102
         gt = select_unit(sample.get('gt_instances'), self.unit)
-        pred = select_unit(sample.get('pred_instances'), self.unit)
+        pred = self.predictions(sample, self.unit, ('bboxes',))
         num_gt, num_pred = gt['num'], pred['num']
         if num_gt and num_pred:
             iou = box_iou(pred['bboxes'], gt['bboxes'])  # (P, G)

@@ -40,7 +40,7 @@ class RESMetric(RefVLMBaseMetric):
     def process_sample(self, sample: dict) -> tuple[float, float]:  # noqa: D102
         shape = image_shape(sample)
         gt = union_mask(select_unit(sample.get('gt_instances'), self.unit).get('masks'), shape)
-        pred = union_mask(select_unit(sample.get('pred_instances'), self.unit).get('masks'), shape)
+        pred = union_mask(self.predictions(sample, self.unit, ('masks',)).get('masks'), shape)
         return pair_inter_union(pred, gt)
 
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102

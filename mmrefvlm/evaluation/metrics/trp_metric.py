@@ -110,6 +110,7 @@ class TRPParseMetric(RefVLMBaseMetric):
 
     def process_sample(self, sample: dict) -> tuple[bool, bool]:  # noqa: D102
         warnings = sample.get('warnings') or []
+        self.prediction_text(sample)  # counts a non-text pred_text as invalid
         ok = isinstance(sample.get('pred_text'), str) and not any(
             is_error_warning(w, self.error_codes, self.error_prefixes) for w in warnings
         )

@@ -10,7 +10,7 @@ import numpy as np
 from mmrefvlm.registry import METRICS
 
 from ..functional import pope_yes_no, strip_trp, vqa_accuracy
-from .base import RefVLMBaseMetric, mean_or_nan, ratio_or_nan
+from .base import RefVLMBaseMetric, TaskSpec, mean_or_nan, ratio_or_nan
 
 
 def _answers(sample: dict) -> list[str]:
@@ -48,7 +48,7 @@ class VQAMetric(RefVLMBaseMetric):
     default_tasks: ClassVar[tuple[str, ...]] = ('vqa',)
 
     def process_sample(self, sample: dict) -> float:  # noqa: D102
-        pred = strip_trp(sample.get('pred_text'))
+        pred = strip_trp(self.prediction_text(sample))
         return vqa_accuracy(pred, _answers(sample)) if pred else 0.0
 
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102
@@ -59,26 +59,38 @@ class VQAMetric(RefVLMBaseMetric):
 class POPEMetric(RefVLMBaseMetric):
     """POPE object-hallucination metrics; "yes" is the positive class.
 
-    Answers are mapped to yes/no with the POPE rule (first sentence; ``no`` if it contains the
-    word "no" or "not", else ``yes``). An empty or missing prediction is neither: it is wrong for
-    accuracy, a false negative when the GT is yes, and not a "yes" for the yes-ratio.
+    Answers are mapped to yes/no from their first sentence: ``no`` if it contains the word "no"
+    or "not"; otherwise, with ``answer_rule='strict'`` (default), ``yes`` only if it contains
+    "yes", and with ``'pope'`` (the official rule) always ``yes``. An answer that is neither
+    (empty, missing, or, with the strict rule, garbage) is wrong for accuracy, a false negative
+    when the GT is yes, and not a "yes" for the yes-ratio. The strict rule keeps a diverged model
+    that writes garbage from scoring as an always-"yes" model (recall 100); use ``'pope'`` to
+    reproduce published POPE numbers.
 
     Keys (percent): ``accuracy``, ``precision``, ``recall``, ``F1``, ``yes_ratio``
     (predicted-yes / samples).
 
     Args:
         tasks (Sequence[str]): Defaults to ``('pope',)``.
+        answer_rule (str): ``'strict'`` (default) or ``'pope'``.
         **kwargs: ``prefix``, ``collect_device``, ``collect_dir``.
     """
 
     default_prefix: ClassVar[str] = 'pope'
     default_tasks: ClassVar[tuple[str, ...]] = ('pope',)
 
+    def __init__(self, tasks: TaskSpec = None, *, answer_rule: str = 'strict', **kwargs) -> None:
+        super().__init__(tasks, **kwargs)
+        if answer_rule not in ('strict', 'pope'):
+            raise ValueError(f"answer_rule must be 'strict' or 'pope', got {answer_rule!r}")
+        self.answer_rule = answer_rule
+
     def process_sample(self, sample: dict) -> tuple[str, str | None]:  # noqa: D102
         gt = pope_yes_no(_answers(sample)[0])
         if gt is None:
             raise ValueError(f'sample {sample.get("record_id")!r}: GT answer is not yes/no')
-        return gt, pope_yes_no(strip_trp(sample.get('pred_text')))
+        pred = strip_trp(self.prediction_text(sample))
+        return gt, pope_yes_no(pred, strict=self.answer_rule == 'strict')
 
     def compute_from(self, results: list) -> dict[str, float]:  # noqa: D102
         gt = np.array([r[0] == 'yes' for r in results], dtype=bool)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from mmengine.model import BaseDataPreprocessor
 
 from mmrefvlm.registry import MODELS
+from mmrefvlm.structures import HostBatch
 
 IGNORE_INDEX = -100
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -24,8 +26,9 @@ class RefVLMDataPreprocessor(BaseDataPreprocessor):
 
     Output ``inputs``: ``input_ids`` (B, L) long, ``attention_mask`` (B, L) long, ``labels`` (B, L)
     long, ``images`` {encoder: (B, 3, s, s) float normalised}, ``has_image`` (B,) bool,
-    ``prompt_masks`` (P, M, M) bool (all samples' prompts, in order) and ``prompt_batch_idx`` (P,)
-    long.
+    ``prompt_masks`` (P, M, M) bool (all samples' prompts, in order), ``prompt_batch_idx`` (P,)
+    long, and ``host``: a :class:`~mmrefvlm.structures.HostBatch` with numpy copies of the token
+    data made before the transfer, from which the model plans a step without reading the device.
 
     Args:
         pad_token_id (int): Pad id (``RefVLM`` fills it from its tokenizer).
@@ -99,7 +102,18 @@ class RefVLMDataPreprocessor(BaseDataPreprocessor):
             prompt_masks=prompt_masks,
             prompt_batch_idx=batch_idx,
         )
+        host = HostBatch(  # copies: the CPU tensors may be the ones handed to the model
+            input_ids=input_ids.numpy().copy(),
+            labels=labels.numpy().copy(),
+            lengths=np.array([len(s) for s in ids], dtype=np.int64),
+            offsets=np.array(
+                [input_ids.shape[1] - len(s) if left else 0 for s in ids], dtype=np.int64
+            ),
+            has_image=has_image.numpy(),
+            prompt_counts=counts.numpy(),
+        )
         out = self.cast_data(out)
+        out['host'] = host
         out['images'] = {
             name: (self.cast_data(img).float() - getattr(self, f'mean_{name}'))
             / getattr(self, f'std_{name}')

@@ -2,7 +2,21 @@
 """Grouped Hungarian matching (REF-VLM App. C.1): batched group costs + per-group assignment."""
 
 from .assignment import assign_in_groups, grouped_assignment, match_in_groups
-from .group_costs import GroupedCosts, box_group_costs, mask_group_costs, point_group_costs
+from .batched import (
+    MatchRequest,
+    match_slots,
+    plan_match_layout,
+    query_layout,
+    select_items,
+    solve_assignments,
+)
+from .group_costs import (
+    GroupedCosts,
+    box_group_costs,
+    layout_of,
+    mask_group_costs,
+    point_group_costs,
+)
 from .group_layout import (
     GroupPadding,
     GroupSlots,
@@ -28,6 +42,13 @@ __all__ = [
     'grouped_assignment',
     'assign_in_groups',
     'match_in_groups',
+    'MatchRequest',
+    'match_slots',
+    'plan_match_layout',
+    'query_layout',
+    'select_items',
+    'solve_assignments',
+    'layout_of',
     'GroupedCosts',
     'box_group_costs',
     'mask_group_costs',

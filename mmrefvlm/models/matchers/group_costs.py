@@ -54,13 +54,24 @@ class GroupedCosts:
         return GroupedCosts(self.costs + other.costs, self.sizes, self.slot_inds)
 
 
-def _check_aligned(preds: Tensor, targets: Tensor, group_index: Tensor, what: str) -> None:
-    if preds.shape[0] != targets.shape[0] or group_index.shape != (preds.shape[0],):
+def _check_aligned(
+    preds: Tensor, targets: Tensor, group_index: Tensor | GroupSlots, what: str
+) -> None:
+    index = group_index.slot_inds if isinstance(group_index, GroupSlots) else group_index
+    if preds.shape[0] != targets.shape[0] or index.shape != (preds.shape[0],):
         raise ValueError(
             f'{what}: predictions, targets and group_index must have the same length '
             f'M, got {tuple(preds.shape)}, {tuple(targets.shape)}, '
-            f'{tuple(group_index.shape)}'
+            f'{tuple(index.shape)}'
         )
+
+
+def layout_of(group_index: Tensor | GroupSlots, device: torch.device) -> GroupSlots:
+    """The group layout of the items: given (a :class:`GroupSlots` known in advance, e.g. built
+    on the host, which costs no device synchronisation) or computed from group keys."""
+    if isinstance(group_index, GroupSlots):
+        return group_index
+    return group_slots(group_index.to(device))
 
 
 def _finish(costs: Tensor, slots: GroupSlots) -> GroupedCosts:
@@ -75,7 +86,7 @@ def _finish(costs: Tensor, slots: GroupSlots) -> GroupedCosts:
 def box_group_costs(
     pred_boxes: Tensor,
     tgt_boxes: Tensor,
-    group_index: Tensor,
+    group_index: Tensor | GroupSlots,
     *,
     l1_weight: float = 5.0,
     giou_weight: float = 2.0,
@@ -85,7 +96,8 @@ def box_group_costs(
     Args:
         pred_boxes (Tensor): (M, 4) float, predicted boxes, normalised cxcywh.
         tgt_boxes (Tensor): (M, 4) float, target boxes, normalised cxcywh, same item order.
-        group_index (Tensor): (M,) integer, group key of each item (see :func:`pad_by_group`).
+        group_index (Tensor | GroupSlots): (M,) integer, group key of each item (see
+            :func:`pad_by_group`), or the items' layout when known in advance.
         l1_weight (float): Weight of the L1 term. Defaults to 5.
         giou_weight (float): Weight of the ``-GIoU`` term. Defaults to 2.
 
@@ -93,7 +105,7 @@ def box_group_costs(
         GroupedCosts: ``costs`` (G, N, N) float32 with layout ``sizes``, ``slot_inds``.
     """
     _check_aligned(pred_boxes, tgt_boxes, group_index, 'box_group_costs')
-    slots = group_slots(group_index.to(pred_boxes.device))
+    slots = layout_of(group_index, pred_boxes.device)
     costs = pairwise_box_costs(
         scatter_to_slots(pred_boxes, slots),
         scatter_to_slots(tgt_boxes, slots),
@@ -107,7 +119,7 @@ def box_group_costs(
 def mask_group_costs(
     pred_logits: Tensor,
     tgt_masks: Tensor,
-    group_index: Tensor,
+    group_index: Tensor | GroupSlots,
     *,
     focal_weight: float = 20.0,
     dice_weight: float = 1.0,
@@ -124,7 +136,8 @@ def mask_group_costs(
     Args:
         pred_logits (Tensor): (M, H, W) or (M, P) float, mask logits.
         tgt_masks (Tensor): (M, H, W) or (M, P) bool or {0, 1} float, binary targets.
-        group_index (Tensor): (M,) integer, group key of each item.
+        group_index (Tensor | GroupSlots): (M,) integer, group key of each item, or the
+            items' layout when known in advance.
         focal_weight (float): Weight of the sigmoid focal term. Defaults to 20.
         dice_weight (float): Weight of the dice term. Defaults to 1.
         valid (Tensor, optional): (M, H, W) or (M, P) bool, valid (unpadded) pixels of each
@@ -151,7 +164,7 @@ def mask_group_costs(
             f'mask_group_costs: valid must be (M, pixels) like the targets, got '
             f'{tuple(valid.shape)}'
         )
-    slots = group_slots(group_index.to(pred_logits.device))
+    slots = layout_of(group_index, pred_logits.device)
     # Elementwise passes on the M real items; padding only enters at the matmul.
     pred_rows = scatter_rows(
         mask_pred_terms(pred_logits.reshape(num, -1), alpha=alpha, gamma=gamma), slots
@@ -172,7 +185,7 @@ def mask_group_costs(
 def point_group_costs(
     pred_points: Tensor,
     tgt_points: Tensor,
-    group_index: Tensor,
+    group_index: Tensor | GroupSlots,
     *,
     tgt_visible: Tensor | None = None,
     weight: float = 1.0,
@@ -182,7 +195,8 @@ def point_group_costs(
     Args:
         pred_points (Tensor): (M, J, 2) float, predicted keypoints, normalised xy.
         tgt_points (Tensor): (M, J, 2) float, target keypoints, normalised xy.
-        group_index (Tensor): (M,) integer, group key of each item.
+        group_index (Tensor | GroupSlots): (M,) integer, group key of each item, or the
+            items' layout when known in advance.
         tgt_visible (Tensor, optional): (M, J) bool or float, labelled keypoints (``v > 0``).
             Defaults to None (all labelled).
         weight (float): Weight of the cost. Defaults to 1.
@@ -191,7 +205,7 @@ def point_group_costs(
         GroupedCosts: ``costs`` (G, N, N) float32 with layout ``sizes``, ``slot_inds``.
     """
     _check_aligned(pred_points, tgt_points, group_index, 'point_group_costs')
-    slots = group_slots(group_index.to(pred_points.device))
+    slots = layout_of(group_index, pred_points.device)
     visible = None
     if tgt_visible is not None:
         if tgt_visible.shape != tgt_points.shape[:2]:

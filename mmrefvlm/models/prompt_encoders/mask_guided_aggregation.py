@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmrefvlm.models.matchers.group_layout import group_slots, scatter_to_slots
+from mmrefvlm.models.host_index import host_to_device
+from mmrefvlm.models.matchers.group_layout import GroupSlots, group_slots, scatter_to_slots
 from mmrefvlm.registry import MODELS
 
 
@@ -76,7 +77,8 @@ def block_one_hot(height: int, width: int, k: int, device: torch.device | None =
     rows = torch.div(torch.arange(height, device=device) * k, height, rounding_mode='floor')
     cols = torch.div(torch.arange(width, device=device) * k, width, rounding_mode='floor')
     block = (rows[:, None] * k + cols[None, :]).flatten()
-    return F.one_hot(block, k * k).T.float()
+    # == F.one_hot(block, k * k).T, without one_hot's host-side range checks on some devices
+    return (block[None, :] == torch.arange(k * k, device=block.device)[:, None]).float()
 
 
 @MODELS.register_module()
@@ -116,6 +118,7 @@ class MaskGuidedAggregation(BaseModule):
         self.k = k
         self.temperature = float(temperature)
         self.alpha = float(alpha)
+        self._codes: dict[tuple, Tensor] = {}  # slot code per (channels, device, dtype)
 
     @property
     def num_tokens(self) -> int:
@@ -173,7 +176,18 @@ class MaskGuidedAggregation(BaseModule):
         total = weights.sum(-1, keepdim=True)
         return weights / total.clamp(min=torch.finfo(torch.float32).tiny)
 
-    def forward(self, feats: Tensor, masks: Tensor, batch_idx: Tensor) -> Tensor:
+    def position_code(self, channels: int, like: Tensor) -> Tensor:
+        """(k * k, C) slot code in ``like``'s dtype and device, computed once per combination
+        (:func:`grid_position_code` on the host, one non-blocking copy)."""
+        key = (channels, like.device, like.dtype)
+        if key not in self._codes:
+            code = grid_position_code(self.k, channels, self.temperature)
+            self._codes[key] = host_to_device(code, like.device).to(like.dtype)
+        return self._codes[key]
+
+    def forward(
+        self, feats: Tensor, masks: Tensor, batch_idx: Tensor, slots: GroupSlots | None = None
+    ) -> Tensor:
         """Aggregate the features under each prompt mask into ``k * k`` tokens.
 
         Args:
@@ -182,6 +196,10 @@ class MaskGuidedAggregation(BaseModule):
             masks (Tensor): (P, Hm, Wm) bool or non-negative float, one rasterised mask per prompt,
                 covering the same square frame as ``feats`` (any resolution).
             batch_idx (Tensor): (P,) long, image of each prompt, in ``[0, B)``.
+            slots (GroupSlots, optional): The layout of the prompts per image
+                (``group_slots(batch_idx)``) when known in advance, e.g. planned on the host:
+                then nothing is read back from the device. Its ``keys`` are the images with
+                prompts, already checked to lie in ``[0, B)``.
 
         Returns:
             Tensor: (P, k * k, C), ``feats``' dtype and device; token ``n = row * k + col``.
@@ -189,23 +207,27 @@ class MaskGuidedAggregation(BaseModule):
         self._check_inputs(feats, masks, batch_idx)
         batch, channels, height, width = feats.shape
         num_tokens = self.num_tokens
-        pos_code = grid_position_code(self.k, channels, self.temperature).to(feats)
+        pos_code = self.position_code(channels, feats)
         weights = self.normalised_masks(masks.to(feats.device), (height, width))  # (P, HW)
         blocks = block_one_hot(height, width, self.k, feats.device)  # (n, HW)
         per_block = (weights[:, None, :] * blocks).to(feats.dtype)  # (P, n, HW)
         # Pad the prompts per image (only images that have prompts), so that one batched matmul
         # serves all of them without copying the features once per prompt:
         # (G, P_max * n, HW) @ (G, HW, C), G = number of distinct images in batch_idx.
-        slots = group_slots(batch_idx.to(feats.device))
+        if slots is None:
+            slots = group_slots(batch_idx.to(feats.device))
+            images = slots.keys
+            if images.numel() and (int(images[0]) < 0 or int(images[-1]) >= batch):
+                raise ValueError(
+                    f'batch_idx must be in [0, {batch}), got values in '
+                    f'[{int(images[0])}, {int(images[-1])}]'
+                )
         images = slots.keys
-        if images.numel() and (int(images[0]) < 0 or int(images[-1]) >= batch):
-            raise ValueError(
-                f'batch_idx must be in [0, {batch}), got values in '
-                f'[{int(images[0])}, {int(images[-1])}]'
-            )
         if images.numel() < batch:
             feats = feats.index_select(0, images)
         padded = scatter_to_slots(per_block, slots)  # (G, Pm, n, HW)
         tokens = padded.flatten(1, 2) @ feats.flatten(2).transpose(1, 2)  # (G, Pm*n, C)
-        tokens = tokens.flatten(0, 1).view(-1, num_tokens, channels)[slots.slot_inds]
+        tokens = (
+            tokens.flatten(0, 1).view(-1, num_tokens, channels).index_select(0, slots.slot_inds)
+        )
         return tokens + self.alpha * pos_code

@@ -8,19 +8,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmrefvlm.registry import MODELS
-from mmrefvlm.structures import UnitQueries
-from mmrefvlm.tokenization import RefTokenizer
-from mmrefvlm.trp import ParseResult, parse_token_ids
+from mmrefvlm.structures import QueryLayout, UnitQueries
+from mmrefvlm.trp import FoundRef, find_refs
 
-#: One parsed ``<REF>`` of :func:`find_refs`: ``(position, units, (answer, triplet, group), phrase,
-#: phrase_span)``.
-FoundRef = tuple[
-    int, tuple[str, ...], tuple[int, int | None, int | None], str, tuple[int, int] | None
+from ..host_index import IndexPack
+from ..matchers.batched import plan_match_layout
+
+__all__ = [
+    'LatentEmbeddingRouter',
+    'RoutedRef',
+    'RoutingResult',
+    'RoutePlan',
+    'UnitRoute',
+    'find_refs',
+    'FoundRef',
 ]
 
 
@@ -60,70 +67,55 @@ class RoutingResult:
     warnings: list[list[str]]
 
 
-def find_refs(
-    token_ids: Tensor,
-    tokenizer: RefTokenizer,
-    *,
-    known_units: set[str],
-    span_mask: Tensor | None = None,
-) -> tuple[list[FoundRef], list[str], list[ParseResult]]:
-    """Parse one sample's answer tokens into ``(position, units, group_key, phrase)`` tuples.
+@dataclass
+class UnitRoute:
+    """Host-side routing of one unit's ``<REF>`` states (:meth:`LatentEmbeddingRouter.plan`).
 
-    Args:
-        token_ids (Tensor): (L,) long, the sample's sequence.
-        tokenizer (RefTokenizer): For the special-token ids and unit-name text.
-        known_units (set[str]): Units that have a decoder; others are dropped with a warning.
-        span_mask (Tensor, optional): (L,) bool, which positions belong to answers (the labels
-            mask in training). Consecutive answers are separated at EOS and parsed one by one.
-            None: the whole sequence is one answer (generated tokens).
-
-    Returns:
-        tuple: refs as ``(position, units, (answer, triplet, group), phrase, phrase_span)``
-        (``phrase_span``: sequence positions of ``<Phrase>`` and ``</Phrase>``, or None), warning
-        strings, and the ``ParseResult`` of each answer.
+    Attributes:
+        rows (list[int]): Batch row of each row of the unit's ``UnitQueries`` (every row, or with
+            ``select_rows`` only the rows that have queries of the unit).
+        num_slots (int): Q, slots per row.
+        counts (tuple[int, ...]): Real queries per row.
+        group_keys (np.ndarray): (M,) int64, ``row * stride + group_id`` of each query.
+        handles (dict[str, int]): ``IndexPack`` handles of the (M,) index arrays ``sample``
+            (batch row), ``row``, ``slot``, ``position``, ``group``, ``flat`` (``row * Q + slot``)
+            ``span_start``, ``span_end``, ``span_has`` (phrase pooling), and the (R,) array
+            ``batch_rows`` (``rows``).
+        match (Callable): Builds the unit's ``MatchLayout`` from the pack's device tensors.
     """
-    if span_mask is None:
-        positions = torch.arange(len(token_ids))
-    else:
-        positions = span_mask.nonzero(as_tuple=True)[0]
-    ids = token_ids[positions].tolist()
-    pos = positions.tolist()
-    eos = tokenizer.ids.eos
-    out: list[FoundRef] = []
-    warnings: list[str] = []
-    results: list[ParseResult] = []
-    start, answer = 0, 0
-    for end in [i for i, t in enumerate(ids) if t == eos] + [len(ids)]:
-        if end > start:
-            res = parse_token_ids(ids[start:end], tokenizer, known_units=known_units)
-            results.append(res)
-            warnings += [f'{w.code}: {w.message}' for w in res.warnings]
-            for ref in res.refs:
-                if not ref.units:
-                    warnings.append(f'dropped <REF> at token {pos[start + ref.position]}: no unit')
-                    continue
-                span = (
-                    None
-                    if ref.phrase_span is None
-                    else (pos[start + ref.phrase_span[0]], pos[start + ref.phrase_span[1]])
-                )
-                out.append(
-                    (
-                        pos[start + ref.position],
-                        ref.units,
-                        (answer, ref.triplet, ref.group),
-                        ref.phrase,
-                        span,
-                    )
-                )
-            answer += 1
-        start = end + 1
-    return out, warnings, results
+
+    rows: list[int]
+    num_slots: int
+    counts: tuple[int, ...]
+    group_keys: np.ndarray
+    handles: dict[str, int]
+    match: Any
+
+
+@dataclass
+class RoutePlan:
+    """Output of :meth:`LatentEmbeddingRouter.plan`: everything but the hidden states.
+
+    Attributes:
+        units (dict[str, UnitRoute]): Per unit with at least one ``<REF>``, sorted by name.
+        refs (list[list[RoutedRef]]): Per sample, in routing order.
+        warnings (list[list[str]]): Per sample.
+        pooling (bool): Whether phrase means are added (pooling on and a phrase in the batch).
+    """
+
+    units: dict[str, UnitRoute]
+    refs: list[list[RoutedRef]]
+    warnings: list[list[str]]
+    pooling: bool
 
 
 @MODELS.register_module()
 class LatentEmbeddingRouter(BaseModule):
     """Packs ``<REF>`` hidden states per unit into padded ``UnitQueries``.
+
+    Routing is planned on the host (:meth:`plan`: which query slot each ``<REF>`` fills, from the
+    parsed refs alone) and applied to the hidden states on the device (:meth:`pack`: index
+    gathers, no device->host synchronisation); :meth:`forward` does both.
 
     Args:
         ref_position (str): ``'ref'`` (REF-VLM: the state at the ``<REF>`` position) or
@@ -154,7 +146,7 @@ class LatentEmbeddingRouter(BaseModule):
         capacities: Mapping[str, int],
         warnings: Sequence[Sequence[str]] | None = None,
     ) -> RoutingResult:
-        """Route parsed refs.
+        """Route parsed refs (:meth:`plan` then :meth:`pack`, every batch row kept).
 
         Args:
             hidden (Tensor): (B, L, D) last-layer hidden states.
@@ -166,7 +158,50 @@ class LatentEmbeddingRouter(BaseModule):
         Returns:
             RoutingResult: queries per unit (padded slots masked, ``group_ids`` -1 there).
         """
-        bsz = hidden.shape[0]
+        pack = IndexPack()
+        plan = self.plan(refs, capacities, warnings, batch_size=hidden.shape[0], pack=pack)
+        queries = self.pack(hidden, plan, pack.to(hidden.device))
+        return RoutingResult(queries=queries, refs=plan.refs, warnings=plan.warnings)
+
+    def plan(
+        self,
+        refs: Sequence[Sequence[FoundRef]],
+        capacities: Mapping[str, int],
+        warnings: Sequence[Sequence[str]] | None = None,
+        *,
+        batch_size: int,
+        pack: IndexPack,
+        select_rows: bool = False,
+    ) -> RoutePlan:
+        """Plan the routing on the host; the index arrays go in ``pack``.
+
+        Args:
+            refs (Sequence): Per sample, ``find_refs`` tuples (positions in the padded sequence).
+            capacities (Mapping[str, int]): Max queries per sample per unit.
+            warnings (Sequence, optional): Per-sample warnings to extend.
+            batch_size (int): B.
+            pack (IndexPack): Collects the index arrays for one host->device copy.
+            select_rows (bool): Give each unit only the rows that have queries of it (a
+                decoder's loss then runs on those samples only). Defaults to False.
+
+        Returns:
+            RoutePlan: The plan; :meth:`pack` applies it once ``pack`` is on the device.
+        """
+        routed, spans, warns = self._route(refs, capacities, warnings, batch_size)
+        units = {}
+        for unit in sorted({r.unit for rs in routed for r in rs}):
+            items = [r for rs in routed for r in rs if r.unit == unit]
+            units[unit] = self._plan_unit(items, spans, batch_size, select_rows, pack)
+        return RoutePlan(units, routed, warns, bool(self.phrase_pooling and spans))
+
+    def _route(
+        self,
+        refs: Sequence[Sequence[FoundRef]],
+        capacities: Mapping[str, int],
+        warnings: Sequence[Sequence[str]] | None,
+        bsz: int,
+    ) -> tuple[list[list[RoutedRef]], dict[tuple[int, int], tuple[int, int]], list[list[str]]]:
+        """Slots and group ids of every ref (capacity overflow dropped with a warning)."""
         shift = 1 if self.ref_position == 'emitting' else 0
         warns = [list(w) for w in warnings] if warnings is not None else [[] for _ in range(bsz)]
         routed: list[list[RoutedRef]] = [[] for _ in range(bsz)]
@@ -190,45 +225,87 @@ class LatentEmbeddingRouter(BaseModule):
                     routed[b].append(
                         RoutedRef(b, max(position - shift, 0), unit, slot, gid, phrase)
                     )
-        queries = {}
-        for unit in sorted({r.unit for rs in routed for r in rs}):
-            items = [r for rs in routed for r in rs if r.unit == unit]
-            q = max(r.slot for r in items) + 1
-            b_idx = torch.tensor([r.sample for r in items], device=hidden.device)
-            s_idx = torch.tensor([r.slot for r in items], device=hidden.device)
-            p_idx = torch.tensor([r.position for r in items], device=hidden.device)
-            embeds = hidden.new_zeros(bsz, q, hidden.shape[-1])
-            states = hidden[b_idx, p_idx]
-            if self.phrase_pooling and spans:
-                states = states + self._phrase_means(hidden, items, spans, shift)
-            embeds = embeds.index_put((b_idx, s_idx), states)
-            mask = torch.zeros(bsz, q, dtype=torch.bool, device=hidden.device)
-            mask[b_idx, s_idx] = True
-            gids = torch.full((bsz, q), -1, dtype=torch.long, device=hidden.device)
-            gids[b_idx, s_idx] = torch.tensor([r.group_id for r in items], device=hidden.device)
-            queries[unit] = UnitQueries(embeds=embeds, mask=mask, group_ids=gids)
-        return RoutingResult(queries=queries, refs=routed, warnings=warns)
+        return routed, spans, warns
 
-    @staticmethod
-    def _phrase_means(
-        hidden: Tensor,
+    def _plan_unit(
+        self,
         items: list[RoutedRef],
         spans: dict[tuple[int, int], tuple[int, int]],
-        shift: int,
-    ) -> Tensor:
+        bsz: int,
+        select_rows: bool,
+        pack: IndexPack,
+    ) -> UnitRoute:
+        shift = 1 if self.ref_position == 'emitting' else 0
+        sample = np.array([r.sample for r in items], dtype=np.int64)
+        rows = sorted(set(sample.tolist())) if select_rows else list(range(bsz))
+        row_of = np.full(bsz, -1, dtype=np.int64)
+        row_of[rows] = np.arange(len(rows))
+        row, slot = row_of[sample], np.array([r.slot for r in items], dtype=np.int64)
+        group = np.array([r.group_id for r in items], dtype=np.int64)
+        num_slots = int(slot.max()) + 1
+        found = [spans.get((r.sample, r.position + shift)) for r in items]
+        arrays = dict(
+            sample=sample,
+            row=row,
+            slot=slot,
+            position=[r.position for r in items],
+            group=group,
+            flat=row * num_slots + slot,
+            span_start=[sp[0] + 1 if sp else 0 for sp in found],
+            span_end=[sp[1] if sp else 1 for sp in found],
+            span_has=[sp is not None for sp in found],
+        )
+        keys = row * (int(group.max()) + 1) + group
+        handles = {k: pack.add(v) for k, v in arrays.items()}
+        handles['batch_rows'] = pack.add(rows)
+        return UnitRoute(
+            rows=rows,
+            num_slots=num_slots,
+            counts=tuple(np.bincount(row, minlength=len(rows)).tolist()),
+            group_keys=keys,
+            handles=handles,
+            match=plan_match_layout(keys, pack),
+        )
+
+    def pack(self, hidden: Tensor, plan: RoutePlan, dev: list[Tensor]) -> dict[str, UnitQueries]:
+        """Apply a plan to the hidden states (device index ops only).
+
+        Args:
+            hidden (Tensor): (B, L, D) last-layer hidden states.
+            plan (RoutePlan): From :meth:`plan`.
+            dev (list[Tensor]): The plan's ``IndexPack`` on ``hidden``'s device.
+
+        Returns:
+            dict[str, UnitQueries]: Per unit, (R, Q) queries (R = ``len(route.rows)``) with their
+            host :class:`QueryLayout`.
+        """
+        queries = {}
+        for unit, route in plan.units.items():
+            idx = {k: dev[h] for k, h in route.handles.items() if k != 'batch_rows'}
+            rows, q = len(route.rows), route.num_slots
+            states = hidden[idx['sample'], idx['position']]
+            if plan.pooling:
+                states = states + self._phrase_means(hidden, idx)
+            embeds = hidden.new_zeros(rows, q, hidden.shape[-1])
+            embeds = embeds.index_put((idx['row'], idx['slot']), states)
+            flat = idx['flat']
+            mask = torch.zeros(rows * q, dtype=torch.bool, device=hidden.device)
+            mask = mask.index_fill(0, flat, True).view(rows, q)
+            gids = torch.full((rows * q,), -1, dtype=torch.long, device=hidden.device)
+            gids = gids.index_copy(0, flat, idx['group']).view(rows, q)
+            layout = QueryLayout(
+                route.counts, route.group_keys, flat, idx['row'], match=route.match(dev)
+            )
+            queries[unit] = UnitQueries(embeds=embeds, mask=mask, group_ids=gids, layout=layout)
+        return queries
+
+    @staticmethod
+    def _phrase_means(hidden: Tensor, idx: dict[str, Tensor]) -> Tensor:
         """(M, D) mean state of each routed ref's phrase tokens (zeros without a phrase), from one
         cumulative sum over the sequence (no per-ref loop over tokens)."""
         csum = torch.cat(
             [hidden.new_zeros(hidden.shape[0], 1, hidden.shape[-1]), hidden.float().cumsum(1)], 1
         )
-        starts, ends, has = [], [], []
-        for r in items:
-            span = spans.get((r.sample, r.position + shift))
-            has.append(span is not None)
-            starts.append(span[0] + 1 if span else 0)
-            ends.append(span[1] if span else 1)
-        dev = hidden.device
-        b = torch.tensor([r.sample for r in items], device=dev)
-        s, e = torch.tensor(starts, device=dev), torch.tensor(ends, device=dev)
+        b, s, e = idx['sample'], idx['span_start'], idx['span_end']
         mean = (csum[b, e] - csum[b, s]) / (e - s).clamp_min(1)[:, None]
-        return (mean * torch.tensor(has, device=dev)[:, None]).to(hidden.dtype)
+        return (mean * idx['span_has'].bool()[:, None]).to(hidden.dtype)

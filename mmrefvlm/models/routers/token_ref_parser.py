@@ -5,16 +5,15 @@ is itself the reference (LISA's ``[SEG]``, GSVA's ``[SEG]`` / ``[REJ]``, AnyRef'
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-
-import torch
-from torch import Tensor
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from mmrefvlm.registry import TASK_UTILS
 from mmrefvlm.tokenization import RefTokenizer
-from mmrefvlm.trp import ParseResult, ParseWarning, RefInfo
+from mmrefvlm.trp import FoundRef, ParseResult, ParseWarning, RefInfo
 
-from .latent_router import FoundRef
+#: Ids of the slot tokens: reference id -> units, rejection id -> units, other special ids.
+TokenTables = tuple[dict[int, tuple[str, ...]], dict[int, tuple[str, ...]], set[int]]
 
 
 def _units(spec: str | Sequence[str], token: str) -> tuple[str, ...]:
@@ -71,7 +70,7 @@ class SpecialTokenRefParser:
         if self.phrase_re is not None and 'phrase' not in self.phrase_re.groupindex:
             raise ValueError(f'phrase_pattern {phrase_pattern!r} has no (?P<phrase>...) group')
 
-    def _ids(self, tokenizer: RefTokenizer) -> tuple[dict[int, tuple[str, ...]], dict, set]:
+    def _ids(self, tokenizer: RefTokenizer) -> TokenTables:
         """Reference ids, rejection ids (each -> units) and the other special ids."""
         missing = [t for t in (*self.ref_tokens, *self.reject_tokens) if t not in tokenizer.ids]
         if missing:
@@ -97,8 +96,8 @@ class SpecialTokenRefParser:
         self,
         ids: Sequence[int],
         tokenizer: RefTokenizer,
-        known_units: set[str],
-        token_ids: tuple[dict, dict, set] | None = None,
+        known_units: Collection[str] | None,
+        token_ids: TokenTables | None = None,
     ) -> ParseResult:
         """Parse one answer (no EOS inside): structured answer, refs (token index in ``ids``)
         and warnings."""
@@ -118,7 +117,7 @@ class SpecialTokenRefParser:
             before, phrase = self._split_phrase(tokenizer.decode(run))
             run = []
             units = refs_ids.get(tok) or rej_ids[tok]
-            routed = tuple(u for u in units if u in known_units)
+            routed = units if known_units is None else tuple(u for u in units if u in known_units)
             if tok in refs_ids:
                 if len(routed) < len(units):
                     result.warnings.append(
@@ -137,31 +136,35 @@ class SpecialTokenRefParser:
 
     def __call__(
         self,
-        token_ids: Tensor,
+        token_ids: Any,
         tokenizer: RefTokenizer,
         *,
-        known_units: set[str],
-        span_mask: Tensor | None = None,
+        known_units: Collection[str] | None,
+        span_mask: Any = None,
     ) -> tuple[list[FoundRef], list[str], list[ParseResult]]:
-        """References of one sample, as :func:`~mmrefvlm.models.routers.find_refs` returns them.
+        """References of one sample, as :func:`~mmrefvlm.trp.find_refs` returns them.
 
         Args:
-            token_ids (Tensor): (L,) long, the sample's sequence.
+            token_ids (Tensor | Sequence[int]): (L,) the sample's sequence.
             tokenizer (RefTokenizer): Holds the ids of the slot tokens.
-            known_units (set[str]): Units that have a decoder.
-            span_mask (Tensor, optional): (L,) bool, answer positions (the labels mask in
-                training); consecutive answers are separated at EOS. None: the whole sequence is
-                one answer (generated tokens).
+            known_units (Collection[str], optional): Units that have a decoder. None: every unit
+                (the data pipeline, which does not know the model's decoders).
+            span_mask (Tensor | Sequence[bool], optional): (L,) answer positions (the labels mask
+                in training); consecutive answers are separated at EOS. None: the whole sequence
+                is one answer (generated tokens).
 
         Returns:
             tuple: refs ``(position, units, (answer, slot, 0), phrase, None)`` with positions in
             ``token_ids``, warning strings, and one ``ParseResult`` per answer.
         """
+        seq = token_ids.tolist() if hasattr(token_ids, 'tolist') else token_ids
+        every = [int(t) for t in seq]
         if span_mask is None:
-            positions = torch.arange(len(token_ids))
+            pos = list(range(len(every)))
         else:
-            positions = span_mask.nonzero(as_tuple=True)[0]
-        ids, pos = token_ids[positions].tolist(), positions.tolist()
+            keep = span_mask.tolist() if hasattr(span_mask, 'tolist') else list(span_mask)
+            pos = [i for i, k in enumerate(keep) if k]
+        ids = [every[i] for i in pos]
         tables = self._ids(tokenizer)
         out: list[FoundRef] = []
         warnings: list[str] = []

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
+
+if TYPE_CHECKING:
+    from mmrefvlm.models.matchers.batched import MatchRequest
 
 
 class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
@@ -40,6 +43,15 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
         (from metainfo ``square_size``; the image sits at the top-left of the square frame), else
         normalised to the square frame. It always sets ``scores`` ((N,) float).
 
+    Optional two-phase loss (batched matching, one device->host transfer per step for all
+    decoders): ``loss_costs`` computes the outputs, gathers the targets and returns a
+    :class:`~mmrefvlm.models.matchers.MatchRequest` with the cost matrices of the non-trivial
+    phrase groups, without reading the device; ``loss_assigned`` turns the request and the solved
+    assignment into the same losses ``loss`` returns. ``RefVLM`` solves the requests of all
+    decoders together (:func:`~mmrefvlm.models.matchers.solve_assignments`); a decoder that does
+    not implement them is called through ``loss``. A decoder implementing both can write ``loss``
+    as ``return two_phase_loss(self, queries, visual, batch_data_samples)``.
+
     Args:
         in_channels (int): Width of the routed ``<REF>`` states (the LLM hidden size).
         num_queries (int): Capacity: the most queries of this unit one sample may carry. The router
@@ -48,6 +60,9 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
     """
 
     unit: ClassVar[str]
+    #: ``(old, new)`` parameter-name prefixes of earlier layouts, renamed when a checkpoint loads
+    #: (effective after :func:`~.detr.register_legacy_keys` in the constructor).
+    legacy_keys: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(
         self,
@@ -76,6 +91,19 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
     ) -> dict[str, Tensor]:
         """Losses (keys ``loss_<unit>*``) against ``gt_units.<unit>`` with grouped matching."""
 
+    def loss_costs(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> MatchRequest:
+        """Phase 1 of the two-phase loss (optional): outputs, targets and the costs of the
+        non-trivial groups, as a ``MatchRequest``; must not synchronise when ``queries.layout``
+        is set."""
+        raise NotImplementedError(f'{type(self).__name__} has no two-phase loss')
+
+    def loss_assigned(self, request: MatchRequest, tgt_inds: Tensor | None) -> dict[str, Tensor]:
+        """Phase 2 (optional): the losses of ``loss`` from a ``loss_costs`` request and the target
+        index of each real query (``tgt_inds`` (M,) long, or None for the identity)."""
+        raise NotImplementedError(f'{type(self).__name__} has no two-phase loss')
+
     @abstractmethod
     def predict(
         self,
@@ -85,3 +113,23 @@ class BaseVisualUnitDecoder(BaseModule, metaclass=ABCMeta):
         rescale: bool = True,
     ) -> list[InstanceData]:
         """Per-sample predictions (``InstanceData`` with ``scores`` and the unit's fields)."""
+
+
+def has_two_phase_loss(decoder: Any) -> bool:
+    """Whether ``decoder`` implements ``loss_costs`` and ``loss_assigned``."""
+    cls = type(decoder)
+    base = BaseVisualUnitDecoder
+    return (
+        getattr(cls, 'loss_costs', base.loss_costs) is not base.loss_costs
+        and getattr(cls, 'loss_assigned', base.loss_assigned) is not base.loss_assigned
+    )
+
+
+def two_phase_loss(
+    decoder: Any, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+) -> dict[str, Tensor]:
+    """``loss`` of a decoder with a two-phase loss, on its own (one solve for this decoder)."""
+    from mmrefvlm.models.matchers.batched import solve_assignments
+
+    request = decoder.loss_costs(queries, visual, batch_data_samples)
+    return decoder.loss_assigned(request, solve_assignments([request])[0])

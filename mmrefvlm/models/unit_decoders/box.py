@@ -4,31 +4,41 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from mmrefvlm.models.losses import GIoULoss
 from mmrefvlm.models.matchers import (
+    MatchRequest,
     box_cxcywh_to_xyxy,
     box_group_costs,
-    flat_group_keys,
-    match_in_groups,
+    match_slots,
+    query_layout,
+    select_items,
 )
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 
-from .base import BaseVisualUnitDecoder
-from .layers import MLP, FusedMemory, PyramidFusion, QueryDecoder, QueryProjection
-from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
+from .base import BaseVisualUnitDecoder, two_phase_loss
+from .detr import (
+    DETR_DECODER,
+    DetrAssembly,
+    compose_detr_blocks,
+    register_legacy_keys,
+    zero_padded,
+)
+from .layers import MLP, FusedMemory
+from .utils import gather_unit_targets, per_sample, real_slots, sample_frame, xyxy_to_cxcywh
 
 # ConvNeXt-L (192/384/768/1536) + CLIP-L (1024) features, as in REF-VLM.
 PAPER_PYRAMID_CHANNELS = (192, 384, 768, 1536)
 PAPER_CLIP_CHANNELS = 1024
 BOX_L1_LOSS = dict(type='mmdet.L1Loss', loss_weight=5.0)
-BOX_GIOU_LOSS = dict(type='mmdet.GIoULoss', loss_weight=2.0)
+# ``GIoULoss`` is mmdet's loss without its host->device copy per call (same values).
+BOX_GIOU_LOSS = dict(type=GIoULoss, loss_weight=2.0)
 BOX_MATCH_COSTS = dict(l1_weight=5.0, giou_weight=2.0)
 
 # REF-VLM stage-2 box decoder (Vicuna-7B hidden size 4096): stages 0-2 + CLIP at 128 x 128.
@@ -37,24 +47,14 @@ PAPER_BOX_DECODER = dict(
     in_channels=4096,
     num_queries=100,
     d_model=256,
-    num_layers=6,
-    num_heads=8,
-    ffn_dim=2048,
-    dropout=0.1,
     pyramid_channels=PAPER_PYRAMID_CHANNELS,
     clip_channels=PAPER_CLIP_CHANNELS,
-    memory_levels=(0, 1, 2),
-    memory_use_clip=True,
-    memory_size=128,
+    memory=dict(levels=(0, 1, 2), use_clip=True, size=128),
+    decoder=dict(num_layers=6, num_heads=8, ffn_dim=2048, dropout=0.1),
+    head=dict(type='BoxUnitHead', box_head='mlp'),
 )
-
-
-class BoxPrediction(NamedTuple):
-    """Output of :class:`DetrBoxPredictor`."""
-
-    hidden: Tensor  # (B, Q, D) float, decoded queries (zeros on padding)
-    boxes: Tensor  # (B, Q, 4) float, sigmoid cxcywh in the square frame
-    memory: FusedMemory  # the memory the queries attended to
+#: The box decoder's memory: ConvNeXt stages 0-2 + the CLIP grid, resized to 128 x 128.
+BOX_MEMORY = dict(levels=(0, 1, 2), use_clip=True, size=128, mask_padding=True)
 
 
 class PointerBoxHead(BaseModule):
@@ -97,62 +97,52 @@ class PointerBoxHead(BaseModule):
         return xyxy_to_cxcywh(xyxy).clamp(1e-4, 1 - 1e-4).to(hidden.dtype)
 
 
-class DetrBoxPredictor(BaseModule):
-    """Query projection + fused memory + DETR decoder + 3-layer box MLP.
+BOX_HEADS = ('mlp', 'pointer')
 
-    The core shared by :class:`BoxUnitDecoder` and the keypoint decoder: both hold it under the
-    attribute ``predictor``, so a trained box decoder's ``predictor.*`` weights load 1:1. The
-    arguments are those of :class:`BoxUnitDecoder`.
+
+def box_regressor(d_model: int, box_head: str) -> nn.Module:
+    """``'mlp'``: REF-VLM's 3-layer MLP on the decoded query; ``'pointer'``:
+    :class:`PointerBoxHead`."""
+    if box_head not in BOX_HEADS:
+        raise ValueError(f"box_head must be 'mlp' or 'pointer', got {box_head!r}")
+    return MLP(d_model, d_model, 4, 3) if box_head == 'mlp' else PointerBoxHead(d_model)
+
+
+def regress_boxes(
+    regressor: nn.Module, hidden: Tensor, memory: FusedMemory, queries: UnitQueries
+) -> Tensor:
+    """(B, Q, D) decoded queries -> (B, Q, 4) sigmoid cxcywh, zeros on padded slots."""
+    if isinstance(regressor, PointerBoxHead):
+        boxes = regressor(hidden, memory)
+    else:
+        boxes = regressor(hidden).sigmoid()
+    # padded slots: zero (their decoder output is zeroed; keep them out of every op downstream)
+    return zero_padded(boxes, queries)
+
+
+@MODELS.register_module()
+class BoxUnitHead(BaseModule):
+    """Head of the box unit: one box per decoded query.
+
+    Args:
+        d_model (int): Query width.
+        box_head (str): ``'mlp'`` (REF-VLM: a 3-layer MLP on the decoded query) or ``'pointer'``
+            (:class:`PointerBoxHead`: the query points at memory cells that each regress their
+            object's box; converges much faster on small data). Defaults to ``'mlp'``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_queries: int,
-        *,
-        d_model: int,
-        num_layers: int,
-        num_heads: int,
-        ffn_dim: int,
-        dropout: float,
-        pyramid_channels: Sequence[int],
-        clip_channels: int,
-        memory_levels: Sequence[int],
-        memory_use_clip: bool,
-        memory_size: int | None,
-        mask_memory_padding: bool,
-        box_head: str = 'mlp',
-    ) -> None:
+    def __init__(self, d_model: int, box_head: str = 'mlp') -> None:
         super().__init__()
-        if box_head not in ('mlp', 'pointer'):
-            raise ValueError(f"box_head must be 'mlp' or 'pointer', got {box_head!r}")
-        self.query_proj = QueryProjection(in_channels, d_model, num_queries)
-        self.memory = PyramidFusion(
-            pyramid_channels,
-            clip_channels,
-            d_model,
-            levels=memory_levels,
-            use_clip=memory_use_clip,
-            size=memory_size,
-            mask_padding=mask_memory_padding,
-        )
-        self.decoder = QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
-        self.box_head = (
-            MLP(d_model, d_model, 4, 3) if box_head == 'mlp' else PointerBoxHead(d_model)
-        )
+        self.box = box_regressor(d_model, box_head)
 
-    def forward(self, queries: UnitQueries, visual: VisualContext) -> BoxPrediction:
-        """Decode every slot (see :class:`BoxPrediction`)."""
-        content, query_pos = self.query_proj(queries)
-        memory = self.memory(visual)
-        hidden = self.decoder(content, query_pos, queries.mask.bool(), memory)
-        if isinstance(self.box_head, PointerBoxHead):
-            boxes = self.box_head(hidden, memory)
-        else:
-            boxes = self.box_head(hidden).sigmoid()
-        # padded slots: zero (their decoder output is zeroed; keep them out of every op downstream)
-        boxes = boxes * queries.mask[..., None].to(boxes.dtype)
-        return BoxPrediction(hidden, boxes, memory)
+    def forward(
+        self, hidden: Tensor, memory: FusedMemory, queries: UnitQueries, visual: VisualContext
+    ) -> dict[str, Tensor]:
+        """``dict(boxes=(B, Q, 4))`` float, sigmoid cxcywh in the square frame."""
+        return dict(boxes=regress_boxes(self.box, hidden, memory, queries))
+
+
+BOX_HEAD = dict(type=BoxUnitHead, box_head='mlp')
 
 
 def matched_box_losses(
@@ -162,7 +152,7 @@ def matched_box_losses(
 
     Args:
         loss_l1 (nn.Module): mmdet ``L1Loss`` (its ``loss_weight`` applies).
-        loss_giou (nn.Module): mmdet ``GIoULoss``.
+        loss_giou (nn.Module): ``GIoULoss`` (ours or mmdet's).
         pred (Tensor): (M, 4) float, predicted normalised cxcywh, in matched order.
         tgt_xyxy (Tensor): (M, 4) float, target normalised xyxy, in matched order.
         num (int): Normaliser (number of real queries).
@@ -189,38 +179,34 @@ def rescale_boxes(boxes: Tensor, sample, rescale: bool) -> Tensor:
 class BoxUnitDecoder(BaseVisualUnitDecoder):
     """DETR-style box decoder: each ``<REF>`` query predicts exactly one box.
 
-    Query content = ``Linear(in_channels -> D)`` of the ``<REF>`` state plus a learned slot
-    embedding; memory = resize-concat of ``memory_levels`` (+ CLIP grid) at ``memory_size``,
-    ``Linear`` to D, 2-D sine code; a post-norm DETR decoder; ``MLP(D, D, 4, 3)`` -> sigmoid
-    ``(cx, cy, w, h)`` in the square frame. Losses (grouped Hungarian matching with the same
-    weights as costs): ``loss_box_l1`` (5 x L1 on cxcywh) and ``loss_box_giou`` (2 x (1 - GIoU)),
-    each summed over matched pairs and divided by the number of real queries.
+    A :class:`~.detr.DetrAssembly` (held as ``predictor``): query content = ``Linear(in_channels
+    -> D)`` of the ``<REF>`` state plus a learned slot embedding; memory = resize-concat of the
+    ``memory`` levels (+ CLIP grid), ``Linear`` to D, 2-D sine code; a post-norm DETR decoder;
+    the :class:`BoxUnitHead` (``MLP(D, D, 4, 3)`` -> sigmoid ``(cx, cy, w, h)`` in the square
+    frame). Losses (grouped Hungarian matching with the same weights as costs): ``loss_box_l1``
+    (5 x L1 on cxcywh) and ``loss_box_giou`` (2 x (1 - GIoU)), each summed over matched pairs and
+    divided by the number of real queries.
 
     Args:
         in_channels (int): LLM hidden size.
         num_queries (int): Most box queries per sample. Defaults to 100.
-        d_model (int): Decoder width. Defaults to 256.
-        num_layers (int): DETR decoder layers. Defaults to 6.
-        num_heads (int): Attention heads. Defaults to 8.
-        ffn_dim (int): FFN hidden width. Defaults to 2048.
-        dropout (float): Dropout (after attention, in the FFN). Defaults to 0.1.
+        d_model (int): Width of every block. Defaults to 256.
         pyramid_channels (Sequence[int]): Pyramid level channels, finest first. Defaults to
             ConvNeXt-L ``(192, 384, 768, 1536)``.
         clip_channels (int): CLIP grid channels. Defaults to 1024.
-        memory_levels (Sequence[int]): Pyramid levels fused into the memory. Defaults to
-            (0, 1, 2).
-        memory_use_clip (bool): Fuse the CLIP grid too. Defaults to True.
-        memory_size (int, optional): Side of the memory grid (None: the finest fused input's).
-            Defaults to 128.
-        mask_memory_padding (bool): Hide memory cells of the square-frame padding from
-            cross-attention. Defaults to True.
-        box_head (str): ``'mlp'`` (REF-VLM: a 3-layer MLP on the decoded query) or ``'pointer'``
-            (:class:`PointerBoxHead`: the query points at memory cells that each regress their
-            object's box; converges much faster on small data). Defaults to ``'mlp'``.
+        memory (dict | nn.Module): :class:`~.layers.PyramidFusion` arguments (``levels``,
+            ``use_clip``, ``size``, ``mask_padding``), merged over :data:`BOX_MEMORY` (stages
+            0-2 + CLIP at 128 x 128, padding cells hidden).
+        decoder (dict | nn.Module): :class:`~.layers.QueryDecoder` arguments (``num_layers``,
+            ``num_heads``, ``ffn_dim``, ``dropout``), merged over :data:`~.detr.DETR_DECODER`
+            (6 layers, 8 heads, FFN 2048, dropout 0.1).
+        head (dict | nn.Module): Defaults to ``BoxUnitHead(box_head='mlp')``.
         loss_l1 (dict): L1 loss config. Defaults to ``mmdet.L1Loss`` x 5.
-        loss_giou (dict): GIoU loss config. Defaults to ``mmdet.GIoULoss`` x 2.
+        loss_giou (dict): GIoU loss config. Defaults to ``GIoULoss`` x 2 (mmdet's values).
         match_costs (dict): :func:`box_group_costs` weights. Defaults to L1 5, GIoU 2.
         init_cfg (dict | list[dict], optional): MMEngine init config.
+        **legacy: The flat arguments of earlier releases (``num_layers``, ``memory_size``,
+            ``box_head``, ... see :data:`~.detr.LEGACY_DETR_ARGS`), applied over the blocks.
 
     ``forward`` returns ``dict(boxes=(B, Q, 4) float sigmoid cxcywh)``. ``predict`` returns
     ``bboxes`` (N, 4) xyxy (original pixels clipped to the image, or normalised square frame with
@@ -229,6 +215,8 @@ class BoxUnitDecoder(BaseVisualUnitDecoder):
     """
 
     unit = 'box'
+    #: Checkpoints before the shared assembly (issue 18) held the head as ``predictor.box_head``.
+    legacy_keys = (('predictor.box_head.', 'predictor.head.box.'),)
 
     def __init__(
         self,
@@ -236,66 +224,77 @@ class BoxUnitDecoder(BaseVisualUnitDecoder):
         *,
         num_queries: int = 100,
         d_model: int = 256,
-        num_layers: int = 6,
-        num_heads: int = 8,
-        ffn_dim: int = 2048,
-        dropout: float = 0.1,
         pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
         clip_channels: int = PAPER_CLIP_CHANNELS,
-        memory_levels: Sequence[int] = (0, 1, 2),
-        memory_use_clip: bool = True,
-        memory_size: int | None = 128,
-        mask_memory_padding: bool = True,
-        box_head: str = 'mlp',
+        memory: dict | nn.Module = BOX_MEMORY,
+        decoder: dict | nn.Module = DETR_DECODER,
+        head: dict | nn.Module = BOX_HEAD,
         loss_l1: dict = BOX_L1_LOSS,
         loss_giou: dict = BOX_GIOU_LOSS,
         match_costs: dict = BOX_MATCH_COSTS,
         init_cfg=None,
+        **legacy,
     ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
-        self.predictor = DetrBoxPredictor(
+        blocks = compose_detr_blocks(
+            type(self).__name__,
+            dict(memory=BOX_MEMORY, decoder=DETR_DECODER, head=BOX_HEAD),
+            dict(memory=memory, decoder=decoder, head=head),
+            legacy,
+            head_legacy=dict(box_head=('box_head',)),
+        )
+        self.predictor = DetrAssembly(
             in_channels,
             num_queries,
             d_model=d_model,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            ffn_dim=ffn_dim,
-            dropout=dropout,
             pyramid_channels=pyramid_channels,
             clip_channels=clip_channels,
-            memory_levels=memory_levels,
-            memory_use_clip=memory_use_clip,
-            memory_size=memory_size,
-            mask_memory_padding=mask_memory_padding,
-            box_head=box_head,
+            **blocks,
         )
+        register_legacy_keys(self)
         self.loss_l1 = MODELS.build(loss_l1)
         self.loss_giou = MODELS.build(loss_giou)
         self.match_costs = {**BOX_MATCH_COSTS, **match_costs}
 
     def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
         """``dict(boxes=(B, Q, 4))`` float, sigmoid cxcywh in the square frame, every slot."""
-        return dict(boxes=self.predictor(queries, visual).boxes)
+        return self.predictor(queries, visual).outputs
 
     def loss(
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
     ) -> dict[str, Tensor]:
         """``loss_box_l1`` and ``loss_box_giou`` against ``gt_units.box.bboxes``."""
+        return two_phase_loss(self, queries, visual, batch_data_samples)
+
+    def loss_costs(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> MatchRequest:
+        """Phase 1: boxes of the real queries, their targets, group costs (see the base)."""
         boxes = self(queries, visual)['boxes']
-        mask = queries.mask.bool()
-        num = int(mask.sum())
+        num = queries.num_queries
         if num == 0:
             zero = boxes.sum() * 0.0
-            return dict(loss_box_l1=zero, loss_box_giou=zero)
-        pred = boxes[mask].float()  # losses in float32 (bf16 models too)
+            return MatchRequest(None, state=dict(losses=dict(loss_box_l1=zero, loss_box_giou=zero)))
+        layout = query_layout(queries)
+        pred = real_slots(boxes, queries).float()  # losses in float32 (bf16 models too)
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['bboxes'], queries)['bboxes']
         tgt = tgt.float()
-        keys = flat_group_keys(queries.group_ids, mask)
-        pred_inds, tgt_inds = match_in_groups(
-            box_group_costs, pred, xyxy_to_cxcywh(tgt), keys, **self.match_costs
-        )
+        match = layout.match
+        assert match is not None
+        costs = None
+        if match.sizes:
+            sel_pred, sel_tgt = select_items(match, pred, xyxy_to_cxcywh(tgt))
+            costs = box_group_costs(sel_pred, sel_tgt, match_slots(match), **self.match_costs).costs
+        return MatchRequest(match, costs, dict(pred=pred, tgt=tgt, num=num))
+
+    def loss_assigned(self, request: MatchRequest, tgt_inds: Tensor | None) -> dict[str, Tensor]:
+        """Phase 2: the L1 and GIoU losses of the matched pairs."""
+        state = request.state
+        if 'losses' in state:
+            return state['losses']
+        tgt = state['tgt'] if tgt_inds is None else state['tgt'][tgt_inds]
         l1, giou = matched_box_losses(
-            self.loss_l1, self.loss_giou, pred[pred_inds], tgt[tgt_inds], num
+            self.loss_l1, self.loss_giou, state['pred'], tgt, state['num']
         )
         return dict(loss_box_l1=l1, loss_box_giou=giou)
 

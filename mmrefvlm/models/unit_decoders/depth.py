@@ -14,18 +14,28 @@ from torch import Tensor, nn
 
 from mmrefvlm.models.matchers import (
     GroupedCosts,
-    flat_group_keys,
-    group_slots,
-    match_in_groups,
+    GroupSlots,
+    MatchRequest,
+    layout_of,
+    match_slots,
+    query_layout,
     scatter_to_slots,
+    select_items,
 )
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 
-from .base import BaseVisualUnitDecoder
+from .base import BaseVisualUnitDecoder, two_phase_loss
 from .box import PAPER_CLIP_CHANNELS, PAPER_PYRAMID_CHANNELS
 from .layers import FPNPixelDecoder, QueryProjection, conv_norm_act, valid_region_mask
-from .utils import gather_unit_targets, per_sample, resize_maps, square_to_original
+from .utils import (
+    gather_unit_targets,
+    per_sample,
+    real_rows,
+    real_slots,
+    resize_maps,
+    square_to_original,
+)
 
 # Not in the REF-VLM code (its depth decoder is a non-functional stub): our design at paper scale.
 PAPER_DEPTH_DECODER = dict(
@@ -87,21 +97,27 @@ def pairwise_silog(pred_log: Tensor, target_log: Tensor, valid: Tensor, lam: flo
 
 @torch.no_grad()
 def depth_group_costs(
-    pred_log: Tensor, target_log: Tensor, group_index: Tensor, *, valid: Tensor, lam: float = 0.85
+    pred_log: Tensor,
+    target_log: Tensor,
+    group_index: Tensor | GroupSlots,
+    *,
+    valid: Tensor,
+    lam: float = 0.85,
 ) -> GroupedCosts:
     """Grouped SILog costs (the layout contract of the matchers' ``box_group_costs``).
 
     Args:
         pred_log (Tensor): (M, P) float, predicted log-depth.
         target_log (Tensor): (M, P) float, target log-depth.
-        group_index (Tensor): (M,) long, group key of each item.
+        group_index (Tensor | GroupSlots): (M,) long, group key of each item, or the items'
+            layout when known in advance.
         valid (Tensor): (M, P) bool, valid pixels of each target.
         lam (float): SILog lambda. Defaults to 0.85.
 
     Returns:
         GroupedCosts: ``costs`` (G, N, N) float32 (entries outside a group's block are unused).
     """
-    slots = group_slots(group_index.to(pred_log.device))
+    slots = layout_of(group_index, pred_log.device)
     costs = pairwise_silog(
         scatter_to_slots(pred_log, slots),
         scatter_to_slots(target_log, slots),
@@ -233,35 +249,58 @@ class DepthUnitDecoder(BaseVisualUnitDecoder):
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
     ) -> dict[str, Tensor]:
         """``loss_depth_silog`` against ``gt_units.depth.depth`` / ``.valid``."""
+        return two_phase_loss(self, queries, visual, batch_data_samples)
+
+    def loss_costs(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> MatchRequest:
+        """Phase 1: log-depth of the real queries, targets, SILog group costs."""
         log_depth = self(queries, visual)['log_depth']
-        mask = queries.mask.bool()
-        num = int(mask.sum())
+        num = queries.num_queries
         if num == 0:
-            return dict(loss_depth_silog=log_depth.sum() * 0.0)
-        pred = log_depth[mask].float()  # (M, h, w)
+            return MatchRequest(
+                None, state=dict(losses=dict(loss_depth_silog=log_depth.sum() * 0.0))
+            )
+        layout = query_layout(queries)
+        pred = real_slots(log_depth, queries).float()  # (M, h, w)
         gt = gather_unit_targets(batch_data_samples, self.unit, ['depth', 'valid'], queries)
         depth = gt['depth'].float()
         size = depth.shape[-1]
-        valid_hw = visual.valid_hw[:, None].expand(-1, mask.shape[1], -1)[mask]
+        valid_hw = real_rows(visual.valid_hw, queries)
         valid = gt['valid'].bool() & (depth > 0) & valid_region_mask(valid_hw, size, size)
         gt_log = torch.where(valid, depth.clamp(min=1e-6).log(), torch.zeros_like(depth))
-        msize = min(self.match_size, size)
-        m_gt, m_valid = _pool_log_depth(gt_log, valid, msize)
-        pred_inds, tgt_inds = match_in_groups(
-            depth_group_costs,
-            resize_maps(pred, msize).flatten(1),
-            m_gt.flatten(1),
-            flat_group_keys(queries.group_ids, mask),
-            valid=m_valid.flatten(1),
-            lam=self.silog_lambda,
+        match = layout.match
+        assert match is not None
+        costs = None
+        if match.sizes:
+            msize = min(self.match_size, size)
+            sel_pred, sel_log, sel_valid = select_items(match, pred, gt_log, valid)
+            m_gt, m_valid = _pool_log_depth(sel_log, sel_valid, msize)
+            costs = depth_group_costs(
+                resize_maps(sel_pred, msize).flatten(1),
+                m_gt.flatten(1),
+                match_slots(match),
+                valid=m_valid.flatten(1),
+                lam=self.silog_lambda,
+            ).costs
+        return MatchRequest(match, costs, dict(pred=pred, gt_log=gt_log, valid=valid, num=num))
+
+    def loss_assigned(self, request: MatchRequest, tgt_inds: Tensor | None) -> dict[str, Tensor]:
+        """Phase 2: the SILog loss of the matched pairs, averaged over the real queries."""
+        st = request.state
+        if 'losses' in st:
+            return st['losses']
+        gt_log, valid = (
+            st[k] if tgt_inds is None else st[k][tgt_inds] for k in ('gt_log', 'valid')
         )
+        size = gt_log.shape[-1]
         per_map = silog(
-            resize_maps(pred[pred_inds], size).flatten(1),
-            gt_log[tgt_inds].flatten(1),
-            valid[tgt_inds].flatten(1),
+            resize_maps(st['pred'], size).flatten(1),
+            gt_log.flatten(1),
+            valid.flatten(1),
             self.silog_lambda,
         )
-        return dict(loss_depth_silog=per_map.sum() / num * self.loss_weight)
+        return dict(loss_depth_silog=per_map.sum() / st['num'] * self.loss_weight)
 
     @torch.no_grad()
     def predict(

@@ -12,27 +12,37 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmrefvlm.models.matchers import (
-    assign_in_groups,
+    MatchRequest,
     box_cxcywh_to_xyxy,
     box_group_costs,
-    flat_group_keys,
+    match_slots,
     point_group_costs,
+    query_layout,
+    select_items,
 )
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
 
-from .base import BaseVisualUnitDecoder
+from .base import BaseVisualUnitDecoder, two_phase_loss
 from .box import (
     BOX_GIOU_LOSS,
     BOX_L1_LOSS,
+    BOX_MEMORY,
     PAPER_CLIP_CHANNELS,
     PAPER_PYRAMID_CHANNELS,
-    DetrBoxPredictor,
+    BoxUnitDecoder,
     matched_box_losses,
     rescale_boxes,
 )
-from .layers import MLP, QueryDecoder
-from .utils import gather_unit_targets, per_sample, sample_frame, xyxy_to_cxcywh
+from .detr import (
+    DETR_DECODER,
+    DetrAssembly,
+    compose_detr_blocks,
+    register_legacy_keys,
+    rename_legacy_keys,
+)
+from .keypoint_head import KEYPOINT_HEAD, KEYPOINT_STAGE, keypoint_head_cfg
+from .utils import gather_unit_targets, per_sample, real_slots, sample_frame, xyxy_to_cxcywh
 
 # COCO person keypoint sigmas (pycocotools ``COCOeval`` kpt_oks_sigmas).
 COCO_KEYPOINT_SIGMAS = (
@@ -63,16 +73,11 @@ PAPER_KEYPOINT_DECODER = dict(
     num_queries=100,
     num_keypoints=17,
     d_model=256,
-    num_layers=6,
-    num_point_layers=6,
-    num_heads=8,
-    ffn_dim=2048,
-    dropout=0.1,
     pyramid_channels=PAPER_PYRAMID_CHANNELS,
     clip_channels=PAPER_CLIP_CHANNELS,
-    memory_levels=(0, 1, 2),
-    memory_use_clip=True,
-    memory_size=128,
+    memory=dict(levels=(0, 1, 2), use_clip=True, size=128),
+    decoder=dict(num_layers=6, num_heads=8, ffn_dim=2048, dropout=0.1),
+    head=dict(type='KeypointUnitHead', box_head='mlp', point_decoder=dict(num_layers=6)),
 )
 
 
@@ -122,15 +127,10 @@ def _sigmas(sigmas: Sequence[float] | float | None, num_keypoints: int) -> Tenso
 class KeypointUnitDecoder(BaseVisualUnitDecoder):
     """Box decoder + keypoint decoder: per ``<REF>`` a box, K keypoints and K visibilities.
 
-    1. ``predictor`` (the :class:`DetrBoxPredictor` of :class:`BoxUnitDecoder`, same module names,
-       so :meth:`init_from_box_decoder` maps its weights 1:1) gives each query a hidden state
-       ``h`` and a box.
-    2. Each query spawns K keypoint queries: content ``point_in_proj(h)``, position
-       ``point_embed`` (one learned embedding per keypoint type). ``point_decoder`` (a second DETR
-       decoder over the same memory) lets the K queries of one person attend to each other only
-       (padded persons are masked out).
-    3. ``point_head`` predicts an offset in logit space from the box centre:
-       ``xy = sigmoid(logit(box centre) + offset)``; ``visibility_head`` a labelled-vs-not logit.
+    The :class:`~.detr.DetrAssembly` of :class:`BoxUnitDecoder` (held as ``predictor``, same
+    module names, so :meth:`init_from_box_decoder` maps a trained box decoder 1:1) with a
+    :class:`KeypointUnitHead`: a box per query, then a second DETR decoder over K keypoint queries
+    per person.
 
     Losses (grouped matching on ``box_group_costs + point_group_costs``), each divided by the
     number of real queries M:
@@ -146,18 +146,20 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         num_keypoints (int): K. Defaults to 17 (COCO).
         sigmas (Sequence[float] | float, optional): OKS sigmas (K values or one for all);
             None = COCO's (K must be 17).
-        d_model, num_layers, num_heads, ffn_dim, dropout, pyramid_channels, clip_channels,
-        memory_levels, memory_use_clip, memory_size, mask_memory_padding: The box stage, exactly
-            as :class:`BoxUnitDecoder` (defaults: the paper's).
-        num_point_layers (int): Layers of the keypoint-stage decoder (same width, heads, FFN).
-            Defaults to 6.
+        d_model, pyramid_channels, clip_channels, memory, decoder: The box stage, exactly as
+            :class:`BoxUnitDecoder` (defaults: the paper's).
+        head (dict | nn.Module): Defaults to ``KeypointUnitHead(box_head='mlp',
+            point_decoder=dict(num_layers=6))``; the point decoder's other arguments default to
+            those of ``decoder`` (same width, heads, FFN) and ``num_keypoints`` is filled in.
         loss_bbox_l1 (dict): Box L1 loss config (``mmdet.L1Loss`` x 5).
-        loss_bbox_giou (dict): Box GIoU loss config (``mmdet.GIoULoss`` x 2).
+        loss_bbox_giou (dict): Box GIoU loss config (``GIoULoss`` x 2).
         keypoint_l1_weight (float): Defaults to 2.
         oks_weight (float): Defaults to 2.
         visibility_weight (float): Defaults to 1.
         match_costs (dict): ``l1_weight``, ``giou_weight`` (box) and ``point_weight``.
         init_cfg (dict | list[dict], optional): MMEngine init config.
+        **legacy: The flat arguments of earlier releases (:data:`~.detr.LEGACY_DETR_ARGS`,
+            ``box_head`` and ``num_point_layers``), applied over the blocks.
 
     ``forward`` returns ``boxes`` (B, Q, 4) sigmoid cxcywh, ``keypoints`` (B, Q, K, 2) normalised
     xy and ``visibility_logits`` (B, Q, K), all float in the square frame. ``predict`` returns
@@ -166,6 +168,11 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
     """
 
     unit = 'keypoint'
+    #: Checkpoints before the shared assembly (issue 18): the keypoint stage at the top level.
+    legacy_keys = (
+        ('predictor.box_head.', 'predictor.head.box.'),
+        *((f'{name}.', f'predictor.head.{name}.') for name in KEYPOINT_STAGE),
+    )
 
     def __init__(
         self,
@@ -175,18 +182,11 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         num_keypoints: int = 17,
         sigmas: Sequence[float] | float | None = None,
         d_model: int = 256,
-        num_layers: int = 6,
-        num_point_layers: int = 6,
-        num_heads: int = 8,
-        ffn_dim: int = 2048,
-        dropout: float = 0.1,
         pyramid_channels: Sequence[int] = PAPER_PYRAMID_CHANNELS,
         clip_channels: int = PAPER_CLIP_CHANNELS,
-        memory_levels: Sequence[int] = (0, 1, 2),
-        memory_use_clip: bool = True,
-        memory_size: int | None = 128,
-        mask_memory_padding: bool = True,
-        box_head: str = 'mlp',
+        memory: dict | nn.Module = BOX_MEMORY,
+        decoder: dict | nn.Module = DETR_DECODER,
+        head: dict | nn.Module = KEYPOINT_HEAD,
         loss_bbox_l1: dict = BOX_L1_LOSS,
         loss_bbox_giou: dict = BOX_GIOU_LOSS,
         keypoint_l1_weight: float = 2.0,
@@ -194,32 +194,31 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
         visibility_weight: float = 1.0,
         match_costs: dict = KEYPOINT_MATCH_COSTS,
         init_cfg=None,
+        **legacy,
     ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
         if num_keypoints <= 0:
             raise ValueError(f'num_keypoints must be positive, got {num_keypoints}')
         self.num_keypoints = num_keypoints
-        self.predictor = DetrBoxPredictor(
+        blocks = compose_detr_blocks(
+            type(self).__name__,
+            dict(memory=BOX_MEMORY, decoder=DETR_DECODER, head=KEYPOINT_HEAD),
+            dict(memory=memory, decoder=decoder, head=head),
+            legacy,
+            head_legacy=dict(
+                box_head=('box_head',), num_point_layers=('point_decoder', 'num_layers')
+            ),
+        )
+        blocks['head'] = keypoint_head_cfg(blocks['head'], blocks['decoder'], num_keypoints)
+        self.predictor = DetrAssembly(
             in_channels,
             num_queries,
             d_model=d_model,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            ffn_dim=ffn_dim,
-            dropout=dropout,
             pyramid_channels=pyramid_channels,
             clip_channels=clip_channels,
-            memory_levels=memory_levels,
-            memory_use_clip=memory_use_clip,
-            memory_size=memory_size,
-            mask_memory_padding=mask_memory_padding,
-            box_head=box_head,
+            **blocks,
         )
-        self.point_in_proj = nn.Linear(d_model, d_model)
-        self.point_embed = nn.Embedding(num_keypoints, d_model)
-        self.point_decoder = QueryDecoder(d_model, num_point_layers, num_heads, ffn_dim, dropout)
-        self.point_head = MLP(d_model, d_model, 2, 3)
-        self.visibility_head = nn.Linear(d_model, 1)
+        register_legacy_keys(self)
         self.register_buffer('sigmas', _sigmas(sigmas, num_keypoints), persistent=False)
         self.loss_bbox_l1 = MODELS.build(loss_bbox_l1)
         self.loss_bbox_giou = MODELS.build(loss_bbox_giou)
@@ -230,45 +229,29 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
 
     def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
         """``boxes`` (B, Q, 4), ``keypoints`` (B, Q, K, 2), ``visibility_logits`` (B, Q, K)."""
-        box = self.predictor(queries, visual)
-        (b, q, d), k = box.hidden.shape, self.num_keypoints
-        content = self.point_in_proj(box.hidden)[:, :, None].expand(b, q, k, d).reshape(b, q * k, d)
-        pos = self.point_embed.weight[None, None].expand(b, q, k, d).reshape(b, q * k, d)
-        person_mask = queries.mask.bool()[:, :, None].expand(b, q, k).reshape(b, q * k)
-        person = torch.arange(q, device=content.device)[None, :, None].expand(b, q, k)
-        hidden = self.point_decoder(
-            content, pos, person_mask, box.memory, groups=person.reshape(b, q * k)
-        ).view(b, q, k, d)
-        centre = torch.logit(box.boxes[..., :2], eps=1e-5)[:, :, None]  # (B, Q, 1, 2)
-        points = (centre + self.point_head(hidden)).sigmoid()
-        return dict(
-            boxes=box.boxes,
-            keypoints=points,
-            visibility_logits=self.visibility_head(hidden)[..., 0],
-        )
+        return self.predictor(queries, visual).outputs
 
     def loss(
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
     ) -> dict[str, Tensor]:
         """Box, keypoint-L1, OKS and visibility losses against ``gt_units.keypoint``."""
+        return two_phase_loss(self, queries, visual, batch_data_samples)
+
+    def loss_costs(
+        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
+    ) -> MatchRequest:
+        """Phase 1: outputs of the real queries, targets, box + keypoint group costs."""
         out = self(queries, visual)
-        mask = queries.mask.bool()
-        num = int(mask.sum())
+        num = queries.num_queries
         if num == 0:
             zero = sum(v.sum() for v in out.values()) * 0.0
-            return {
-                k: zero
-                for k in (
-                    'loss_keypoint_bbox_l1',
-                    'loss_keypoint_bbox_giou',
-                    'loss_keypoint_l1',
-                    'loss_keypoint_oks',
-                    'loss_keypoint_vis',
-                )
-            }
-        boxes, points, vis = (
-            out[k][mask].float()  # losses in float32 (bf16 models too)
-            for k in ('boxes', 'keypoints', 'visibility_logits')
+            names = ('bbox_l1', 'bbox_giou', 'l1', 'oks', 'vis')
+            return MatchRequest(
+                None, state=dict(losses={f'loss_keypoint_{k}': zero for k in names})
+            )
+        layout = query_layout(queries)
+        boxes, points, vis = (  # losses in float32 (bf16 models too)
+            real_slots(out[k], queries).float() for k in ('boxes', 'keypoints', 'visibility_logits')
         )
         gt = gather_unit_targets(batch_data_samples, self.unit, ['keypoints', 'bboxes'], queries)
         tgt_kpts, tgt_boxes = gt['keypoints'].float(), gt['bboxes'].float()
@@ -278,23 +261,38 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
                 f'got {tuple(tgt_kpts.shape)}'
             )
         labelled = tgt_kpts[..., 2] > 0
-        keys = flat_group_keys(queries.group_ids, mask)
-        mc = self.match_costs
-        costs = box_group_costs(
-            boxes,
-            xyxy_to_cxcywh(tgt_boxes),
-            keys,
-            l1_weight=mc['l1_weight'],
-            giou_weight=mc['giou_weight'],
-        ) + point_group_costs(
-            points, tgt_kpts[..., :2], keys, tgt_visible=labelled, weight=mc['point_weight']
+        match, mc = layout.match, self.match_costs
+        assert match is not None
+        costs = None
+        if match.sizes:
+            b, tb, p, tp, lab = select_items(
+                match, boxes, xyxy_to_cxcywh(tgt_boxes), points, tgt_kpts[..., :2], labelled
+            )
+            slots = match_slots(match)
+            costs = (
+                box_group_costs(
+                    b, tb, slots, l1_weight=mc['l1_weight'], giou_weight=mc['giou_weight']
+                )
+                + point_group_costs(p, tp, slots, tgt_visible=lab, weight=mc['point_weight'])
+            ).costs
+        state = dict(
+            boxes=boxes, points=points, vis=vis, kpts=tgt_kpts, tboxes=tgt_boxes, lab=labelled
         )
-        pi, ti = assign_in_groups(costs.costs, costs.sizes, costs.slot_inds)
+        return MatchRequest(match, costs, dict(state, num=num))
+
+    def loss_assigned(self, request: MatchRequest, tgt_inds: Tensor | None) -> dict[str, Tensor]:
+        """Phase 2: the losses of the matched pairs (see the class docstring)."""
+        st = request.state
+        if 'losses' in st:
+            return st['losses']
+        num, ti = st['num'], tgt_inds
+        tgt_kpts, tb, lab = (
+            (st[k] if ti is None else st[k][ti]) for k in ('kpts', 'tboxes', 'lab')
+        )
         bbox_l1, bbox_giou = matched_box_losses(
-            self.loss_bbox_l1, self.loss_bbox_giou, boxes[pi], tgt_boxes[ti], num
+            self.loss_bbox_l1, self.loss_bbox_giou, st['boxes'], tb, num
         )
-        points, vis = points[pi], vis[pi]
-        tgt_xy, lab, tb = tgt_kpts[ti, :, :2], labelled[ti], tgt_boxes[ti]
+        points, vis, tgt_xy = st['points'], st['vis'], tgt_kpts[:, :, :2]
         lab_f = lab.to(points.dtype)
         kpt_l1 = ((points - tgt_xy).abs().sum(-1) * lab_f).sum() / num
         areas = (tb[:, 2] - tb[:, 0]).clamp(min=0) * (tb[:, 3] - tb[:, 1]).clamp(min=0)
@@ -346,36 +344,45 @@ class KeypointUnitDecoder(BaseVisualUnitDecoder):
     ) -> dict[str, list[str]]:
         """Copy the weights of a trained :class:`BoxUnitDecoder` (stage 3 initialisation).
 
-        Every ``predictor.*`` tensor whose name and shape match is copied (e.g. the slot
-        embedding is skipped when ``num_queries`` differs). With ``copy_point_decoder``, the box
-        stage's decoder layers also initialise ``point_decoder`` where shapes match.
+        Every tensor of the box stage (``predictor.*`` but the keypoint modules of the head) whose
+        name and shape match is copied (e.g. the slot embedding is skipped when ``num_queries``
+        differs). With ``copy_point_decoder``, the box stage's decoder layers also initialise the
+        head's ``point_decoder`` where shapes match. Box checkpoints of the layout before the
+        shared assembly (``predictor.box_head.*``) load too.
 
         Args:
             source (nn.Module | Mapping[str, Tensor]): A ``BoxUnitDecoder``, its state dict, or a
-                bare ``DetrBoxPredictor`` state dict (keys without the ``predictor.`` prefix).
+                bare assembly state dict (keys without the ``predictor.`` prefix).
             copy_point_decoder (bool): See above. Defaults to True.
 
         Returns:
             dict[str, list[str]]: ``loaded`` (own keys set), ``skipped`` (source keys not used:
-            unknown name or shape mismatch) and ``missing`` (own predictor keys left as they were).
+            unknown name or shape mismatch) and ``missing`` (own box-stage keys left as they
+            were).
         """
         state = source.state_dict() if isinstance(source, nn.Module) else dict(source)
         own = self.state_dict()
         new, skipped = {}, []
         for key, val in state.items():
             name = key if key.startswith('predictor.') else f'predictor.{key}'
+            name = next(iter(rename_legacy_keys({name: None}, BoxUnitDecoder.legacy_keys)))
             targets = [name]
             if copy_point_decoder and name.startswith('predictor.decoder.'):
-                targets.append('point_decoder.' + name[len('predictor.decoder.') :])
+                targets.append('predictor.head.point_decoder.' + name[len('predictor.decoder.') :])
             hits = [t for t in targets if t in own and own[t].shape == val.shape]
             new.update({t: val for t in hits})
             if name not in hits:
                 skipped.append(key)
         self.load_state_dict(new, strict=False)
-        missing = sorted(k for k in own if k.startswith('predictor.') and k not in new)
+        stage = tuple(f'predictor.head.{n}.' for n in KEYPOINT_STAGE)
+        missing = sorted(
+            k
+            for k in own
+            if k.startswith('predictor.') and not k.startswith(stage) and k not in new
+        )
         print_log(
             f'KeypointUnitDecoder.init_from_box_decoder: {len(new)} tensors loaded, '
-            f'{len(skipped)} skipped, {len(missing)} predictor tensors missing',
+            f'{len(skipped)} skipped, {len(missing)} box-stage tensors missing',
             logger='current',
         )
         return dict(loaded=sorted(new), skipped=skipped, missing=missing)

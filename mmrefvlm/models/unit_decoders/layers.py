@@ -24,6 +24,7 @@ from mmdet.models.layers import MLP, DetrTransformerDecoder, SinePositionalEncod
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import UnitQueries, VisualContext
 
 __all__ = [
@@ -133,7 +134,10 @@ class QueryProjection(BaseModule):
             raise ValueError(
                 f'queries.mask must be {tuple(embeds.shape[:2])}, got {tuple(mask.shape)}'
             )
-        most = int(mask.sum(1).max()) if mask.numel() else 0
+        if queries.layout is not None:  # known on the host: no device read
+            most = max(queries.layout.counts, default=0)
+        else:
+            most = int(mask.sum(1).max()) if mask.numel() else 0
         if most > self.num_queries:
             raise ValueError(
                 f'a sample has {most} real queries but the decoder has only '
@@ -162,6 +166,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
 
 
+@MODELS.register_module()
 class PyramidFusion(BaseModule):
     """Resize-concat of pyramid levels and the CLIP grid, projected to memory tokens.
 
@@ -226,6 +231,7 @@ class PyramidFusion(BaseModule):
         return FusedMemory(memory, pos, padding, hw)
 
 
+@MODELS.register_module()
 class QueryDecoder(BaseModule):
     """DETR decoder (mmdet ``DetrTransformerDecoder``) with masked padded queries.
 

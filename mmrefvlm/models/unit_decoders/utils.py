@@ -13,6 +13,8 @@ from mmrefvlm.structures import RefVLMDataSample, SampleList, UnitQueries
 
 __all__ = [
     'gather_unit_targets',
+    'real_slots',
+    'real_rows',
     'xyxy_to_cxcywh',
     'sample_frame',
     'square_to_original',
@@ -51,7 +53,10 @@ def gather_unit_targets(
     Raises:
         ValueError: On a batch-size or count mismatch, a missing field, or M == 0.
     """
-    counts = queries.mask.sum(1).tolist()
+    if queries.layout is not None:  # known on the host: no device read
+        counts = list(queries.layout.counts)
+    else:
+        counts = queries.mask.sum(1).tolist()
     if len(batch_data_samples) != len(counts):
         raise ValueError(
             f'{len(batch_data_samples)} data samples for a batch of {len(counts)} query rows'
@@ -85,6 +90,32 @@ def gather_unit_targets(
             )
         out[f] = torch.cat(parts).to(dev)
     return out
+
+
+def real_slots(x: Tensor, queries: UnitQueries) -> Tensor:
+    """The entries of the real queries: ``x[queries.mask]`` in ``mask.nonzero()`` order.
+
+    With a host layout (``queries.layout``) this is an index gather that needs no device->host
+    synchronisation; otherwise boolean indexing (which does).
+
+    Args:
+        x (Tensor): (B, Q, ...) per-slot values.
+        queries (UnitQueries): The routed queries.
+
+    Returns:
+        Tensor: (M, ...).
+    """
+    if queries.layout is None:
+        return x[queries.mask.bool()]
+    return x.flatten(0, 1).index_select(0, queries.layout.index)
+
+
+def real_rows(x: Tensor, queries: UnitQueries) -> Tensor:
+    """Per-row values repeated for each real query: (B, ...) -> (M, ...) (e.g. ``valid_hw``)."""
+    if queries.layout is None:
+        mask = queries.mask.bool()
+        return x[:, None].expand(-1, mask.shape[1], *x.shape[1:])[mask]
+    return x.index_select(0, queries.layout.rows)
 
 
 def sample_frame(sample: RefVLMDataSample) -> tuple[int, int, int]:

@@ -141,13 +141,13 @@ class RefocusRefiner:
         self.capture = LastLayerCapture(decoder.layers[-1].self_attn)
 
     def windows(
-        self, refs: list[list[Any]], context: RefStateContext
+        self, positions: list[list[int]], context: RefStateContext
     ) -> list[tuple[int, int, int]]:
         """``(sample, t, s)`` of every reference with a non-empty window ``[s, t)``."""
         out = []
         mask = context.answer_mask.tolist()
-        for b, sample_refs in enumerate(refs):
-            for position, *_ in sample_refs:
+        for b, sample_positions in enumerate(positions):
+            for position in sample_positions:
                 t = position - self.shift
                 a = position
                 while a > 0 and mask[b][a - 1]:
@@ -157,12 +157,14 @@ class RefocusRefiner:
                     out.append((b, t, s))
         return out
 
-    def __call__(self, hidden: Tensor, refs: list[list[Any]], context: RefStateContext) -> Tensor:
+    def __call__(
+        self, hidden: Tensor, positions: list[list[int]], context: RefStateContext
+    ) -> Tensor:
         """``hidden`` (B, L, D) with every reference state refocused (a new tensor)."""
         if self.capture is None:
             raise RuntimeError('RefocusRefiner.attach(llm) was not called')
         record = self.capture.take()
-        wins = self.windows(refs, context)
+        wins = self.windows(positions, context)
         if not wins or self.lambda_f == 0:
             return hidden
         dev = hidden.device

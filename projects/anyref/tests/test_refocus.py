@@ -98,7 +98,7 @@ def test_refocus_is_eq2(llm):
         answer = torch.zeros_like(mask, dtype=torch.bool)
         answer[0, 6:10] = True  # answer tokens at 6..9, <obj> at 9
         answer[1, 8:12] = True  # an <obj> as the first answer token (11) is inside its run
-        refs = [[(9, ('mask',), (0, 0, 0), 'x', None)], [(8, ('mask',), (0, 0, 0), 'y', None)]]
+        refs = [[9], [8]]
         ctx = RefStateContext(answer_mask=answer, key_mask=mask.bool(), offset=0)
         out = refiner(hidden, refs, ctx)
     finally:
@@ -124,7 +124,7 @@ def test_gradients_reach_the_window_and_the_attention(llm):
         hidden = llm.model(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
         answer = torch.zeros_like(mask, dtype=torch.bool)
         answer[0, 5:11] = True
-        refs = [[(10, ('mask',), (0, 0, 0), 'x', None)], []]
+        refs = [[10], []]
         ctx = RefStateContext(answer_mask=answer, key_mask=mask.bool(), offset=0)
         out = refiner(hidden, refs, ctx)
         hidden.retain_grad()
@@ -146,7 +146,7 @@ def test_lambda_zero_and_no_refs_are_identity(llm):
                 input_ids=ids, attention_mask=mask, position_ids=pos
             ).last_hidden_state
         ctx = RefStateContext(mask.bool(), mask.bool(), 0)
-        assert refiner(hidden, [[(9, ('mask',), (0, 0, 0), '', None)], []], ctx) is hidden
+        assert refiner(hidden, [[9], []], ctx) is hidden
         with torch.no_grad():
             llm.model(input_ids=ids, attention_mask=mask, position_ids=pos)
         refiner.lambda_f = 0.1

@@ -19,14 +19,15 @@ from mmrefvlm.datasets import (
     PackRefVLMInputs,
     PrepareImages,
     RefVLMDataset,
+    RemapRecordUnits,
     WeightedMultiDatasetSampler,
     refvlm_collate,
 )
 from projects.example_unit.point_unit import (
+    PointerPointHead,
     PointMetric,
     PointTarget,
     PointUnitDecoder,
-    RemapRecordUnits,
 )
 
 # Registers the plugin's classes (string types in --cfg-options, tools) before anything is built.
@@ -46,17 +47,14 @@ model.unit_decoders = dict(
         type=PointUnitDecoder,
         num_queries=8,
         d_model=decoder_dim,
-        num_layers=1,
-        num_heads=4,
-        ffn_dim=2 * decoder_dim,
-        dropout=0.0,
-        memory_levels=(0, 1),
-        memory_size=16,
+        memory=dict(levels=(0, 1), use_clip=True, size=16),
+        decoder=dict(num_layers=1, num_heads=4, ffn_dim=2 * decoder_dim, dropout=0.0),
+        head=dict(type=PointerPointHead, offset_range=0.25),
     )
 )
 model.loss_weights = dict(llm=1.0, point=1.0)
 
-# --- data: demo `rec` records, answers rewritten from `box` to `point` ---
+# --- data: demo `rec` records, answers rewritten from `box` to `point` (core transform) ---
 point_unit_targets = dict(point=dict(type=PointTarget, source=point_source))
 _to_point = dict(
     type=RemapRecordUnits, unit_map=dict(box='point'), task='point', template_map=dict(rec='point')

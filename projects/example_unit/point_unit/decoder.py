@@ -12,12 +12,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from mmrefvlm.models.matchers import flat_group_keys, match_in_groups, point_group_costs
-from mmrefvlm.models.unit_decoders import (
-    BaseVisualUnitDecoder,
-    PyramidFusion,
-    QueryDecoder,
-    QueryProjection,
-)
+from mmrefvlm.models.unit_decoders import BaseVisualUnitDecoder, DetrAssembly, register_legacy_keys
+from mmrefvlm.models.unit_decoders.detr import compose_detr_blocks, zero_padded
 from mmrefvlm.models.unit_decoders.layers import MLP, FusedMemory
 from mmrefvlm.models.unit_decoders.utils import gather_unit_targets, per_sample, sample_frame
 from mmrefvlm.registry import MODELS
@@ -53,8 +49,9 @@ def nearest_cell(points: Tensor, hw: tuple[int, int], padding: Tensor | None = N
     return dist.argmin(-1)
 
 
+@MODELS.register_module()
 class PointerPointHead(BaseModule):
-    """Point = attention-weighted mean of per-cell point candidates.
+    """Head of the ``point`` unit: point = attention-weighted mean of per-cell point candidates.
 
     Each memory cell proposes ``centre + offset`` (offset = ``offset_range * tanh(MLP(cell))``),
     i.e. where the point of the object it lies on is; the decoded query attends over the cells
@@ -77,17 +74,25 @@ class PointerPointHead(BaseModule):
         self.offset_range = offset_range
         self.scale = d_model**-0.5
 
-    def forward(self, hidden: Tensor, memory: FusedMemory) -> tuple[Tensor, Tensor]:
-        """Decode points.
+    def forward(
+        self,
+        hidden: Tensor,
+        memory: FusedMemory,
+        queries: UnitQueries | None = None,
+        visual: VisualContext | None = None,
+    ) -> dict[str, Tensor]:
+        """Decode points (the head contract of :class:`DetrAssembly`).
 
         Args:
             hidden (Tensor): (B, Q, D) float, decoded queries.
             memory (FusedMemory): (B, H*W, D) memory tokens with their padding mask.
+            queries (UnitQueries, optional): The routed queries; their padded slots get the
+                point (0, 0).
+            visual (VisualContext, optional): Unused.
 
         Returns:
-            tuple[Tensor, Tensor]: ``points`` (B, Q, 2) float32 ``(x, y)`` in [0, 1] and
-            ``logits`` (B, Q, H*W) float32 attention logits (:data:`MASKED_LOGIT` on padding
-            cells).
+            dict[str, Tensor]: ``points`` (B, Q, 2) float32 ``(x, y)`` in [0, 1] and ``logits``
+            (B, Q, H*W) float32 attention logits (:data:`MASKED_LOGIT` on padding cells).
         """
         mem = memory.memory
         logits = torch.einsum('bqd,bnd->bqn', self.query(hidden), self.key(mem)).float()
@@ -98,17 +103,25 @@ class PointerPointHead(BaseModule):
         offsets = self.offset(mem).float().tanh() * self.offset_range  # (B, HW, 2)
         cells = cell_centres(memory.hw, mem.device)[None] + offsets
         points = torch.einsum('bqn,bnc->bqc', weights, cells).clamp(0, 1)
-        return points, logits
+        if queries is not None:
+            points = zero_padded(points, queries)
+        return dict(points=points, logits=logits)
+
+
+POINT_MEMORY = dict(levels=(0, 1), use_clip=True, size=32, mask_padding=True)
+POINT_DECODER = dict(num_layers=1, num_heads=8, ffn_dim=1024, dropout=0.0)
+POINT_HEAD = dict(type=PointerPointHead, offset_range=0.25)
 
 
 @MODELS.register_module()
 class PointUnitDecoder(BaseVisualUnitDecoder):
     """The ``point`` unit: each ``<REF>`` query predicts exactly one point.
 
-    Query content = ``Linear(in_channels -> D)`` of the ``<REF>`` state + a slot embedding;
-    memory = resize-concat of ``memory_levels`` (+ CLIP grid) at ``memory_size``, ``Linear`` to D,
-    sine code, padding cells masked; ``num_layers`` DETR decoder layers (0: none); a
-    :class:`PointerPointHead` gives the point.
+    The core DETR assembly (:class:`DetrAssembly`, held as ``predictor``) with a
+    :class:`PointerPointHead`: query content = ``Linear(in_channels -> D)`` of the ``<REF>``
+    state + a slot embedding; memory = resize-concat of the ``memory`` levels (+ CLIP grid),
+    ``Linear`` to D, sine code, padding cells masked; ``decoder`` DETR layers (``num_layers=0``:
+    none); the pointer head gives the point.
 
     Losses on pairs matched inside each phrase group (Hungarian on ``point_group_costs``, L1):
     ``loss_point_l1`` (``l1_weight`` x L1 of ``(x, y)``, summed over pairs / number of queries)
@@ -119,22 +132,18 @@ class PointUnitDecoder(BaseVisualUnitDecoder):
         in_channels (int): LLM hidden size.
         num_queries (int): Most point queries per sample. Defaults to 16.
         d_model (int): Width. Defaults to 256.
-        num_layers (int): DETR decoder layers (0: the projected query points directly).
-            Defaults to 1.
-        num_heads (int): Attention heads. Defaults to 8.
-        ffn_dim (int): FFN hidden width. Defaults to 1024.
-        dropout (float): Dropout. Defaults to 0.
         pyramid_channels (Sequence[int]): Pyramid level channels, finest first.
         clip_channels (int): CLIP grid channels.
-        memory_levels (Sequence[int]): Pyramid levels fused into the memory. Defaults to (0, 1).
-        memory_use_clip (bool): Fuse the CLIP grid too. Defaults to True.
-        memory_size (int, optional): Memory grid side (None: the finest fused input's).
-            Defaults to 32.
-        mask_memory_padding (bool): Hide cells of the square-frame padding. Defaults to True.
-        offset_range (float): Largest per-cell offset (frame units). Defaults to 0.25.
+        memory (dict | nn.Module): ``PyramidFusion`` arguments, merged over
+            :data:`POINT_MEMORY` (stages 0-1 + CLIP at 32 x 32).
+        decoder (dict | nn.Module, optional): ``QueryDecoder`` arguments, merged over
+            :data:`POINT_DECODER` (one layer, 8 heads, FFN 1024, no dropout).
+        head (dict | nn.Module): Defaults to ``PointerPointHead(offset_range=0.25)``.
         l1_weight (float): Weight of ``loss_point_l1`` and of the matching cost. Defaults to 5.
         ce_weight (float): Weight of ``loss_point_ce``. Defaults to 1.
         init_cfg (dict | list[dict], optional): MMEngine init config.
+        **legacy: The flat arguments of the first release (``num_layers``, ``memory_size``,
+            ``offset_range``, ...).
 
     ``forward`` returns ``points`` (B, Q, 2) float32 ``(x, y)`` in [0, 1] of the square frame and
     ``logits`` (B, Q, H_m * W_m) float32. ``predict`` returns ``points`` (N, 2) float32 (original
@@ -143,6 +152,10 @@ class PointUnitDecoder(BaseVisualUnitDecoder):
     """
 
     unit = 'point'
+    #: The first release held the blocks at the top level.
+    legacy_keys = tuple(
+        (f'{n}.', f'predictor.{n}.') for n in ('query_proj', 'memory', 'decoder', 'head')
+    )
 
     def __init__(
         self,
@@ -150,62 +163,46 @@ class PointUnitDecoder(BaseVisualUnitDecoder):
         *,
         num_queries: int = 16,
         d_model: int = 256,
-        num_layers: int = 1,
-        num_heads: int = 8,
-        ffn_dim: int = 1024,
-        dropout: float = 0.0,
         pyramid_channels: Sequence[int] = (192, 384, 768, 1536),
         clip_channels: int = 1024,
-        memory_levels: Sequence[int] = (0, 1),
-        memory_use_clip: bool = True,
-        memory_size: int | None = 32,
-        mask_memory_padding: bool = True,
-        offset_range: float = 0.25,
+        memory: dict | nn.Module = POINT_MEMORY,
+        decoder: dict | nn.Module | None = POINT_DECODER,
+        head: dict | nn.Module = POINT_HEAD,
         l1_weight: float = 5.0,
         ce_weight: float = 1.0,
         init_cfg=None,
+        **legacy,
     ) -> None:
         super().__init__(in_channels, num_queries=num_queries, init_cfg=init_cfg)
-        if num_layers < 0 or l1_weight < 0 or ce_weight < 0:
-            raise ValueError(
-                f'num_layers, l1_weight and ce_weight must be >= 0, got '
-                f'{num_layers}, {l1_weight}, {ce_weight}'
-            )
-        self.query_proj = QueryProjection(in_channels, d_model, num_queries)
-        self.memory = PyramidFusion(
-            pyramid_channels,
-            clip_channels,
-            d_model,
-            levels=memory_levels,
-            use_clip=memory_use_clip,
-            size=memory_size,
-            mask_padding=mask_memory_padding,
+        if l1_weight < 0 or ce_weight < 0:
+            raise ValueError(f'l1_weight and ce_weight must be >= 0, got {l1_weight}, {ce_weight}')
+        blocks = compose_detr_blocks(
+            type(self).__name__,
+            dict(memory=POINT_MEMORY, decoder=POINT_DECODER, head=POINT_HEAD),
+            dict(memory=memory, decoder=decoder, head=head),
+            legacy,
+            head_legacy=dict(offset_range=('offset_range',)),
         )
-        self.decoder = (
-            QueryDecoder(d_model, num_layers, num_heads, ffn_dim, dropout)
-            if num_layers > 0
-            else None
+        self.predictor = DetrAssembly(
+            in_channels,
+            num_queries,
+            d_model=d_model,
+            pyramid_channels=pyramid_channels,
+            clip_channels=clip_channels,
+            **blocks,
         )
-        self.head = PointerPointHead(d_model, offset_range)
+        register_legacy_keys(self)
         self.l1_weight, self.ce_weight = float(l1_weight), float(ce_weight)
 
     def _decode(
         self, queries: UnitQueries, visual: VisualContext
     ) -> tuple[Tensor, Tensor, FusedMemory]:
-        content, query_pos = self.query_proj(queries)
-        memory = self.memory(visual)
-        mask = queries.mask.bool()
-        if self.decoder is not None:
-            hidden = self.decoder(content, query_pos, mask, memory)
-        else:
-            hidden = (content + query_pos) * mask[..., None].to(content.dtype)
-        points, logits = self.head(hidden, memory)
-        return points * mask[..., None], logits, memory
+        out = self.predictor(queries, visual)
+        return out.outputs['points'], out.outputs['logits'], out.memory
 
     def forward(self, queries: UnitQueries, visual: VisualContext) -> dict[str, Tensor]:
         """``points`` (B, Q, 2) and ``logits`` (B, Q, H_m * W_m), float32, every slot."""
-        points, logits, _ = self._decode(queries, visual)
-        return dict(points=points, logits=logits)
+        return self.predictor(queries, visual).outputs
 
     def loss(
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList

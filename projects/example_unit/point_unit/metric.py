@@ -98,7 +98,7 @@ class PointMetric(RefVLMBaseMetric):
 
     def process_sample(self, sample: dict) -> tuple:  # noqa: D102
         gt = select_unit(sample.get('gt_instances'), self.unit)
-        pred = select_unit(sample.get('pred_instances'), self.unit)
+        pred = self.predictions(sample, self.unit, ('points',))  # non-finite: counted misses
         height, width = image_shape(sample)
         diag = float(np.hypot(height, width))
         gt_pts = np.asarray(gt.get('points', np.zeros((0, 2))), dtype=np.float64).reshape(-1, 2)

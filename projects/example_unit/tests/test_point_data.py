@@ -14,10 +14,12 @@ from mmrefvlm.datasets import (
     LoadRecordImage,
     PackRefVLMInputs,
     PrepareImages,
+    RemapRecordUnits,
 )
 from mmrefvlm.datasets.transforms import BoxTarget, TargetError
 from mmrefvlm.registry import TASK_UTILS, TRANSFORMS
-from projects.example_unit.point_unit import POINT_TEMPLATE_DIR, PointTarget, RemapRecordUnits
+from projects.example_unit import point_unit
+from projects.example_unit.point_unit import POINT_TEMPLATE_DIR, PointTarget
 
 
 def _rle(mask):
@@ -97,7 +99,8 @@ def test_remap_units_rewrites_a_copy():
     assert out['conversation'][0]['template'] == 'point'
     assert out['conversation'][1]['answer'][0]['groups'][0]['units'] == ['point', 'mask']
     assert record == original  # the stored record is untouched
-    assert TRANSFORMS.get('RemapRecordUnits') is RemapRecordUnits
+    assert TRANSFORMS.get('RemapRecordUnits') is RemapRecordUnits  # the core transform
+    assert point_unit.RemapRecordUnits is RemapRecordUnits  # first-release import path
     with pytest.raises(ValueError, match='unit_map'):
         RemapRecordUnits({})
 

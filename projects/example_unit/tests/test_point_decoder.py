@@ -2,7 +2,6 @@
 """PointUnitDecoder: the core decoder contract + hand-computed head, losses and rescaling."""
 
 import torch
-from mmengine.structures import BaseDataElement, InstanceData
 
 from mmrefvlm.models.unit_decoders.layers import FusedMemory
 from mmrefvlm.registry import MODELS
@@ -21,46 +20,37 @@ TINY_CFG = dict(
     in_channels=DEMO_IN_CHANNELS,
     num_queries=4,
     d_model=32,
-    num_layers=1,
-    num_heads=4,
-    ffn_dim=64,
-    dropout=0.1,
     pyramid_channels=DEMO_PYRAMID_CHANNELS,
     clip_channels=DEMO_CLIP_CHANNELS,
-    memory_levels=(0, 1),
-    memory_size=8,
+    memory=dict(levels=(0, 1), size=8),
+    decoder=dict(num_layers=1, num_heads=4, ffn_dim=64, dropout=0.1),
 )
 
 
+def point_targets(frame):
+    """The ``point`` unit's synthetic targets (declared for the contract suite): one random point
+    inside each of the frame's random boxes, (N, 2) normalised ``(x, y)``."""
+    boxes = frame.boxes
+    return dict(points=boxes[:, :2] + frame.uniform(frame.num, 2) * (boxes[:, 2:] - boxes[:, :2]))
+
+
 def point_inputs(**kwargs):
-    """Demo keypoint inputs turned into ``point`` targets (keypoint 0 of each instance)."""
-    queries, visual, samples = demo_unit_inputs('keypoint', **kwargs)
-    for sample in samples:
-        kp = sample.gt_units.keypoint
-        sample.gt_units = BaseDataElement(
-            point=InstanceData(
-                points=kp.keypoints[:, 0, :2].clone(),
-                group_ids=kp.group_ids,
-                instance_ids=kp.instance_ids,
-            )
-        )
-    return queries, visual, samples
+    """Demo inputs with ``gt_units.point`` (the declared-targets path of ``demo_unit_inputs``)."""
+    return demo_unit_inputs('point', targets=point_targets, **kwargs)
 
 
 class TestPointDecoderContract(UnitDecoderContract):
     unit = 'point'
     tiny_cfg = TINY_CFG
+    synthetic_targets = staticmethod(point_targets)  # the suite builds gt_units.point itself
 
     def build_decoder(self, seed=0):
         # At init the pointer attention is nearly uniform, so every query predicts about the same
         # point and swapping targets across groups would barely change the loss; sharpen it.
         decoder = super().build_decoder(seed=seed)
         with torch.no_grad():
-            decoder.head.query.weight.mul_(30)
+            decoder.predictor.head.query.weight.mul_(30)
         return decoder
-
-    def make_inputs(self, **overrides):
-        return point_inputs(**{**self.input_kwargs, **overrides})
 
     def expected_output_shapes(self, batch, slots):
         return dict(points=(batch, slots, 2), logits=(batch, slots, 64))
@@ -81,7 +71,8 @@ def test_head_is_weighted_mean_of_cell_candidates():
     head = PointerPointHead(8, offset_range=0.1)
     mem, hidden = torch.randn(1, 4, 8), torch.randn(1, 2, 8)
     padding = torch.tensor([[False, False, False, True]])
-    points, logits = head(hidden, FusedMemory(mem, torch.zeros_like(mem), padding, (2, 2)))
+    out = head(hidden, FusedMemory(mem, torch.zeros_like(mem), padding, (2, 2)))
+    points, logits = out['points'], out['logits']
     # reference: explicit loop over queries and cells
     centres = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]
     for q in range(2):

@@ -7,11 +7,15 @@ from mmengine.config import read_base
 with read_base():
     from .tiny_stage2_gpu import *  # noqa: F401,F403
 
+from mmrefvlm.engine import DeviceAwareFSDPStrategy, NaNGuardOptimWrapper
+
 max_iters = 12
 ckpt_interval = 6
 runner_type = 'FlexibleRunner'
 strategy = dict(
-    type='FSDPStrategy',
+    # MMEngine's FSDPStrategy cannot resume (argument order of FSDP.optim_state_dict_to_load);
+    # the subclass fixes it and is the one configs/_base_/strategies/fsdp.py uses
+    type=DeviceAwareFSDPStrategy,
     state_dict_cfg='full',
     model_wrapper=dict(
         use_orig_params=True,
@@ -20,8 +24,11 @@ strategy = dict(
         ),
     ),
 )
-optim_wrapper = dict(
-    type='OptimWrapper', optimizer=optim_wrapper.optimizer, clip_grad=dict(max_norm=1.0)
+optim_wrapper = dict(  # clipping by the global norm over the shards
+    type=NaNGuardOptimWrapper,
+    sharded_grads=True,
+    optimizer=optim_wrapper.optimizer,
+    clip_grad=dict(max_norm=1.0),
 )
 model_wrapper_cfg = None
 env_cfg.dist_cfg = dict(backend='nccl')

@@ -275,8 +275,47 @@ def nyu() -> None:
                 '/office/rgb_00007.jpg /office/sync_depth_00007.png 518.8579\n')
 
 
+def coco_captions() -> None:
+    images = [{'id': 139, 'file_name': '000000000139.jpg', 'width': 30, 'height': 20},
+              {'id': 285, 'file_name': '000000000285.jpg', 'width': 40, 'height': 30}]
+    annotations = [
+        {'id': 1, 'image_id': 139, 'caption': 'A dog sits next to a red chair. '},
+        {'id': 2, 'image_id': 139, 'caption': 'A small brown dog in a living room.'},
+        {'id': 3, 'image_id': 285, 'caption': 'A large bear standing in the grass'},
+        {'id': 4, 'image_id': 285, 'caption': '   '},
+        {'id': 5, 'image_id': 999, 'caption': 'An image that is not listed.'},
+    ]
+    dump({'info': {}, 'images': images, 'annotations': annotations},
+         'coco', 'captions_val2017.json')
+
+
+def llava() -> None:
+    root = osp.join(HERE, 'llava')
+    os.makedirs(osp.join(root, 'coco', 'train2017'), exist_ok=True)
+    Image.fromarray(np.full((12, 16, 3), 128, np.uint8)).save(
+        osp.join(root, 'coco', 'train2017', '000000033471.jpg'))
+    entries = [
+        {'id': '000000033471', 'image': 'coco/train2017/000000033471.jpg', 'conversations': [
+            {'from': 'human', 'value': '<image>\nWhat are the colors of the bus in the image?'},
+            {'from': 'gpt', 'value': 'The bus in the image is white and red.'},
+            {'from': 'human', 'value': 'What feature can be seen on the back of the bus?'},
+            {'from': 'gpt', 'value': 'The back of the bus features an advertisement.'}]},
+        {'id': 'sharegpt-1', 'conversations': [
+            {'from': 'human', 'value': 'Write a haiku about autumn.'},
+            {'from': 'gpt', 'value': 'Leaves drift on cold wind'}]},
+        {'id': 'gqa-404', 'image': 'gqa/images/404.jpg', 'conversations': [
+            {'from': 'human', 'value': '<image>\nIs the sky blue?'},
+            {'from': 'gpt', 'value': 'Yes.'}]},
+        {'id': 'broken', 'image': 'coco/train2017/000000033471.jpg', 'conversations': [
+            {'from': 'gpt', 'value': 'An answer without a question.'}]},
+    ]
+    dump(entries, 'llava', 'llava_v1_5_mix665k.json')
+
+
 if __name__ == '__main__':
     coco()
+    coco_captions()
+    llava()
     refcoco()
     flickr30k()
     grandf()

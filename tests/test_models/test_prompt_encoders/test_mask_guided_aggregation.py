@@ -191,3 +191,16 @@ def test_no_parameters_registry_and_errors():
         MaskGuidedAggregation(k=5)(torch.zeros(1, 8, 4, 4), torch.ones(1, 4, 4), torch.tensor([0]))
     with pytest.raises(ValueError, match='k must'):
         MaskGuidedAggregation(k=0)
+
+
+@pytest.mark.parametrize('alpha', [0.5, -2.0])
+def test_alpha_scales_the_position_code(alpha):
+    # The tests above use alpha 0 and the default 1, the two values at which alpha * code,
+    # alpha ** 2 * code and a dropped alpha all agree.
+    gen = torch.Generator().manual_seed(11)
+    feats = torch.randn(2, 8, 6, 6, generator=gen)
+    masks = torch.rand(3, 12, 12, generator=gen)
+    batch_idx = torch.tensor([1, 0, 1])
+    out = MaskGuidedAggregation(alpha=alpha)(feats, masks, batch_idx)
+    ref = reference_aggregation(feats, masks, batch_idx, alpha=alpha)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)

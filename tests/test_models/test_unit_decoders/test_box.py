@@ -37,7 +37,7 @@ class TestPointerBoxDecoderContract(TestBoxDecoderContract):
         # box and swapping targets across groups would barely change the loss; sharpen it.
         decoder = super().build_decoder(seed=seed)
         with torch.no_grad():
-            decoder.predictor.box_head.query.weight.mul_(30)
+            decoder.predictor.head.box.query.weight.mul_(30)
         return decoder
 
 

@@ -118,3 +118,20 @@ def test_output_bias_starts_at_init_depth():
     decoder = MODELS.build(cfg)
     decoder.init_weights()
     assert decoder.head[-1].bias.item() == pytest.approx(math.log(3.0))
+
+
+def test_predict_clamps_to_depth_range():
+    # The contract only sees an untrained decoder's outputs, which never reach the clamp.
+    decoder = _build().eval()
+    queries, visual, samples = demo_unit_inputs(
+        'depth', num_queries=(1,), num_slots=1, ori_shapes=[(16, 16)]
+    )
+    log_depth = torch.zeros(1, 1, 16, 16)
+    log_depth[..., :8] = 100.0  # exp overflows float32 without the clamp
+    log_depth[..., 8:] = -200.0  # exp underflows to 0
+    with mock.patch.object(decoder, 'forward', return_value=dict(log_depth=log_depth)):
+        depth = decoder.predict(queries, visual, samples)[0].depth[0]
+    low, high = decoder.depth_range
+    torch.testing.assert_close(depth[:, :7], torch.full((16, 7), high))
+    torch.testing.assert_close(depth[:, 9:], torch.full((16, 7), low))
+    assert torch.isfinite(depth).all() and (depth > 0).all()

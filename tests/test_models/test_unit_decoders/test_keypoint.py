@@ -186,7 +186,7 @@ def test_init_from_box_decoder_reproduces_its_boxes():
     before = kpt(queries, visual)['boxes']
     report = kpt.init_from_box_decoder(box)
     assert not report['skipped'] and not report['missing']
-    assert any(k.startswith('point_decoder.') for k in report['loaded'])
+    assert any(k.startswith('predictor.head.point_decoder.') for k in report['loaded'])
     expected = box(queries, visual)['boxes']
     assert not torch.allclose(before, expected)
     torch.testing.assert_close(kpt(queries, visual)['boxes'], expected)

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from mmrefvlm.models.unit_decoders.layers import valid_region_mask
-from mmrefvlm.testing import demo_unit_inputs, pad_unit_inputs, swap_targets
+from mmrefvlm.testing import (
+    CORE_SYNTHETIC_TARGETS,
+    UnitDecoderContract,
+    demo_unit_inputs,
+    pad_unit_inputs,
+    swap_targets,
+)
 
 
 @pytest.mark.parametrize('unit', ['box', 'mask', 'keypoint', 'depth'])
@@ -47,3 +53,35 @@ def test_pad_and_swap_helpers():
     old, new = samples[0].gt_units.box, swapped[0].gt_units.box
     assert torch.equal(new.bboxes, old.bboxes[[1, 0]])
     assert torch.equal(new.group_ids, old.group_ids)
+
+
+def _line_targets(frame):
+    """A plugin unit's declared targets: the diagonal of each random box, (N, 2, 2)."""
+    return dict(lines=frame.boxes.view(frame.num, 2, 2).clone())
+
+
+def test_plugin_units_declare_their_synthetic_targets():
+    with pytest.raises(ValueError, match='targets=fn'):
+        demo_unit_inputs('line')
+    q, v, samples = demo_unit_inputs('line', num_queries=(3, 1), targets=_line_targets, seed=2)
+    _, _, boxes = demo_unit_inputs('box', num_queries=(3, 1), seed=2)
+    for sample, box_sample in zip(samples, boxes, strict=True):
+        gt = sample.gt_units.line
+        assert set(gt.keys()) == {'lines', 'group_ids', 'instance_ids'}
+        # the frame's boxes are drawn first, as for every unit: same seed, same geometry
+        assert torch.equal(gt.lines.flatten(1), box_sample.gt_units.box.bboxes)
+    assert set(CORE_SYNTHETIC_TARGETS) == {'box', 'mask', 'keypoint', 'depth'}
+
+
+def test_the_contract_builds_inputs_from_the_declared_targets():
+    class WithStatic(UnitDecoderContract):
+        unit = 'line'
+        synthetic_targets = staticmethod(_line_targets)
+
+    class WithPlainFunction(UnitDecoderContract):
+        unit = 'line'
+        synthetic_targets = _line_targets
+
+    for cls in (WithStatic, WithPlainFunction):
+        _, _, samples = cls().make_inputs(num_queries=(2,))
+        assert samples[0].gt_units.line.lines.shape == (2, 2, 2)
