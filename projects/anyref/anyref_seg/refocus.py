@@ -73,7 +73,8 @@ class LastLayerCapture:
             rows (Tensor): (R,) long, the sample of each query.
             query_pos (Tensor): (R,) long, the query position of each (attends to keys
                 ``0 .. query_pos``).
-            key_mask (Tensor): (B, L) bool, keys that are not padding.
+            key_mask (Tensor): (B, >= L) bool, keys that are not padding (its first L
+                columns are used).
 
         Returns:
             Tensor: (R, L) float32 attention weights (0 on masked and future keys), the mean over
@@ -95,7 +96,8 @@ class LastLayerCapture:
         k = k.repeat_interleave(attn.num_key_value_groups, dim=1)
         scores = (q @ k.transpose(2, 3))[:, :, 0] * attn.scaling  # (R, H, L)
         pos = torch.arange(x.shape[1], device=x.device)
-        allowed = key_mask[rows] & (pos[None] <= query_pos[:, None])
+        # in generation the last token is never fed back: the record may be one key shorter
+        allowed = key_mask[rows, : x.shape[1]] & (pos[None] <= query_pos[:, None])
         scores = scores.float().masked_fill(~allowed[:, None], float('-inf'))
         return scores.softmax(-1).mean(1)
 

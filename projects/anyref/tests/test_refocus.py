@@ -84,6 +84,10 @@ def test_rows_during_generation_equal_teacher_forced_eager(llm):
     queries = torch.tensor([13, 12, 15])  # generated positions
     got = capture.attention_rows(*record, rows, queries, full_mask.bool())
     torch.testing.assert_close(got, want[rows, queries], atol=1e-5, rtol=1e-4)
+    # generation stopped by EOS never feeds the EOS back: the model's key mask (prompt + every
+    # generated token) is then one column longer than the record, and that column is unused
+    longer = torch.cat([full_mask, torch.ones_like(full_mask[:, :1])], 1).bool()
+    torch.testing.assert_close(capture.attention_rows(*record, rows, queries, longer), got)
 
 
 def test_refocus_is_eq2(llm):
