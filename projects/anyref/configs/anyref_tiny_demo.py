@@ -85,7 +85,7 @@ tiny_sam = dict(
 )
 empty_pixels = 50  # ReLA's "no target" rule for models without a rejection token (as LISA)
 max_length = 256
-max_iters = 400
+max_iters = 300
 warmup_iters = 30
 lr = 1e-3
 

@@ -22,6 +22,8 @@ from mmrefvlm.trp import iter_groups
 from .prompt_text import PromptCodec, PromptGroup
 
 VARIANTS = ('ppg', 'pqpp')
+#: The paper's round-1 object-count hints: one, one or more, none or more.
+COUNTS = ('1', '1+', '0+')
 #: The round-2 question of PQPP (the public code lists points and answers "YesNo..."; here one
 #: point per question, so that inference can ask the 25 grid points in one batched pass).
 POINT_QUESTION = 'Is the point {point} on the object in {box}?'
@@ -97,13 +99,18 @@ class SAM4MLLMConversation(BaseTransform):
       (:data:`POINT_QUESTION`) and answered ``Yes.`` / ``No.`` (on / off the mask); in predict
       mode only round 1 is kept (the model asks round 2 itself).
 
-    The user turn switches to ``template`` (its ``expr`` slot is kept) and the system turn to
-    ``system``, so that REC / RES / GRES records share one prompt.
+    The user turn switches to ``template`` (its ``expr`` slot is kept, its ``count`` slot is
+    ``count``) and the system turn to ``system``, so that REC / RES / GRES records share one
+    prompt. ``count`` is the paper's round-1 hint of how many objects the expression may refer
+    to: ``'1'`` (one), ``'1+'`` (one or more), ``'0+'`` (none or more; the paper's training
+    prompt); a dataset that knows its expressions (RES: one object; GRES: any number, maybe
+    none) can say so.
 
     Args:
         variant (str): ``'ppg'`` or ``'pqpp'``.
         num_bins (int): Coordinate bins (see :class:`PromptCodec`). Defaults to 1000.
         template (str, optional): Template set of the user turn. None keeps the record's.
+        count (str): The ``count`` slot: ``'1'``, ``'1+'`` or ``'0+'``. Defaults to ``'0+'``.
         system (str, optional): System prompt. None keeps the task's.
         points (tuple[int, int]): PPG (positive, negative) points. Defaults to (2, 1).
         labels (str | Mapping, optional): PPG labels (JSON path or dict).
@@ -118,6 +125,7 @@ class SAM4MLLMConversation(BaseTransform):
         *,
         num_bins: int = 1000,
         template: str | None = None,
+        count: str = '0+',
         system: str | None = None,
         points: tuple[int, int] = (2, 1),
         labels: str | Mapping[str, Any] | None = None,
@@ -128,7 +136,9 @@ class SAM4MLLMConversation(BaseTransform):
         if variant not in VARIANTS:
             raise ValueError(f'variant must be one of {VARIANTS}, got {variant!r}')
         self.variant, self.codec = variant, PromptCodec(num_bins)
-        self.template, self.system = template, system
+        if count not in COUNTS:
+            raise ValueError(f'count must be one of {COUNTS}, got {count!r}')
+        self.template, self.system, self.count = template, system, count
         self.points, self.num_point_turns = tuple(points), int(num_point_turns)
         self.predict, self.seed = predict, seed
         if isinstance(labels, str):
@@ -175,6 +185,7 @@ class SAM4MLLMConversation(BaseTransform):
         for turn in conversation:
             if turn.get('role') == 'user' and 'template' in turn and self.template:
                 turn['template'] = self.template
+                turn['slots'] = {**turn.get('slots', {}), 'count': self.count}
             if turn.get('role') != 'assistant' or isinstance(turn.get('answer'), str):
                 continue
             groups = []

@@ -97,6 +97,24 @@ def test_ppg_answer_encodes_box_and_points(records):
     assert checked > 30
 
 
+def test_count_hint_reaches_the_prompt(records):
+    root, recs = records
+    fmt = _format()
+    load = LoadRecordImage()
+    texts = {}
+    for count in ('1', '0+'):
+        out = SAM4MLLMConversation('ppg', num_bins=100, template='sam4mllm_ppg', count=count)(
+            _results(root, recs['gres'][0])
+        )
+        assert out['conversation'][0]['slots']['count'] == count
+        assert out['conversation'][0]['slots']['expr']  # the record's expression is kept
+        tok = fmt(load(dict(out)))
+        texts[count] = fmt.tokenizer.decode(tok['input_ids'].tolist())
+    assert '(1)' in texts['1'] and '(0+)' in texts['0+'] and '(1)' not in texts['0+']
+    with pytest.raises(ValueError, match='count'):
+        SAM4MLLMConversation('ppg', count='2')
+
+
 def test_ppg_labels_file_is_used(records, tmp_path):
     root, recs = records
     rec = recs['res'][0]
