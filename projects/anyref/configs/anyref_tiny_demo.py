@@ -94,7 +94,8 @@ model.tokenizer = tokenizer
 model.pyramid_encoder = None
 model.projector = dict(type=MLPProjector, depth=1)  # LLaVA v1: one linear layer
 model.router = dict(type=LatentEmbeddingRouter, ref_position='emitting')
-model.ref_parser = dict(type=SpecialTokenRefParser, ref_tokens={'<obj>': 'mask'})
+ref_parser = dict(type=SpecialTokenRefParser, ref_tokens={'<obj>': 'mask'})
+model.ref_parser = ref_parser
 model.ref_refiner = dict(type=RefocusRefiner, lambda_f=lambda_f, ref_position='emitting')
 model.input_encoders = {
     '<img_feat>': dict(type=VisualReferenceEncoder, size=ref_size, pooling='2d'),
@@ -138,6 +139,7 @@ _format = dict(
     max_length=max_length,
     extra_template_dirs=['projects.anyref.anyref_seg:templates'],
     answer_format=dict(type=ObjAnswerFormat),
+    ref_parser=ref_parser,  # the pipeline's label_refs are what the training step routes
 )
 _targets = dict(mask=dict(type=AnyRefMaskTarget, size=mask_size))
 anyref_train_pipeline = _load + [

@@ -38,6 +38,22 @@ def test_config_is_anyref():
     assert set(cfg.demo_dataset.tasks) == set(ALL_DEMO_TASKS)
 
 
+def test_every_training_task_routes_its_obj(demo_root):
+    """The pipeline parses the labels with the model's parser: each sample's ``label_refs`` (what
+    the training step routes to the mask decoder) holds one ``<obj>`` per expression."""
+    import projects.anyref.anyref_seg  # noqa: F401  (registers the transforms)
+    from mmrefvlm.apis import load_config
+    from mmrefvlm.registry import DATASETS
+
+    cfg = load_config(CONFIG)
+    for task, dataset in zip(cfg.train_tasks, cfg.train_dataloader.dataset.datasets, strict=True):
+        ds = DATASETS.build(dataset)
+        sample = ds[0]['data_samples']
+        refs = sample.label_refs
+        assert len(refs) >= 1 and all(units == ('mask',) for _, units, *_ in refs), task
+        assert len(refs) == len(sample.gt_units.mask.masks), task
+
+
 def test_train_two_steps_then_test(demo_root, tmp_path, monkeypatch):
     ckpt, metrics, predicted = train_then_test_scripted(
         CONFIG, str(tmp_path), monkeypatch, 'the red circle<obj>.', test_subset=SUBSET
