@@ -305,7 +305,8 @@ def count(name: str, module) -> ModuleCount:
 
 def count_modules(model, *, decoder_parts: bool = False) -> list[ModuleCount]:
     """Per-module counts of a ``RefVLM``: LLM, encoders, projector, prompt encoder, router, each
-    decoder (and its direct children with ``decoder_parts``), then the whole model."""
+    input encoder, each decoder (and its direct children with ``decoder_parts``), then the whole
+    model."""
     rows = [count('llm', model.llm), count('vision_encoder (CLIP-ViT)', model.vision_encoder)]
     if model.pyramid_encoder is not None:
         rows.append(count('pyramid_encoder (ConvNeXt)', model.pyramid_encoder))
@@ -314,6 +315,8 @@ def count_modules(model, *, decoder_parts: bool = False) -> list[ModuleCount]:
         count('prompt_encoder', model.prompt_encoder),
         count('router', model.router),
     ]
+    for token, enc in getattr(model, 'input_encoders', {}).items():
+        rows.append(count(f'input encoder: {token}', enc))
     for unit, dec in model.unit_decoders.items():
         rows.append(count(f'decoder: {unit}', dec))
         if decoder_parts:
