@@ -3,8 +3,8 @@
 on the first samples of its test split, with the per-stage ``timing`` a model may write on its
 samples (e.g. SAM4MLLM's ``generate`` / ``point_query`` / ``sam``) averaged too.
 
-    python tools/analysis/inference_time.py CONFIG CHECKPOINT --num-samples 80 \
-        [--cfg-options test_dataloader.batch_size=8]
+    python tools/analysis/inference_time.py CONFIG CHECKPOINT --num-samples 64 [--datasets 0 1] \
+        [--cfg-options test_dataloader.dataset.datasets.0.indices=40 ...]
 
 Prints one JSON line: ``{"config", "samples", "batch_size", "seconds_per_sample", "process_cpu_
 seconds_per_sample", "stages": {...}}``. Batches are timed after one warm-up batch. The wall time
@@ -29,6 +29,9 @@ def parse_args(argv=None):
     p.add_argument('config')
     p.add_argument('checkpoint')
     p.add_argument('--num-samples', type=int, default=80)
+    p.add_argument(
+        '--datasets', type=int, nargs='+', help='keep these datasets of a ConcatDataset test split'
+    )
     p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
     return p.parse_args(argv)
 
@@ -43,6 +46,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     options = dict(kv.split('=', 1) for kv in args.cfg_options)
     cfg = load_config(args.config)
+    if args.datasets is not None:
+        kept = [cfg.test_dataloader.dataset.datasets[i] for i in args.datasets]
+        cfg.test_dataloader.dataset.datasets = kept
     cfg.merge_from_dict({k: _value(v) for k, v in options.items()})
     cfg.work_dir = cfg.get('work_dir') or osp.join('work_dirs', 'inference_time')
     runner = Runner.from_cfg(cfg)
