@@ -96,7 +96,7 @@ class SpecialTokenRefParser:
         self,
         ids: Sequence[int],
         tokenizer: RefTokenizer,
-        known_units: set[str],
+        known_units: Collection[str] | None,
         token_ids: TokenTables | None = None,
     ) -> ParseResult:
         """Parse one answer (no EOS inside): structured answer, refs (token index in ``ids``)
