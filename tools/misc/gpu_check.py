@@ -132,8 +132,14 @@ def main(argv=None) -> int:
     # the tests share data/demo: generate it once here, not in several xdist workers at a time
     sys.path.insert(0, REPO_ROOT)
     from mmrefvlm.datasets import ensure_demo_dataset
+    from mmrefvlm.datasets.demo import ALL_DEMO_TASKS
 
-    ensure_demo_dataset(osp.join(REPO_ROOT, 'data', 'demo'), workers=min(8, os.cpu_count() or 1))
+    # with the opt-in reference tasks (projects/anyref's tests), so no worker regenerates it
+    ensure_demo_dataset(
+        osp.join(REPO_ROOT, 'data', 'demo'),
+        tasks=list(ALL_DEMO_TASKS),
+        workers=min(8, os.cpu_count() or 1),
+    )
     junit, report = osp.join(args.out, 'junit.xml'), osp.join(args.out, 'report.jsonl')
     failures = osp.join(args.out, 'failures.txt')  # written as failures happen
     for path in (report, failures):
