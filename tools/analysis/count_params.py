@@ -185,7 +185,8 @@ def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> 
     Mutates ``model_cfg`` (a plain dict) and returns what was substituted. The LLM becomes
     :data:`VICUNA_7B` (vocabulary + :data:`LLAMA_ADDED_TOKENS`, keeping the config's dtype and
     attention); the CLIP ViT and ConvNeXt get their paper presets; a decoder checkpoint file that
-    does not exist (SAM weights of a plugin decoder) is dropped; a tokenizer read from a missing
+    does not exist (SAM weights of a plugin decoder, or of a module the model itself takes, such as
+    SAM4MLLM's ``sam``) is dropped; a tokenizer read from a missing
     folder becomes the demo tokenizer (with the config's extra tokens).
     """
     from mmrefvlm.models.vision.presets import CLIP_CONVNEXT_L_512, CLIP_VIT_L14_336
@@ -218,6 +219,11 @@ def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> 
         if isinstance(ckpt, str) and not osp.isfile(ckpt):  # plugin weights (SAM...): shapes only
             model_cfg['unit_decoders'][unit] = dict(dec, checkpoint=None)
             done.append(f'unit_decoders.{unit}.checkpoint: {ckpt} -> random weights')
+    for key, sub in list(model_cfg.items()):  # a model's own plugin module (SAM4MLLM's `sam`)
+        ckpt = sub.get('checkpoint') if isinstance(sub, Mapping) else None
+        if isinstance(ckpt, str) and not osp.isfile(ckpt):
+            model_cfg[key] = dict(sub, checkpoint=None)
+            done.append(f'{key}.checkpoint: {ckpt} -> random weights')
     tok = model_cfg.get('tokenizer')
     if (
         isinstance(tok, Mapping)
@@ -305,8 +311,8 @@ def count(name: str, module) -> ModuleCount:
 
 def count_modules(model, *, decoder_parts: bool = False) -> list[ModuleCount]:
     """Per-module counts of a ``RefVLM``: LLM, encoders, projector, prompt encoder, router, each
-    input encoder, each decoder (and its direct children with ``decoder_parts``), then the whole
-    model."""
+    input encoder, each decoder (and its direct children with ``decoder_parts``), any other child
+    module with parameters (by attribute name), then the whole model."""
     rows = [count('llm', model.llm), count('vision_encoder (CLIP-ViT)', model.vision_encoder)]
     if model.pyramid_encoder is not None:
         rows.append(count('pyramid_encoder (ConvNeXt)', model.pyramid_encoder))
@@ -325,6 +331,19 @@ def count_modules(model, *, decoder_parts: bool = False) -> list[ModuleCount]:
                 for n, c in dec.named_children()
                 if any(True for _ in c.parameters())
             ]
+    listed = {
+        'llm',
+        'vision_encoder',
+        'pyramid_encoder',
+        'projector',
+        'prompt_encoder',
+        'router',
+        'input_encoders',
+        'unit_decoders',
+    }
+    for name, child in model.named_children():  # a subclass's own modules (SAM4MLLM's `sam`)
+        if name not in listed and any(True for _ in child.parameters()):
+            rows.append(count(name, child))
     rows.append(count('total', model))
     return rows
 
