@@ -1,9 +1,10 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """SAM4MLLM (Chen et al., ECCV 2024): SAM prompts written as text by the MLLM (PPG, PQPP).
 
-Importing registers ``SAM4MLLM``, ``PromptableSam``, ``SamPromptSegmentor`` (``MODELS``),
-``SAM4MLLMConversation``, ``SamPromptSample`` (``TRANSFORMS``), ``SamPromptAnswerFormat``
-(``TASK_UTILS``) and ``PromptIoUMetric`` (``METRICS``).
+Importing registers ``SAM4MLLM``, ``PromptableSam``, ``SamPromptSegmentor``,
+``CrossAttnResampler`` (``MODELS``), ``SAM4MLLMConversation``, ``SamPromptSample``
+(``TRANSFORMS``), ``SamPromptAnswerFormat`` (``TASK_UTILS``) and ``PromptIoUMetric``
+(``METRICS``).
 """
 
 from .metric import PromptIoUMetric
@@ -16,6 +17,7 @@ from .prompt_text import (
     PromptParse,
     PromptWarning,
 )
+from .resampler import CrossAttnResampler, sincos_2d
 from .transforms import (
     POINT_QUESTION,
     SAM4MLLMConversation,
@@ -28,6 +30,7 @@ from .transforms import (
 TEMPLATE_DIR = 'projects.sam4mllm.sam4mllm_seg:templates'
 
 __all__ = [
+    'CrossAttnResampler',
     'POINT_QUESTION',
     'PROMPT_WARNING_CODES',
     'TEMPLATE_DIR',
@@ -44,4 +47,5 @@ __all__ = [
     'SamPromptSegmentor',
     'sample_points',
     'seg_losses',
+    'sincos_2d',
 ]
