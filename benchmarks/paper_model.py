@@ -114,7 +114,12 @@ def load_model_cfg(
     init_default_scope(cfg.get('default_scope', 'mmrefvlm'))
     cp = load_count_params()
     model_cfg = cp._plain(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model)
-    changes = cp.substitute_missing_checkpoints(model_cfg, verbose=False) if random_init else []
+    subs = cp._plain(cfg.get('meta_substitutes') or {})
+    changes = (
+        cp.substitute_missing_checkpoints(model_cfg, verbose=False, substitutes=subs)
+        if random_init
+        else []
+    )
     if tiny:
         shrink_(model_cfg)
         changes.append('--tiny: every module shrunk (benchmarks/paper_model.py)')

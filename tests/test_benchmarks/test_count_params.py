@@ -128,3 +128,22 @@ def test_substitution_keeps_existing_folders(tmp_path):
     assert cfg['llm'] == dict(name_or_path=str(tmp_path), torch_dtype='bfloat16')
     assert 'config' in cfg['vision_encoder'] and 'name_or_path' not in cfg['vision_encoder']
     assert len(done) == 1
+
+
+def test_substitution_takes_the_configs_architectures(tmp_path):
+    llm = dict(model_type='qwen2', hidden_size=64)
+    vit = dict(hidden_size=32, image_size=28, patch_size=14)
+    cfg = dict(
+        llm=dict(name_or_path=str(tmp_path / 'missing'), torch_dtype='bfloat16'),
+        vision_encoder=dict(name_or_path=str(tmp_path / 'missing'), select_layer=-1),
+        pyramid_encoder=dict(name_or_path=str(tmp_path / 'missing')),
+        tokenizer=dict(source='demo'),
+    )
+    subs = dict(llm=llm, vision_encoder=vit)
+    done = tool.substitute_missing_checkpoints(cfg, verbose=False, substitutes=subs)
+    assert cfg['llm'] == dict(config=llm, torch_dtype='bfloat16', attn_implementation='sdpa')
+    assert cfg['vision_encoder'] == dict(config=vit, select_layer=-1)
+    assert cfg['pyramid_encoder']['config']['hidden_sizes'][-1] == 1536  # the default preset
+    assert len(done) == 3 and 'meta_substitutes (qwen2)' in done[0]
+    with pytest.raises(ValueError, match='projector'):
+        tool.substitute_missing_checkpoints(dict(llm={}), substitutes=dict(projector={}))

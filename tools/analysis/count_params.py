@@ -179,7 +179,9 @@ def _missing_folder(cfg: Mapping) -> bool:
     return isinstance(path, str) and path not in ('smollm2',) and not osp.isdir(path)
 
 
-def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> list[str]:
+def substitute_missing_checkpoints(
+    model_cfg: dict, *, verbose: bool = True, substitutes: Mapping | None = None
+) -> list[str]:
     """Replace LLM / encoder folders that do not exist by same-shape architecture configs.
 
     Mutates ``model_cfg`` (a plain dict) and returns what was substituted. The LLM becomes
@@ -188,30 +190,42 @@ def substitute_missing_checkpoints(model_cfg: dict, *, verbose: bool = True) -> 
     does not exist (SAM weights of a plugin decoder, or of a module the model itself takes, such as
     SAM4MLLM's ``sam``) is dropped; a tokenizer read from a missing
     folder becomes the demo tokenizer (with the config's extra tokens).
+
+    ``substitutes`` (a config's ``meta_substitutes``) overrides those defaults for a model of
+    other shapes: ``llm`` a ``build_causal_lm`` config dict (with ``model_type``, taken as it is),
+    ``vision_encoder`` / ``pyramid_encoder`` the encoder's config fields.
     """
     from mmrefvlm.models.vision.presets import CLIP_CONVNEXT_L_512, CLIP_VIT_L14_336
 
+    subs = dict(substitutes or {})
+    unknown = set(subs) - {'llm', 'vision_encoder', 'pyramid_encoder'}
+    if unknown:
+        raise ValueError(f'meta_substitutes: no substitution for {sorted(unknown)}')
     done = []
     llm = dict(model_cfg['llm'])
     if _missing_folder(llm):
-        config = dict(VICUNA_7B, vocab_size=VICUNA_7B['vocab_size'] + LLAMA_ADDED_TOKENS)
+        if 'llm' in subs:
+            config = dict(subs['llm'])
+            what = f"the config's meta_substitutes ({config.get('model_type')})"
+        else:
+            config = dict(VICUNA_7B, vocab_size=VICUNA_7B['vocab_size'] + LLAMA_ADDED_TOKENS)
+            what = f'Vicuna-7B LlamaConfig (vocab 32000 + {LLAMA_ADDED_TOKENS})'
         model_cfg['llm'] = dict(
             config=config,
             torch_dtype=llm.get('torch_dtype', 'float32'),
             attn_implementation=llm.get('attn_implementation', 'sdpa'),
         )
-        done.append(
-            f'llm: {llm["name_or_path"]} -> Vicuna-7B LlamaConfig (vocab 32000 + '
-            f'{LLAMA_ADDED_TOKENS})'
-        )
+        done.append(f'llm: {llm["name_or_path"]} -> {what}')
     for key, preset, what in (
-        ('vision_encoder', CLIP_VIT_L14_336, 'CLIP ViT-L/14-336'),
-        ('pyramid_encoder', CLIP_CONVNEXT_L_512, 'ConvNeXt-L/512'),
+        ('vision_encoder', CLIP_VIT_L14_336, 'CLIP ViT-L/14-336 preset'),
+        ('pyramid_encoder', CLIP_CONVNEXT_L_512, 'ConvNeXt-L/512 preset'),
     ):
         enc = model_cfg.get(key)
         if isinstance(enc, Mapping) and _missing_folder(enc):
             enc = dict(enc)
-            done.append(f'{key}: {enc.pop("name_or_path")} -> {what} preset')
+            if key in subs:
+                preset, what = subs[key], "the config's meta_substitutes"
+            done.append(f'{key}: {enc.pop("name_or_path")} -> {what}')
             enc['config'] = dict(preset)
             model_cfg[key] = enc
     for unit, dec in dict(model_cfg.get('unit_decoders') or {}).items():
@@ -258,7 +272,8 @@ def build_model(
     lora: Mapping | None = None,
     gradient_checkpointing: bool | None = None,
 ):
-    """Build ``config``'s model (on the meta device by default), substituting missing folders.
+    """Build ``config``'s model (on the meta device by default), substituting missing folders
+    (with the config's ``meta_substitutes`` where it has them).
 
     Args:
         config (str): Config file path.
@@ -280,7 +295,9 @@ def build_model(
     cfg = Config.fromfile(config)
     init_default_scope(cfg.get('default_scope', 'mmrefvlm'))
     model_cfg = _plain(cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else cfg.model)
-    done = substitute_missing_checkpoints(model_cfg)
+    done = substitute_missing_checkpoints(
+        model_cfg, substitutes=_plain(cfg.get('meta_substitutes') or {})
+    )
     if lora is not None:
         model_cfg['lora'] = dict(lora)
     if gradient_checkpointing is not None:
