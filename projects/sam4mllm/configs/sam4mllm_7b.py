@@ -20,11 +20,13 @@
 #   after it, 91.8 M (Qwen-VL, Table 1: 0.08 B for the adapter; its attention block alone is
 #   75.0 M).
 # - SAM: the paper uses EfficientViT-SAM-XL1, which transformers cannot build; this config uses
-#   SAM ViT-H (HF SamModel, 0.641 B; SAM paper: 636 M), EfficientViT-SAM's teacher.
-# Not runnable yet as it stands: no converter maps Qwen-VL-Chat's remote-code checkpoint (fused
-# c_attn, w1 / w2 / c_proj, `transformer.visual.*`) to these module names, and its tiktoken
-# tokenizer needs remote code; `llm_name_or_path` / `vit_name_or_path` / `resampler_checkpoint`
-# are where the converted parts would go. The count tool builds the shapes without them.
+#   SAM ViT-H (HF SamModel, 0.641 B; SAM paper: 636 M), as the LISA / GSVA / AnyRef configs.
+# Weights are local files in these modules' layouts (nothing downloads): the LLM as a Qwen2 folder,
+# the ViT as a CLIPVisionModel folder, the resampler as `projector.*` weights (`load_from`), the
+# official SAM ViT-H checkpoint. No converter from Qwen-VL-Chat's remote-code checkpoint (fused
+# c_attn, w1 / w2 / c_proj, `transformer.visual.*`) exists yet, and its tiktoken tokenizer needs
+# remote code: until then training stops at the missing folders instead of starting from random
+# weights. `count_params.py` builds the shapes from `meta_substitutes` without them.
 from mmengine.config import read_base
 from mmengine.dataset import ConcatDataset, DefaultSampler
 from mmengine.optim import CosineAnnealingLR, LinearLR
@@ -61,9 +63,11 @@ custom_imports = dict(imports=['projects.sam4mllm.sam4mllm_seg'], allow_failed_i
 # --- knobs: local checkpoints and data ---
 variant = 'ppg'
 checkpoint_root = 'checkpoints'
-tokenizer_path = checkpoint_root + '/Qwen-VL-Chat'  # a tokenizer AutoTokenizer can read
+llm_name_or_path = checkpoint_root + '/qwen-vl-chat-llm-qwen2'  # Qwen-VL-Chat's LLM as Qwen2
+vit_name_or_path = checkpoint_root + '/qwen-vl-chat-vit-bigg-clip'  # its ViT as CLIPVisionModel
+tokenizer_path = checkpoint_root + '/qwen-vl-chat-tokenizer'  # one AutoTokenizer can read
 sam_checkpoint = checkpoint_root + '/sam_vit_h_4b8939.pth'  # official segment-anything file
-resampler_checkpoint = None  # Qwen-VL's resampler as `projector.*` weights (via `load_from`)
+resampler_checkpoint = checkpoint_root + '/qwen-vl-chat-resampler.pth'  # `projector.*` weights
 ppg_labels = None  # tools/make_ppg_labels.py output for these records; None: no SAM in the loop
 tokenizer = dict(source=tokenizer_path)
 vit_image_size = 448
@@ -99,6 +103,8 @@ vit_bigg_14_448 = dict(
     layer_norm_eps=1e-6,
     num_channels=3,
 )
+# the architectures tools/analysis/count_params.py builds when the folders above do not exist
+meta_substitutes = dict(llm=qwen_7b, vision_encoder=vit_bigg_14_448)
 data_root = 'data'
 # RES / GRES records converted by tools/dataset_converters/{refcoco,grefcoco}.py. The paper also
 # trains on VQA dialogues (Sec. 4.1); those records are not converted here.
@@ -120,10 +126,10 @@ max_length = 2048
 model = dict(
     type=SAM4MLLM,
     tokenizer=tokenizer,
-    llm=dict(config=qwen_7b, torch_dtype='float16', attn_implementation='sdpa'),
+    llm=dict(name_or_path=llm_name_or_path, torch_dtype='float16', attn_implementation='sdpa'),
     vision_encoder=dict(
         type=CLIPViTEncoder,
-        config=vit_bigg_14_448,
+        name_or_path=vit_name_or_path,
         select_layer=-1,  # Qwen-VL resamples the last layer's patch features
         frozen=True,
         torch_dtype='float16',
