@@ -396,7 +396,7 @@ class RefVLM(BaseModel):
             key_mask=inputs['attention_mask'].bool(),
             offset=0,
         )
-        return self.ref_refiner(hidden, _ref_positions(route.refs), context)
+        return self.ref_refiner(hidden, _ref_positions(route.refs, self.router.shift), context)
 
     def _plan_step(self, inputs: dict, data_samples: SampleList):
         """Everything the loss indexes, planned on the host and sent to the device in one
@@ -534,7 +534,8 @@ class RefVLM(BaseModel):
         return data_samples
 
 
-def _ref_positions(routed: list[list[Any]]) -> list[list[int]]:
-    """Per sample, the distinct positions of its routed references (a reference routed to
-    several units is refined once)."""
-    return [sorted({r.position for r in refs}) for refs in routed]
+def _ref_positions(routed: list[list[Any]], shift: int) -> list[list[int]]:
+    """Per sample, the distinct positions of its routed references' tokens (a reference routed
+    to several units is refined once); ``shift`` maps the state the router reads back to its
+    reference token (the ``ref_refiner`` contract, as in ``predict``)."""
+    return [sorted({r.position + shift for r in refs}) for refs in routed]

@@ -158,3 +158,21 @@ def test_ref_refiner_in_predict_gets_generation_context(scene, monkeypatch):
     )
     assert ctx.key_mask.shape == (2, prompt + gen.tokens.shape[1])
     assert all(hidden.shape[1] > p >= 1 for p in refs[0]) and refs[1] == []
+
+
+def test_ref_refiner_gets_reference_token_positions_with_emitting_router(scene):
+    # With ref_position='emitting' the router reads the state before each <REF>; the refiner is
+    # still given the <REF> tokens' own positions, in training as in predict (the documented
+    # contract), so a refiner that shifts by itself (AnyRef's) rewrites the state that is read.
+    refiner = ShiftRefiner(0.0)
+    model = build(
+        ref_refiner=refiner, router=dict(type='LatentEmbeddingRouter', ref_position='emitting')
+    )
+    data = _batch(scene, model, [(0, None), (0, None)])
+    model(**data, mode='loss')
+    _, refs, _ = refiner.calls[-1]
+    ids = data['inputs']['input_ids']
+    ref_id = model.tokenizer.ids.ref
+    for b, positions in enumerate(refs):
+        expected = [p for p in range(ids.shape[1]) if ids[b, p] == ref_id]
+        assert positions == expected and expected

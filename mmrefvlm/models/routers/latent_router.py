@@ -37,7 +37,9 @@ class RoutedRef:
 
     Attributes:
         sample (int): Batch index.
-        position (int): Index of the ``<REF>`` token in the sequence the hidden states cover.
+        position (int): Index of the hidden state the router reads: the ``<REF>`` token's own
+            with ``ref_position='ref'``, the one before (the state that emits it) with
+            ``'emitting'`` (``position + router.shift`` is the ``<REF>`` token).
         unit (str): Decoder it goes to (a ``<REF>`` with several units appears once per unit).
         slot (int): Its query slot in that unit's ``UnitQueries`` of the sample.
         group_id (int): Phrase-group id within the sample (matching happens inside a group).
@@ -137,6 +139,7 @@ class LatentEmbeddingRouter(BaseModule):
         if ref_position not in ('ref', 'emitting'):
             raise ValueError(f"ref_position must be 'ref' or 'emitting', got {ref_position!r}")
         self.ref_position = ref_position
+        self.shift = 1 if ref_position == 'emitting' else 0  # <REF> position - state read
         self.phrase_pooling = phrase_pooling
 
     def forward(
@@ -202,7 +205,7 @@ class LatentEmbeddingRouter(BaseModule):
         bsz: int,
     ) -> tuple[list[list[RoutedRef]], dict[tuple[int, int], tuple[int, int]], list[list[str]]]:
         """Slots and group ids of every ref (capacity overflow dropped with a warning)."""
-        shift = 1 if self.ref_position == 'emitting' else 0
+        shift = self.shift
         warns = [list(w) for w in warnings] if warnings is not None else [[] for _ in range(bsz)]
         routed: list[list[RoutedRef]] = [[] for _ in range(bsz)]
         spans: dict[tuple[int, int], tuple[int, int]] = {}
@@ -235,7 +238,7 @@ class LatentEmbeddingRouter(BaseModule):
         select_rows: bool,
         pack: IndexPack,
     ) -> UnitRoute:
-        shift = 1 if self.ref_position == 'emitting' else 0
+        shift = self.shift
         sample = np.array([r.sample for r in items], dtype=np.int64)
         rows = sorted(set(sample.tolist())) if select_rows else list(range(bsz))
         row_of = np.full(bsz, -1, dtype=np.int64)
