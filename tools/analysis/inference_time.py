@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')  # mmengine#1655, as tools/test.py
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
+
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('config')
     p.add_argument('checkpoint')
@@ -32,28 +32,35 @@ def parse_args(argv=None):
     p.add_argument(
         '--datasets', type=int, nargs='+', help='keep these datasets of a ConcatDataset test split'
     )
-    p.add_argument('--cfg-options', nargs='+', default=[], help='key=value overrides')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='key=value overrides, applied after --datasets',
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     """Time the model and print / return the result."""
     import torch
-    from mmengine.runner import Runner, load_checkpoint
+    from mmengine.runner import load_checkpoint
 
-    from mmrefvlm.apis import load_config
+    from mmrefvlm.apis import build_runner, load_config
 
     args = parse_args(argv)
-    options = dict(kv.split('=', 1) for kv in args.cfg_options)
     cfg = load_config(args.config)
     if args.datasets is not None:
         kept = [cfg.test_dataloader.dataset.datasets[i] for i in args.datasets]
         cfg.test_dataloader.dataset.datasets = kept
-    cfg.merge_from_dict({k: _value(v) for k, v in options.items()})
+    cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = cfg.get('work_dir') or osp.join('work_dirs', 'inference_time')
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     model = runner.model.eval()
-    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    # weights-only (the loader mmrefvlm registers); strict: a checkpoint of another config is an
+    # error, not a timing of partly random weights
+    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     loader = runner.build_dataloader(cfg.test_dataloader)
     done, wall, cpu, stages = 0, 0.0, 0.0, {}
     with torch.no_grad():
@@ -69,23 +76,21 @@ def main(argv=None) -> dict:
                     stages[key] = stages.get(key, 0.0) + float(value)
             if done >= args.num_samples:
                 break
+    if done == 0:
+        raise SystemExit(
+            'inference_time: the test split has no batch after the warm-up batch; give it more '
+            'samples (indices) or a smaller test_dataloader.batch_size'
+        )
     result = dict(
         config=args.config,
         samples=done,
         batch_size=cfg.test_dataloader.batch_size,
-        seconds_per_sample=wall / max(done, 1),
-        process_cpu_seconds_per_sample=cpu / max(done, 1),
-        stages={k: v / max(done, 1) for k, v in stages.items()},
+        seconds_per_sample=wall / done,
+        process_cpu_seconds_per_sample=cpu / done,
+        stages={k: v / done for k, v in stages.items()},
     )
     print(json.dumps(result))
     return result
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 if __name__ == '__main__':
