@@ -78,6 +78,9 @@ class AnyRefConversation(BaseTransform):
         system (str, optional): System prompt of every task.
         crop_margin (float): Context around an exemplar box, as a fraction of its size.
             Defaults to 0.1.
+        sample_rate (int): Sample rate of the audio encoder; a WAV reference with another rate
+            is an error (the encoder's mel bands would be wrong). Defaults to 8000 (the demo's
+            sounds and ``SpectrogramAudioEncoder``'s default).
     """
 
     def __init__(
@@ -88,13 +91,14 @@ class AnyRefConversation(BaseTransform):
         audio_tokens: int = 3,
         system: str | None = None,
         crop_margin: float = 0.1,
+        sample_rate: int = 8000,
     ) -> None:
         self.image_size, self.visual_tokens, self.audio_tokens = (
             image_size,
             visual_tokens,
             audio_tokens,
         )
-        self.system, self.crop_margin = system, crop_margin
+        self.system, self.crop_margin, self.sample_rate = system, crop_margin, sample_rate
 
     # ------------------------------------------------------------------ targets
     def _union(self, targets: Sequence[int], instances: list, hw: tuple[int, int], rid) -> int:
@@ -163,14 +167,25 @@ class AnyRefConversation(BaseTransform):
             results['gt_captions'] = [desc]
             results['visual_prompts'] = []
         elif task in ('image_ref_seg', 'audio_ref_seg'):
-            for ref in results.get('references') or []:
-                if ref['type'] == 'image':
-                    visual_refs.append({'image': self._exemplar(results, ref)})
-                    slots['ref'] = visual_ref_text(self.visual_tokens)
-                else:
-                    wave, _ = read_wav(osp.join(results['data_root'], ref['path']))
-                    audio_refs.append(torch.from_numpy(wave))
-                    slots['ref'] = audio_ref_text(self.audio_tokens)
+            refs = results.get('references') or []
+            if len(refs) != 1:  # the prompt has one reference slot
+                raise TargetError(
+                    f'record {rid}: {task} needs exactly 1 reference, got {len(refs)}'
+                )
+            ref = refs[0]
+            if ref['type'] == 'image':
+                visual_refs.append({'image': self._exemplar(results, ref)})
+                slots['ref'] = visual_ref_text(self.visual_tokens)
+            else:
+                path = osp.join(results['data_root'], ref['path'])
+                wave, rate = read_wav(path)
+                if rate != self.sample_rate:
+                    raise TargetError(
+                        f'record {rid}: {path} is sampled at {rate} Hz, the audio encoder at '
+                        f'{self.sample_rate} Hz'
+                    )
+                audio_refs.append(torch.from_numpy(wave))
+                slots['ref'] = audio_ref_text(self.audio_tokens)
             answer_turn['answer'] = self._expressions(answer_turn['answer'], instances, hw, rid)
         else:
             slots['expr'] = user.get('slots', {}).get('expr', '')

@@ -155,6 +155,7 @@ _load = [
         visual_tokens=ref_size * ref_size,
         audio_tokens=audio_windows,
         system=system_prompt,
+        sample_rate=16000,  # SpectrogramViTAudioEncoder's (ImageBind's)
     ),
 ]
 _format = dict(

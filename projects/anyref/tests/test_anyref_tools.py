@@ -84,3 +84,28 @@ def test_train_two_steps_then_test(demo_root, tmp_path, monkeypatch):
     assert 'image' in by_task['image_ref_seg'].visual_refs[0]
     assert 'box' in by_task['reg'].visual_refs[0]
     assert by_task['audio_ref_seg'].audio_refs[0].ndim == 1
+
+
+def test_reference_records_that_do_not_fit_the_prompt_are_refused(demo_root):
+    """One reference slot per prompt, and a sound at the encoder's sample rate: a record with two
+    references, or a WAV at another rate, is a ``TargetError`` naming it (skippable), never
+    a prompt with fewer placeholders than encoder rows or mel bands of the wrong width."""
+    import copy
+
+    import projects.anyref.anyref_seg  # noqa: F401  (registers the transforms)
+    from mmrefvlm.apis import load_config
+    from mmrefvlm.datasets.transforms import TargetError
+    from mmrefvlm.registry import DATASETS
+
+    cfg = load_config(CONFIG)
+    i = list(cfg.train_tasks).index('audio_ref_seg')
+    ds = DATASETS.build(cfg.train_dataloader.dataset.datasets[i])
+    info = ds.get_data_info(0)
+    assert ds.pipeline(copy.deepcopy(info))['data_samples'].label_refs  # the record as it is
+    two = dict(info, references=info['references'] * 2)
+    with pytest.raises(TargetError, match=r'needs exactly 1 reference, got 2'):
+        ds.pipeline(copy.deepcopy(two))
+    conv = next(t for t in ds.pipeline.transforms if type(t).__name__ == 'AnyRefConversation')
+    conv.sample_rate = 16000
+    with pytest.raises(TargetError, match=r'sampled at 8000 Hz, the audio encoder at 16000 Hz'):
+        ds.pipeline(copy.deepcopy(info))
