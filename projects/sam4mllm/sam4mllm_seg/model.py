@@ -99,6 +99,7 @@ class SAM4MLLM(RefVLM):
         if any(len(i) != 1 for i in ids) or ids[0] == ids[1]:
             raise ValueError(f'{yes_token!r} / {no_token!r} must be two single tokens, got {ids}')
         self.yes_id, self.no_id = ids[0][0], ids[1][0]
+        self._round2_ids: tuple[list[int], list[int]] | None = None
 
     def train(self, mode: bool = True) -> SAM4MLLM:
         """Set the mode; the frozen SAM stays in eval mode."""
@@ -123,11 +124,10 @@ class SAM4MLLM(RefVLM):
             point=self.codec.format_xy(*point), box=self.codec.format_box(group.box)
         )
         tok = self.tokenizer
-        return (
-            tok.encode(self.chat.turn_sep)
-            + tok.encode(self.chat.user.format(content=question))
-            + tok.encode(self.chat.assistant)
-        )
+        if self._round2_ids is None:  # the fixed parts, encoded once (25 rows per box)
+            self._round2_ids = (tok.encode(self.chat.turn_sep), tok.encode(self.chat.assistant))
+        sep, assistant = self._round2_ids
+        return sep + tok.encode(self.chat.user.format(content=question)) + assistant
 
     @torch.no_grad()
     def point_answer_probs(
