@@ -20,14 +20,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mmrefvlm.models.refvlm_utils import IGNORE_INDEX
 from mmrefvlm.structures import HostBatch, QueryLayout, SampleList, UnitQueries, VisualContext
 from mmrefvlm.trp import FoundRef, find_refs, keep_units
 
 from .matchers import solve_assignments
 from .routers import RoutePlan
 from .unit_decoders.base import has_two_phase_loss
-
-IGNORE_INDEX = -100
 
 
 def label_refs(

@@ -14,12 +14,11 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
+from mmrefvlm.models.refvlm_utils import IGNORE_INDEX
 from mmrefvlm.structures import HostBatch
 
 from .host_index import IndexPack
 from .matchers import GroupSlots
-
-IGNORE_INDEX = -100
 
 
 class TokenPlan:
