@@ -109,6 +109,9 @@ def test_bad_requests_get_clear_errors(server):
     big = load_web_demo().MAX_BODY + 1
     status, data = request(server, 'POST', '/api/chat', b'', {'Content-Length': str(big)})
     assert status == 413 and b'limit' in data
+    for bad in ('-1', 'many'):  # never an unbounded read, never an unhandled error
+        status, data = request(server, 'POST', '/api/chat', b'', {'Content-Length': bad})
+        assert status == 400 and b'non-negative integer' in data
     status, _ = request(server, 'GET', '/etc/passwd')
     assert status == 404
 

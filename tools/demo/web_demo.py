@@ -169,7 +169,13 @@ def make_handler(backend: ChatBackend, page: str) -> type[BaseHTTPRequestHandler
             if self.path != '/api/chat':
                 self._json(404, {'error': f'no endpoint {self.path}'})
                 return
-            size = int(self.headers.get('Content-Length') or 0)
+            try:
+                size = int(self.headers.get('Content-Length') or 0)
+            except ValueError:
+                size = -1
+            if size < 0:
+                self._json(400, {'error': 'Content-Length must be a non-negative integer'})
+                return
             if size > MAX_BODY:
                 self._json(413, {'error': f'request of {size} bytes; the limit is {MAX_BODY}'})
                 return
