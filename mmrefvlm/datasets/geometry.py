@@ -160,6 +160,33 @@ def _to_coco_rle(mask: Any, height: int, width: int) -> dict:
     return mask_utils.merge(mask_utils.frPyObjects(mask, height, width))
 
 
+def check_and_decode_mask(mask: Any, height: int, width: int) -> tuple[str | None, np.ndarray]:
+    """:func:`check_mask` and :func:`decode_mask` in one pass (each RLE parsed, each polygon set
+    rasterised once): ``(error message or None, (height, width) bool)``, the messages those of
+    :func:`check_mask`. pycocotools' own decoding errors still raise ``ValueError``."""
+    empty = np.zeros((height, width), dtype=bool)
+    if isinstance(mask, dict):
+        err, area = check_rle(mask, height, width)
+        if err is None and area == 0:
+            err = 'mask is empty (0 foreground pixels)'
+        if err is not None:
+            return err, empty
+        counts = mask['counts']
+        rle = {
+            'size': [height, width],
+            'counts': counts.encode('ascii') if isinstance(counts, str) else counts,
+        }
+        return None, _mask_utils().decode(rle).astype(bool)
+    err = check_polygons(mask, height, width)
+    if err is not None:
+        return err, empty
+    mask_utils = _mask_utils()
+    decoded = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(mask, height, width)))
+    if not decoded.any():
+        return 'mask is empty (the polygons cover no pixel of the image)', empty
+    return None, decoded.astype(bool)
+
+
 def decode_mask(mask: Any, height: int, width: int) -> np.ndarray:
     """Decode a record mask to a binary image.
 

@@ -44,13 +44,13 @@ def decode_record_mask(mask: object, h: int, w: int, rid: object, field: str) ->
     Raises:
         TargetError: Any problem, naming the record and the field.
     """
-    err = geometry.check_mask(mask, h, w)
-    if err is not None:
-        raise record_error(rid, field, err, TargetError)
-    try:
-        return geometry.decode_mask(mask, h, w)
+    try:  # one pass: each RLE parsed and each polygon set rasterised once
+        err, decoded = geometry.check_and_decode_mask(mask, h, w)
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # pycocotools' own checks
         raise record_error(rid, field, f'cannot be decoded ({exc})', TargetError) from exc
+    if err is not None:
+        raise record_error(rid, field, err, TargetError)
+    return decoded
 
 
 class BaseUnitTarget(metaclass=ABCMeta):
@@ -128,10 +128,7 @@ class MaskTarget(BaseUnitTarget):
         h, w = results['ori_shape']
         if not inst or inst.get('mask') is None:
             raise TargetError(f'record {_rid(results)}: mask target instance has no mask')
-        m = decode_record_mask(inst['mask'], h, w, _rid(results), 'mask target')
-        if not m.any():
-            raise TargetError(f'record {_rid(results)}: mask target is empty')
-        return m
+        return decode_record_mask(inst['mask'], h, w, _rid(results), 'mask target')  # not empty
 
     def build(self, instances, results):  # noqa: D102
         s = results['square_size']
