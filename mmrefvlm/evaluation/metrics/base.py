@@ -34,6 +34,9 @@ ELEMENT_FIELDS = ('masks', 'depth')
 #: Replacement of an invalid entry, per field: an empty box at the origin (overlaps nothing,
 #: like a missing prediction), score 0. Fields not listed (points, keypoints...) go FAR_AWAY.
 MISS_VALUES: dict[str, float] = {'bboxes': 0.0, 'scores': 0.0}
+#: Value of a field an entry's unit does not produce (``unit_fields``), where merging units
+#: padded it with NaN: a score is then 1.0, as for a unit without scores.
+ABSENT_VALUES: dict[str, float] = {'scores': 1.0}
 
 
 def sanitize_predictions(selected: dict, fields: Sequence[str]) -> tuple[dict, int]:
@@ -43,7 +46,9 @@ def sanitize_predictions(selected: dict, fields: Sequence[str]) -> tuple[dict, i
     :data:`MISS_VALUES` (boxes, scores) or :data:`FAR_AWAY` (coordinates; keypoints keep their
     other columns at 0), its element fields (masks, depth) get 0 where they were not finite. It
     stays an entry (a prediction that hits nothing: a false positive for AP, a wrong answer for
-    accuracy), so a diverged model can never score better than one that predicts nothing.
+    accuracy), so a diverged model can never score better than one that predicts nothing. A
+    field an entry's unit does not produce (not in its ``unit_fields``: NaN padding from merging
+    units) is not judged; it gets :data:`ABSENT_VALUES` where one is defined.
 
     Args:
         selected (dict): From :func:`select_unit` (numpy arrays); not modified.
@@ -56,8 +61,11 @@ def sanitize_predictions(selected: dict, fields: Sequence[str]) -> tuple[dict, i
     num = int(selected.get('num', 0))
     if num == 0:
         return dict(selected, num_invalid=0), 0
+    produced = selected.get('unit_fields')
+    if not isinstance(produced, list) or len(produced) != num:
+        produced = None
     bad = np.zeros(num, dtype=bool)
-    arrays = {}
+    arrays, absent = {}, {}
     for key in fields:
         value = selected.get(key)
         if value is None or isinstance(value, list):
@@ -66,12 +74,22 @@ def sanitize_predictions(selected: dict, fields: Sequence[str]) -> tuple[dict, i
         if arr.dtype.kind not in 'fc' or len(arr) != num:
             continue  # integers and booleans are always finite
         arrays[key] = arr
-        bad |= ~np.isfinite(arr.reshape(num, -1)).all(1)
-    if not bad.any():
+        absent[key] = (
+            np.array([key not in f for f in produced], dtype=bool)
+            if produced is not None
+            else np.zeros(num, dtype=bool)
+        )
+        bad |= ~np.isfinite(arr.reshape(num, -1)).all(1) & ~absent[key]
+    filled = {k: a for k, a in absent.items() if a.any() and k in ABSENT_VALUES}
+    if not bad.any() and not filled:
         return dict(selected, num_invalid=0), 0
     out = dict(selected, num_invalid=int(bad.sum()))
     for key, arr in arrays.items():
+        if not bad.any() and key not in filled:
+            continue
         arr = arr.copy()
+        if key in filled:
+            arr[filled[key]] = ABSENT_VALUES[key]
         if key in ELEMENT_FIELDS:
             arr[~np.isfinite(arr)] = 0
         elif key == 'keypoints' and arr.ndim == 3:

@@ -260,3 +260,21 @@ def test_project_point_metric(bad):
     res = metric.compute_metrics(metric.results)
     assert res['acc'] == 0 and res['mean_dist'] == 100 and res['invalid_preds'] == 1
     assert np.isfinite(res['mean_dist'])
+
+
+def test_padding_of_a_field_another_unit_produced_is_not_a_miss():
+    """Merged predictions pad a field one unit does not produce with NaN (``unit_fields`` says
+    which entries own it): that is an absent score (1.0), not a diverged prediction; a NaN in a
+    field the entry's own unit produced still is."""
+    from mmrefvlm.evaluation.metrics.base import sanitize_predictions, select_unit
+
+    instances = dict(
+        units=['box', 'mask', 'box'],
+        unit_fields=[('bboxes',), ('masks', 'scores'), ('bboxes', 'scores')],
+        bboxes=np.array([[1, 1, 5, 5], [np.nan] * 4, [2, 2, 6, 6]], dtype=np.float32),
+        scores=np.array([np.nan, 0.9, np.nan], dtype=np.float32),
+    )
+    out, invalid = sanitize_predictions(select_unit(instances, 'box'), ('bboxes', 'scores'))
+    assert invalid == 1  # the second box entry's own score is NaN
+    np.testing.assert_array_equal(out['bboxes'], [[1, 1, 5, 5], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(out['scores'], [1.0, 0.0])
