@@ -205,3 +205,19 @@ def test_fixtures_to_vt_instruct_to_two_stage2_iterations(tmp_path, monkeypatch,
     ]
     losses = [r['loss'] for r in rows if 'loss' in r]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+
+
+def test_several_data_roots_need_an_explicit_out(tmp_path, capsys):
+    """A config whose dataloaders name two data roots: without --out the build stops with a
+    message naming them (it used to write to data/vt_instruct, which neither names)."""
+    cfg = tmp_path / 'two_roots.py'
+    cfg.write_text(
+        'train_dataloader = dict(dataset=dict(datasets=[\n'
+        "    dict(data_root='data/a', ann_file='train_rec.jsonl'),\n"
+        "    dict(data_root='data/b', ann_file='train_res.jsonl')]))\n"
+    )
+    build = load_tool('dataset_converters/build_vt_instruct')
+    assert build.main(['--config', str(cfg), '--src', str(tmp_path / 'src')]) == 2
+    err = capsys.readouterr().err
+    assert "several data roots ['data/a', 'data/b']" in err and '--out' in err
+    assert not (tmp_path / 'data').exists()

@@ -296,7 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     by_out = {s.out: s for s in RECIPE}
     if args.all:
         wanted = list(by_out)
-    out = args.out or (roots.pop() if len(roots) == 1 else 'data/vt_instruct')
+    if args.out is None and len(roots) > 1:
+        print(
+            f'build_vt_instruct: the configs name several data roots {sorted(roots)}; '
+            'say which one to build with --out',
+            file=sys.stderr,
+        )
+        return 2
+    out = args.out or (roots.pop() if roots else 'data/vt_instruct')
     problems: list[str] = []
     built: list[str] = []
     for name in wanted:
