@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mmrefvlm.datasets.files import DEFAULT_MAX_PIXELS
 from mmrefvlm.datasets.geometry import check_visual_prompt_geometry, encode_mask
 from mmrefvlm.datasets.records import VPT_TOKEN
 from mmrefvlm.datasets.transforms import read_rgb_image
@@ -37,14 +38,15 @@ def image_name(image: ImageInput, index: int) -> str:
     return f'image_{index}'
 
 
-def load_image(image: ImageInput, name: str, max_pixels: int = 8192 * 8192) -> np.ndarray:
+def load_image(image: ImageInput, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A path, an RGB array or a PIL image as (H, W, 3) uint8 RGB.
 
     Args:
         image: A file path; an (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA uint8 array (RGB
             order, as PIL gives, not OpenCV's BGR); or a ``PIL.Image.Image``.
         name (str): The image's name for error messages.
-        max_pixels (int): Largest image accepted.
+        max_pixels (int): Largest image accepted (files are refused from their header, arrays
+            and PIL images by their size). Defaults to the datasets' ``DEFAULT_MAX_PIXELS``.
 
     Returns:
         np.ndarray: (H, W, 3) uint8 RGB.
@@ -62,6 +64,7 @@ def load_image(image: ImageInput, name: str, max_pixels: int = 8192 * 8192) -> n
         except SampleLoadError as err:
             raise InferenceInputError(f'{name}: {err}') from err
     if isinstance(image, Image.Image):
+        _check_pixels(image.height, image.width, name, max_pixels)
         return np.asarray(image.convert('RGB'))
     if not isinstance(image, np.ndarray):
         raise InferenceInputError(
@@ -72,6 +75,8 @@ def load_image(image: ImageInput, name: str, max_pixels: int = 8192 * 8192) -> n
         raise InferenceInputError(
             f'{name}: an image array must be uint8 (0-255), got {image.dtype}'
         )
+    if image.ndim in (2, 3):
+        _check_pixels(image.shape[0], image.shape[1], name, max_pixels)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] not in (3, 4) or 0 in image.shape[:2]:
@@ -79,6 +84,13 @@ def load_image(image: ImageInput, name: str, max_pixels: int = 8192 * 8192) -> n
             f'{name}: an image array must be (H, W), (H, W, 3) or (H, W, 4), got {image.shape}'
         )
     return np.ascontiguousarray(image[..., :3])
+
+
+def _check_pixels(h: int, w: int, name: str, max_pixels: int) -> None:
+    if h * w > max_pixels:
+        raise InferenceInputError(
+            f'{name}: image of {w}x{h} pixels is over max_pixels={max_pixels}'
+        )
 
 
 def _as_list(value: Any) -> Any:

@@ -198,3 +198,13 @@ def test_find_test_pipeline_fallbacks():
     assert find_test_pipeline(wrapped) == [dict(type='B')]
     with pytest.raises(ValueError, match='has no test pipeline'):
         find_test_pipeline(Config(dict(model=dict())))
+
+
+def test_arrays_and_pil_images_over_max_pixels_are_refused_like_files():
+    from mmrefvlm.apis.inference_inputs import load_image
+
+    arr = np.zeros((30, 40, 3), dtype=np.uint8)
+    assert load_image(arr, 'a', max_pixels=1200).shape == (30, 40, 3)  # at the limit
+    for image in (np.zeros((31, 40, 3), dtype=np.uint8), Image.new('RGB', (40, 31))):
+        with pytest.raises(InferenceInputError, match=r'a: image of 40x31 pixels is over'):
+            load_image(image, 'a', max_pixels=1200)
