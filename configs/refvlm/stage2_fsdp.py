@@ -18,7 +18,6 @@ optim_wrapper = dict(
     type=NaNGuardOptimWrapper,
     action='skip',
     max_consecutive=10,
-    sharded_grads=True,
     optimizer=optim_wrapper.optimizer,
     clip_grad=dict(max_norm=1.0, error_if_nonfinite=False),
 )

@@ -104,6 +104,21 @@ class DeviceAwareFSDPStrategy(FSDPStrategy):
         self.model_wrapper = wrapper
         return super()._wrap_model(model)
 
+    def build_optim_wrapper(self, optim_wrapper, model=None):  # noqa: D102
+        # Under FSDP every gradient is sharded: norm clipping must use the global norm. Our
+        # NaN-guard wrappers do that with ``sharded_grads``, which follows from this strategy;
+        # any other wrapper would clip each shard by its own norm, so it may not clip by norm.
+        wrapper = super().build_optim_wrapper(optim_wrapper, model)
+        for w in getattr(wrapper, 'optim_wrappers', {'': wrapper}).values():
+            if hasattr(w, 'sharded_grads'):
+                w.sharded_grads = True
+            elif getattr(w, 'clip_func', None) is torch.nn.utils.clip_grad_norm_:
+                raise ValueError(
+                    f'{type(w).__name__} clips each FSDP shard by its own norm; use '
+                    'NaNGuardOptimWrapper / NaNGuardAmpOptimWrapper (global-norm clipping)'
+                )
+        return wrapper
+
     def optim_state_dict(self) -> dict:
         """FSDP's optimizer state plus the wrapper's own entries (e.g. ``nan_guard``)."""
         state = FSDP.optim_state_dict(self.model, self.optim_wrapper.optimizer)

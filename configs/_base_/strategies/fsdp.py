@@ -3,8 +3,8 @@
 # DeviceAwareFSDPStrategy picks the device. One FSDP unit per transformer layer (LLM and CLIP),
 # the rest of the model in the root unit; bf16 compute and reduction, float32 master weights.
 # Checkpoints are full (unsharded) state dicts written by rank 0, so tools/test.py, `load_from`
-# and DDP runs read them as they are. A stage config that imports this must also set
-# `optim_wrapper.sharded_grads = True` (global-norm gradient clipping over the shards).
+# and DDP runs read them as they are. The strategy turns on the NaN-guard wrappers' global-norm
+# gradient clipping over the shards (`sharded_grads`) and refuses other norm-clipping wrappers.
 from mmrefvlm.engine import DeviceAwareFSDPStrategy
 from mmrefvlm.engine.strategies import layer_name_wrap_policy
 
