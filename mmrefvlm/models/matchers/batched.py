@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mmrefvlm.structures import MatchLayout, QueryLayout, UnitQueries
 
 from ..host_index import IndexPack, host_to_device
+from .assignment import _solve_groups
 from .group_layout import GroupSlots
 
 __all__ = [
@@ -137,18 +137,14 @@ def query_layout(queries: UnitQueries) -> QueryLayout:
 def _solve(costs: np.ndarray, layout: MatchLayout) -> np.ndarray:
     """Target item of every item (identity outside the solved groups)."""
     tgt = np.arange(layout.num_items, dtype=np.int64)
-    num_slots, start = layout.num_slots, 0
-    blocks = costs.reshape(len(layout.sizes), num_slots, num_slots)
-    for g, n in enumerate(layout.sizes):
-        block = blocks[g, :n, :n]
-        if not np.isfinite(block).all():
-            raise ValueError(
-                f'grouped_assignment: group {g} (size {n}) has non-finite costs {block.tolist()}'
-            )
-        rows, cols = linear_sum_assignment(block)
-        items = layout.host_items[start : start + n]
-        tgt[items[rows]] = items[cols]
-        start += n
+    sizes = list(layout.sizes)
+    if not sizes:
+        return tgt
+    blocks = costs.reshape(len(sizes), layout.num_slots, layout.num_slots)
+    rows, cols = _solve_groups(blocks, sizes)  # concatenated per group, in group order
+    starts = np.repeat(np.cumsum([0, *sizes[:-1]]), sizes)
+    items = layout.host_items
+    tgt[items[starts + rows]] = items[starts + cols]
     return tgt
 
 
