@@ -46,7 +46,19 @@ def parse_args(argv=None):
         'step time and compresses the schedule to fit (GPU demo)',
     )
     p.add_argument('--skip-train', action='store_true', help='test the existing last checkpoint')
-    return p.parse_args(argv)
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='config overrides for training, test and the baseline alike, e.g. '
+        'randomness.seed=1 (applied after --max-iters / --time-budget)',
+    )
+    args = p.parse_args(argv)
+    for opt in args.cfg_options:
+        if '=' not in opt:
+            raise SystemExit(f'--cfg-options takes KEY=VALUE pairs, got {opt!r}')
+    return args
 
 
 def baseline_metrics(cfg_path: str, overrides: dict) -> dict:
@@ -81,6 +93,8 @@ def schedule_overrides(cfg, max_iters: int) -> list[str]:
     opts = [f'train_cfg.max_iters={max_iters}']
     if cfg.train_cfg.get('val_interval') == old:
         opts.append(f'train_cfg.val_interval={max_iters}')
+    if cfg.get('default_hooks', {}).get('checkpoint', {}).get('interval') == old:
+        opts.append(f'default_hooks.checkpoint.interval={max_iters}')  # one at the end, still
     for i, sched in enumerate(cfg.get('param_scheduler') or []):
         bounds = {}
         for key in ('begin', 'end'):
@@ -155,6 +169,7 @@ def main(argv=None) -> None:
         opts += schedule_overrides(cfg, args.max_iters)
     if args.time_budget is not None:
         opts += time_budget_overrides(cfg, args.time_budget)
+    opts += args.cfg_options
     seconds = {}
     t0 = time.time()
     if not args.skip_train:  # no validation during training: the test below evaluates once

@@ -53,3 +53,26 @@ def test_time_budget_reaches_the_configs_hook():
     assert len(hooks) == 1 and float(hooks[0]['max_seconds']) == 300.0
     with pytest.raises(ValueError, match='TimeBudgetHook'):
         tool.time_budget_overrides(Config.fromfile(osp.join(CFG, 'demo_stage2.py')), 300.0)
+
+
+def test_max_iters_moves_a_final_only_checkpoint_to_the_new_end():
+    tool = load_tool('run_demo')
+    lisa = osp.join(REPO_ROOT, 'projects', 'lisa', 'configs', 'lisa_tiny_demo.py')
+    cfg = Config.fromfile(lisa)  # checkpoints once, at max_iters (300)
+    assert cfg.default_hooks.checkpoint.interval == cfg.train_cfg.max_iters
+    opts = dict(o.split('=', 1) for o in tool.schedule_overrides(cfg, 1200))
+    assert opts['default_hooks.checkpoint.interval'] == '1200'
+    # a config that checkpoints periodically keeps its interval
+    stage2 = Config.fromfile(osp.join(CFG, 'demo_stage2.py'))
+    assert 'default_hooks.checkpoint.interval' not in dict(
+        o.split('=', 1) for o in tool.schedule_overrides(stage2, 420)
+    )
+
+
+def test_cfg_options_must_be_key_value_pairs():
+    tool = load_tool('run_demo')
+    assert tool.parse_args(['--cfg-options', 'randomness.seed=1']).cfg_options == [
+        'randomness.seed=1'
+    ]
+    with pytest.raises(SystemExit, match='KEY=VALUE'):
+        tool.parse_args(['--cfg-options', 'seed'])
