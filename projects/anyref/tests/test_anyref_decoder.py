@@ -1,12 +1,14 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """AnyRefMaskDecoder: the core decoder contract, and AnyRef's loss (2 BCE + 0.5 DICE) by hand."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from mmrefvlm.models.unit_decoders.layers import valid_region_mask
 from mmrefvlm.registry import MODELS
 from mmrefvlm.testing import DEMO_IN_CHANNELS, UnitDecoderContract, demo_unit_inputs
-from projects.anyref.anyref_seg import AnyRefMaskDecoder, bce_dice
+from projects.anyref.anyref_seg import AnyRefMaskDecoder
 from projects.sam_plugin.tests.sam_reference import TINY_SAM
 
 TINY_CFG = dict(
@@ -56,17 +58,37 @@ class TestAnyRefDecoderContract(UnitDecoderContract):
         assert pred.masks.shape == (len(pred), *size) and pred.masks.dtype == torch.bool
 
 
-def test_bce_dice_by_hand():
-    pred = torch.tensor([[[2.0, -1.0], [0.0, 3.0]]])
-    target = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
-    valid = torch.tensor([[[1.0, 1.0], [1.0, 0.0]]])  # the last pixel is padding
-    bce, dice = bce_dice(pred, target, valid)
-    p = torch.sigmoid(pred[0]).flatten()[:3]
-    t = target[0].flatten()[:3]
-    want_bce = F.binary_cross_entropy(p, t)
-    want_dice = 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
-    torch.testing.assert_close(bce, want_bce)
-    torch.testing.assert_close(dice, want_dice)
+def test_losses_by_hand_on_padded_frames():
+    """2 x BCE (mean over each mask's valid pixels) + 0.5 x dice smoothed by 1 pixel (AnyRef's
+    code), both averaged over the masks, on images whose square frames are padded."""
+    torch.manual_seed(0)
+    decoder = MODELS.build(TINY_CFG).eval()
+    queries, visual, samples = sam_inputs(
+        num_queries=(2, 1), group_ids=[[0, 1], [0]], ori_shapes=[(24, 32), (32, 20)]
+    )
+    samples[0].gt_units.mask.masks[1] = False  # an expression that matches nothing
+    mask = queries.mask.bool()
+    with torch.no_grad():
+        losses = decoder.loss(queries, visual, samples)
+        embeds = decoder.encode_images(samples, mask.any(1))
+        logits = decoder(queries, visual, embeds)['mask_logits'][mask]
+    targets = torch.cat([s.gt_units.mask.masks for s in samples]).float()
+    valid_hw = visual.valid_hw[:, None].expand(-1, mask.shape[1], -1)[mask]
+    valid = valid_region_mask(valid_hw, 32, 32)
+    assert not valid.all()  # the padding is excluded below
+    bce, dice = [], []
+    for lg, t, v in zip(logits, targets, valid, strict=True):
+        lg, t = lg[v], t[v]
+        bce.append(F.binary_cross_entropy_with_logits(lg, t))
+        p = lg.sigmoid()
+        dice.append(1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
+    torch.testing.assert_close(losses['loss_mask_bce'], 2.0 * torch.stack(bce).mean())
+    torch.testing.assert_close(losses['loss_mask_dice'], 0.5 * torch.stack(dice).mean())
+
+
+def test_loss_configs_are_refused():
+    with pytest.raises(ValueError, match='bce_weight'):
+        AnyRefMaskDecoder(DEMO_IN_CHANNELS, sam=TINY_SAM, loss_dice={})
 
 
 def test_loss_weights_and_empty_targets():

@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from mmrefvlm.registry import MODELS
-from mmrefvlm.structures import SampleList, UnitQueries, VisualContext
-from projects.sam_plugin.sam_unit import SamMaskUnitDecoder
+from projects.sam_plugin.sam_unit import SamMaskUnitDecoder, bce_dice_losses
 
-#: LISA / GSVA ``sigmoid_ce_loss`` x 2: per mask the mean BCE over its (valid) pixels, averaged
-#: over the masks.
-LISA_BCE_LOSS = dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, loss_weight=2.0)
-#: LISA / GSVA ``dice_loss`` x 0.5: ``1 - (2 sum(p t) + e) / (sum(p) + sum(t) + e)`` per mask, with
-#: their scale 1000 and eps 1e-6, i.e. e = 1e-3 in pixel units; averaged over the masks.
-LISA_DICE_LOSS = dict(
-    type='mmdet.DiceLoss',
-    use_sigmoid=True,
-    activate=False,
-    naive_dice=True,
-    eps=1e-3,
-    loss_weight=0.5,
-)
+#: LISA / GSVA ``sigmoid_ce_loss`` x 2 and ``dice_loss`` x 0.5 (their scale 1000 and eps 1e-6,
+#: i.e. e = 1e-3 in pixel units): the ``loss_focal`` / ``loss_dice`` configs of the SAM decoder.
+_LISA_LOSSES = bce_dice_losses(bce_weight=2.0, dice_weight=0.5, dice_eps=1e-3)
+LISA_BCE_LOSS = _LISA_LOSSES['loss_focal']
+LISA_DICE_LOSS = _LISA_LOSSES['loss_dice']
 
 
 @MODELS.register_module()
@@ -44,6 +33,8 @@ class LisaMaskDecoder(SamMaskUnitDecoder):
             ``num_queries``, ``freeze_image_encoder``...).
     """
 
+    loss_keys = ('loss_mask_bce', 'loss_mask_dice')
+
     def __init__(
         self,
         in_channels: int,
@@ -59,12 +50,3 @@ class LisaMaskDecoder(SamMaskUnitDecoder):
         kwargs.pop('clip_channels', None)
         kwargs.pop('pyramid_channels', None)
         super().__init__(in_channels, loss_focal=loss_bce, loss_dice=loss_dice, **kwargs)
-
-    def loss(
-        self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
-    ) -> dict[str, Tensor]:
-        """``loss_mask_bce`` and ``loss_mask_dice`` against ``gt_units.mask.masks``."""
-        losses = super().loss(queries, visual, batch_data_samples)
-        return dict(
-            loss_mask_bce=losses['loss_mask_focal'], loss_mask_dice=losses['loss_mask_dice']
-        )

@@ -2,7 +2,7 @@
 """SAM as an external ``mask`` decoder (REF-VLM stage 3). Importing registers
 ``SamMaskUnitDecoder`` (``MODELS``) and ``PackSamImage`` (``TRANSFORMS``)."""
 
-from .decoder import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamMaskUnitDecoder
+from .decoder import SAM_PIXEL_MEAN, SAM_PIXEL_STD, SamMaskUnitDecoder, bce_dice_losses
 from .sam_model import (
     SAM_VISION_PRESETS,
     build_sam_model,
@@ -22,4 +22,5 @@ __all__ = [
     'SAM_VISION_PRESETS',
     'SAM_PIXEL_MEAN',
     'SAM_PIXEL_STD',
+    'bce_dice_losses',
 ]

@@ -33,6 +33,25 @@ SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
 
+def bce_dice_losses(bce_weight: float, dice_weight: float, dice_eps: float) -> dict:
+    """``loss_focal`` / ``loss_dice`` configs of the LISA-family mask losses for
+    :class:`SamMaskUnitDecoder`: ``bce_weight`` x BCE (per mask, the mean over its valid pixels;
+    averaged over the masks) and ``dice_weight`` x dice ``1 - (2 sum(p t) + e) / (sum(p) + sum(t)
+    + e)`` on the valid pixels, ``e = dice_eps`` in pixel units (LISA / GSVA: 1e-3, their scale
+    1000 and eps 1e-6; AnyRef: 1), averaged over the masks."""
+    return dict(
+        loss_focal=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, loss_weight=bce_weight),
+        loss_dice=dict(
+            type='mmdet.DiceLoss',
+            use_sigmoid=True,
+            activate=False,
+            naive_dice=True,
+            eps=dice_eps,
+            loss_weight=dice_weight,
+        ),
+    )
+
+
 @MODELS.register_module()
 class SamMaskUnitDecoder(BaseVisualUnitDecoder):
     """SAM mask decoder prompted by ``<REF>`` states; decodes the ``mask`` unit.
@@ -83,6 +102,9 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
     """
 
     unit = 'mask'
+    #: The names under which :meth:`loss` returns its two terms (``loss_focal``, ``loss_dice``);
+    #: a subclass that configures BCE instead of focal renames the first.
+    loss_keys: tuple[str, str] = ('loss_mask_focal', 'loss_mask_dice')
 
     def __init__(
         self,
@@ -282,14 +304,15 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
     def loss(
         self, queries: UnitQueries, visual: VisualContext, batch_data_samples: SampleList
     ) -> dict[str, Tensor]:
-        """``loss_mask_focal`` and ``loss_mask_dice`` against ``gt_units.mask.masks``."""
+        """The two terms (named by :attr:`loss_keys`) against ``gt_units.mask.masks``; empty
+        targets are allowed (trained towards an all-zero mask)."""
         mask = queries.mask.bool()
         num = int(mask.sum())
         embeds = self.encode_images(batch_data_samples, mask.any(1)) if num else None
         logits = self(queries, visual, embeds)['mask_logits']
         if num == 0:
             zero = logits.sum() * 0.0
-            return dict(loss_mask_focal=zero, loss_mask_dice=zero)
+            return dict.fromkeys(self.loss_keys, zero)
         pred = logits[mask].float()
         tgt = gather_unit_targets(batch_data_samples, self.unit, ['masks'], queries)['masks']
         tgt = tgt.float() > 0.5
@@ -311,7 +334,7 @@ class SamMaskUnitDecoder(BaseVisualUnitDecoder):
         per_pixel = val / val.sum(1, keepdim=True).clamp(min=1)
         focal = self.loss_focal(p, t, weight=per_pixel, avg_factor=num)
         dice = self.loss_dice(p.sigmoid() * val, t * val, avg_factor=num)
-        return dict(loss_mask_focal=focal, loss_mask_dice=dice)
+        return dict(zip(self.loss_keys, (focal, dice), strict=True))
 
     @torch.no_grad()
     def predict(
