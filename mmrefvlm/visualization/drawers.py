@@ -114,7 +114,7 @@ class DrawPlan:
 
 def _present(value: np.ndarray) -> np.ndarray:
     """(n,) bool: entries whose value is real (not the NaN / False filler of merged units)."""
-    flat = value.reshape(len(value), -1)
+    flat = value.reshape(len(value), int(np.prod(value.shape[1:])))  # -1 fails for 0 entries
     if value.dtype == bool:
         return np.asarray(flat.any(1), bool)
     if np.issubdtype(value.dtype, np.floating):

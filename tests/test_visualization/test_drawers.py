@@ -165,3 +165,14 @@ def test_hook_marks_and_logs_a_field_without_drawer(tmp_path, monkeypatch):
     hook._after_iter(None, 0, outputs=[sample, sample], mode='test')
     assert sorted(p.name for p in (tmp_path / 'show').iterdir()) == ['r_1.png']
     assert len(logged) == 1 and "no drawer for field 'lines'" in logged[0]  # once, not per image
+
+
+def test_a_prediction_without_entries_draws_the_image_unchanged():
+    # e.g. SAM4MLLM's "No object found.": masks (0, H, W), boxes (0, 4), no labels
+    img = np.full((6, 8, 3), 90, dtype=np.uint8)
+    inst = InstanceData(
+        labels=[], masks=torch.zeros(0, 6, 8, dtype=torch.bool), bboxes=torch.zeros(0, 4)
+    )
+    plan = plan_drawing(inst)
+    assert plan.num == 0 and plan.groups == [] and plan.undrawn == {}
+    assert (draw_instances(img, inst, scale=1) == img).all()
