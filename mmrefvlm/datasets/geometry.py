@@ -160,14 +160,18 @@ def _to_coco_rle(mask: Any, height: int, width: int) -> dict:
     return mask_utils.merge(mask_utils.frPyObjects(mask, height, width))
 
 
-def check_and_decode_mask(mask: Any, height: int, width: int) -> tuple[str | None, np.ndarray]:
+def check_and_decode_mask(
+    mask: Any, height: int, width: int, allow_empty: bool = False
+) -> tuple[str | None, np.ndarray]:
     """:func:`check_mask` and :func:`decode_mask` in one pass (each RLE parsed, each polygon set
     rasterised once): ``(error message or None, (height, width) bool)``, the messages those of
-    :func:`check_mask`. pycocotools' own decoding errors still raise ``ValueError``."""
+    :func:`check_mask`; with ``allow_empty`` a well-formed mask without foreground is no error
+    (an expression's target that is "nothing"). pycocotools' own decoding errors still raise
+    ``ValueError``."""
     empty = np.zeros((height, width), dtype=bool)
     if isinstance(mask, dict):
         err, area = check_rle(mask, height, width)
-        if err is None and area == 0:
+        if err is None and area == 0 and not allow_empty:
             err = 'mask is empty (0 foreground pixels)'
         if err is not None:
             return err, empty
@@ -182,7 +186,7 @@ def check_and_decode_mask(mask: Any, height: int, width: int) -> tuple[str | Non
         return err, empty
     mask_utils = _mask_utils()
     decoded = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(mask, height, width)))
-    if not decoded.any():
+    if not decoded.any() and not allow_empty:
         return 'mask is empty (the polygons cover no pixel of the image)', empty
     return None, decoded.astype(bool)
 

@@ -49,6 +49,7 @@ __all__ = [
     'validate_file',
     'phrase_group',
     'template_turn',
+    'with_system_turn',
 ]
 
 
@@ -261,6 +262,15 @@ def phrase_group(phrase: str | list, units: Sequence[str], targets: Sequence[int
         'phrase': phrase,
         'groups': [{'units': list(units), 'n': len(targets), 'targets': list(targets)}],
     }
+
+
+def with_system_turn(conversation: Sequence[dict], system: str | None) -> list[dict]:
+    """The conversation with ``system`` as its (only, first) system turn, replacing the record's;
+    ``system=None`` keeps the record's. A new list; the turns themselves are not copied."""
+    if system is None:
+        return list(conversation)
+    turns = [t for t in conversation if t.get('role') != 'system']
+    return [{'role': 'system', 'content': system}, *turns]
 
 
 def template_turn(template: str, **slots: str) -> dict:

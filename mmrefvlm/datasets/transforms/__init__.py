@@ -13,7 +13,15 @@ from .geometry_target import (
 from .images import PrepareImages, pad_to_square
 from .loading import LoadRecordDepth, LoadRecordImage, SampleLoadError, read_rgb_image
 from .remap import RemapRecordUnits
-from .targets import BaseUnitTarget, BoxTarget, DepthTarget, KeypointTarget, MaskTarget, TargetError
+from .targets import (
+    BaseUnitTarget,
+    BoxTarget,
+    DepthTarget,
+    KeypointTarget,
+    MaskTarget,
+    TargetError,
+    union_target_instance,
+)
 from .visual_prompts import RasterizeVisualPrompts
 
 __all__ = [
@@ -35,6 +43,7 @@ __all__ = [
     'KeypointTarget',
     'DepthTarget',
     'TargetError',
+    'union_target_instance',
     'RemapRecordUnits',
     'GeometryTarget',
     'build_instance_mapping',

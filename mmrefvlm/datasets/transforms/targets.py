@@ -37,20 +37,43 @@ def record_error(rid: object, field: str, message: str, cls: type = RecordFormat
     return cls(f'record {rid}: {field}: {message}' if field else f'record {rid}: {message}')
 
 
-def decode_record_mask(mask: object, h: int, w: int, rid: object, field: str) -> np.ndarray:
+def decode_record_mask(
+    mask: object, h: int, w: int, rid: object, field: str, allow_empty: bool = False
+) -> np.ndarray:
     """Check a record mask with the validator's :func:`geometry.check_mask` (well formed, of the
-    image size, not empty), then decode it to (h, w) bool.
+    image size, not empty unless ``allow_empty``), then decode it to (h, w) bool.
 
     Raises:
         TargetError: Any problem, naming the record and the field.
     """
     try:  # one pass: each RLE parsed and each polygon set rasterised once
-        err, decoded = geometry.check_and_decode_mask(mask, h, w)
+        err, decoded = geometry.check_and_decode_mask(mask, h, w, allow_empty)
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # pycocotools' own checks
         raise record_error(rid, field, f'cannot be decoded ({exc})', TargetError) from exc
     if err is not None:
         raise record_error(rid, field, err, TargetError)
     return decoded
+
+
+def union_target_instance(
+    instances: Sequence[dict], targets: Sequence[int], hw: tuple[int, int], rid: object
+) -> dict:
+    """A new instance whose mask is the union of ``instances[t]['mask']`` for ``t`` in
+    ``targets`` (all-zero when ``targets`` is empty): the one target of an expression that
+    refers to several objects, or to none, for methods that decode one mask per expression
+    (gRefCOCO practice). Returns ``{'mask': RLE, 'bbox': box or None, 'category': 'union'}``.
+
+    Raises:
+        TargetError: A target index is out of range or its instance has no mask.
+    """
+    h, w = hw
+    union = np.zeros((h, w), dtype=bool)
+    for t in targets:
+        if not 0 <= t < len(instances) or instances[t].get('mask') is None:
+            raise TargetError(f'record {rid}: target {t} has no instance mask to segment')
+        union |= decode_record_mask(instances[t]['mask'], h, w, rid, f'instances[{t}].mask')
+    rle = geometry.encode_mask(union)
+    return {'mask': rle, 'bbox': geometry.mask_bbox(rle, h, w), 'category': 'union'}
 
 
 class BaseUnitTarget(metaclass=ABCMeta):
@@ -117,18 +140,29 @@ class BoxTarget(BaseUnitTarget):
 
 @TASK_UTILS.register_module()
 class MaskTarget(BaseUnitTarget):
-    """``masks``: (N, size, size) bool in the square frame (area-resized, then > 0.5: binary)."""
+    """``masks``: (N, size, size) bool in the square frame (area-resized, then > 0.5: binary).
 
-    def __init__(self, size: int = 336) -> None:
+    Args:
+        size (int): Side of the square-frame target. Defaults to 336.
+        allow_empty (bool): Accept a well-formed mask without foreground as a target (methods
+            that decode one mask per expression and train an expression that refers to nothing
+            towards an all-zero mask: LISA on gRefCOCO, AnyRef; see
+            :func:`union_target_instance`). Defaults to False: an empty target mask is a
+            record error.
+    """
+
+    def __init__(self, size: int = 336, *, allow_empty: bool = False) -> None:
         if size <= 0:
             raise ValueError(f'mask target size must be positive, got {size}')
-        self.size = size
+        self.size, self.allow_empty = size, allow_empty
 
     def _decode(self, inst: dict | None, results: dict) -> np.ndarray:
         h, w = results['ori_shape']
         if not inst or inst.get('mask') is None:
             raise TargetError(f'record {_rid(results)}: mask target instance has no mask')
-        return decode_record_mask(inst['mask'], h, w, _rid(results), 'mask target')  # not empty
+        return decode_record_mask(
+            inst['mask'], h, w, _rid(results), 'mask target', allow_empty=self.allow_empty
+        )
 
     def build(self, instances, results):  # noqa: D102
         s = results['square_size']

@@ -4,12 +4,12 @@ given as a box, another image or a sound.
 
 Importing registers ``AnyRefMaskDecoder``, ``VisualReferenceEncoder``, ``AudioReferenceEncoder``,
 ``SpectrogramAudioEncoder``, ``SpectrogramViTAudioEncoder`` (``MODELS``), ``AnyRefConversation``,
-``PackAnyRefInputs`` (``TRANSFORMS``), ``RefocusRefiner``, ``ObjAnswerFormat``,
-``AnyRefMaskTarget`` (``TASK_UTILS``), ``AVSMetric`` and ``AnyRefCaptionMetric`` (``METRICS``).
+``PackAnyRefInputs`` (``TRANSFORMS``), ``RefocusRefiner``, ``ObjAnswerFormat`` (``TASK_UTILS``),
+``AVSMetric`` and ``AnyRefCaptionMetric`` (``METRICS``).
 """
 
 from .audio import SpectrogramAudioEncoder, SpectrogramViTAudioEncoder, mel_filterbank
-from .decoder import AnyRefMaskDecoder, bce_dice
+from .decoder import AnyRefMaskDecoder
 from .encoders import AudioReferenceEncoder, VisualReferenceEncoder
 from .metrics import AnyRefCaptionMetric, AVSMetric
 from .refocus import LastLayerCapture, RefocusRefiner
@@ -17,7 +17,6 @@ from .roi_align import bilinear_at, pool_grid, roi_align
 from .transforms import (
     ANYREF_TOKENS,
     AnyRefConversation,
-    AnyRefMaskTarget,
     ObjAnswerFormat,
     PackAnyRefInputs,
     audio_ref_text,
@@ -30,7 +29,6 @@ __all__ = [
     'AnyRefCaptionMetric',
     'AnyRefConversation',
     'AnyRefMaskDecoder',
-    'AnyRefMaskTarget',
     'AudioReferenceEncoder',
     'LastLayerCapture',
     'ObjAnswerFormat',
@@ -40,7 +38,6 @@ __all__ = [
     'SpectrogramViTAudioEncoder',
     'VisualReferenceEncoder',
     'audio_ref_text',
-    'bce_dice',
     'bilinear_at',
     'mel_filterbank',
     'pool_grid',

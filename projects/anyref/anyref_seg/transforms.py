@@ -15,8 +15,8 @@ from mmcv.transforms import BaseTransform
 from PIL import Image
 
 from mmrefvlm.datasets.demo import read_wav
-from mmrefvlm.datasets.geometry import decode_mask, encode_mask
-from mmrefvlm.datasets.transforms import MaskTarget, PackRefVLMInputs, TargetError
+from mmrefvlm.datasets.records import with_system_turn
+from mmrefvlm.datasets.transforms import PackRefVLMInputs, TargetError, union_target_instance
 from mmrefvlm.datasets.transforms.images import CLIP_MEAN_RGB, pad_to_square, resize_square
 from mmrefvlm.registry import TASK_UTILS, TRANSFORMS
 from mmrefvlm.trp import iter_groups, phrase_text
@@ -101,30 +101,19 @@ class AnyRefConversation(BaseTransform):
         self.system, self.crop_margin, self.sample_rate = system, crop_margin, sample_rate
 
     # ------------------------------------------------------------------ targets
-    def _union(self, targets: Sequence[int], instances: list, hw: tuple[int, int], rid) -> int:
-        if len(targets) == 1:
-            return int(targets[0])
-        union = np.zeros(hw, dtype=bool)
-        for t in targets:
-            if not 0 <= t < len(instances) or instances[t].get('mask') is None:
-                raise TargetError(f'record {rid}: target {t} has no instance mask')
-            union |= decode_mask(instances[t]['mask'], *hw)
-        instances.append(
-            {'mask': encode_mask(union), 'category': 'union', 'empty': not union.any()}
-        )
-        return len(instances) - 1
-
     def _expressions(self, answer: Any, instances: list, hw, rid) -> list:
         out: list = []
-        seen: set[int] = set()
-        for _, _, pg, _ in iter_groups(answer):
-            if id(pg) in seen:
+        for _, group_index, pg, _ in iter_groups(answer):
+            if group_index:  # one expression per phrase group, at its first group
                 continue
-            seen.add(id(pg))
             targets = sorted(
                 {int(t) for g in pg['groups'] for t in g.get('targets') or [] if t is not None}
             )
-            index = self._union(targets, instances, hw, rid)
+            if len(targets) == 1:
+                index = targets[0]
+            else:  # several referents or none: their union, all-zero for "nothing"
+                instances.append(union_target_instance(instances, targets, hw, rid))
+                index = len(instances) - 1
             group = {'units': ['mask'], 'n': 1, 'targets': [index]}
             out.append({'phrase': phrase_text(pg), 'groups': [group]})
         return out
@@ -190,10 +179,11 @@ class AnyRefConversation(BaseTransform):
         else:
             slots['expr'] = user.get('slots', {}).get('expr', '')
             answer_turn['answer'] = self._expressions(answer_turn['answer'], instances, hw, rid)
-        conv = [t for t in conv if t.get('role') != 'system']
         conv[conv.index(user)] = {'role': 'user', 'template': TEMPLATES[task], 'slots': slots}
-        if self.system is not None:
-            conv = [{'role': 'system', 'content': self.system}, *conv]
+        if self.system is None:  # the template set's system prompt, not the record's task's
+            conv = [t for t in conv if t.get('role') != 'system']
+        else:
+            conv = with_system_turn(conv, self.system)
         results.update(conversation=conv, instances=instances)
         results['visual_refs'], results['audio_refs'] = visual_refs, audio_refs
         return results
@@ -221,17 +211,6 @@ class ObjAnswerFormat:
         if not parts:
             raise ValueError(f'answer {answer!r} has no expression')
         return ', '.join(parts) + '.'
-
-
-@TASK_UTILS.register_module()
-class AnyRefMaskTarget(MaskTarget):
-    """:class:`MaskTarget` that accepts an all-zero mask (an expression matching nothing)."""
-
-    def _decode(self, inst: dict | None, results: dict) -> np.ndarray:
-        h, w = results['ori_shape']
-        if not inst or inst.get('mask') is None:
-            raise TargetError(f'record {results.get("id")}: mask target instance has no mask')
-        return decode_mask(inst['mask'], h, w)
 
 
 @TRANSFORMS.register_module()

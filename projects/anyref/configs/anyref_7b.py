@@ -34,6 +34,7 @@ from mmrefvlm.datasets import (
     WeightedMultiDatasetSampler,
     refvlm_collate,
 )
+from mmrefvlm.datasets.transforms import MaskTarget
 from mmrefvlm.engine import FastResumeIterBasedTrainLoop, NaNGuardOptimWrapper
 from mmrefvlm.evaluation import RESMetric
 from mmrefvlm.models import (
@@ -47,7 +48,6 @@ from projects.anyref.anyref_seg import (
     AnyRefCaptionMetric,
     AnyRefConversation,
     AnyRefMaskDecoder,
-    AnyRefMaskTarget,
     AudioReferenceEncoder,
     ObjAnswerFormat,
     PackAnyRefInputs,
@@ -169,7 +169,7 @@ _format = dict(
     answer_format=dict(type=ObjAnswerFormat),
     ref_parser=ref_parser,
 )
-_targets = dict(mask=dict(type=AnyRefMaskTarget, size=mask_size))
+_targets = dict(mask=dict(type=MaskTarget, size=mask_size, allow_empty=True))
 train_pipeline = _load + [
     _format,
     dict(type=BuildUnitTargets, unit_targets=_targets, with_original=False),

@@ -23,13 +23,13 @@ from mmrefvlm.datasets import (
     WeightedMultiDatasetSampler,
     refvlm_collate,
 )
+from mmrefvlm.datasets.transforms import MaskTarget
 from mmrefvlm.evaluation import GRESMetric, RESMetric
 from mmrefvlm.models import LatentEmbeddingRouter, MLPProjector, SpecialTokenRefParser
 from projects.anyref.anyref_seg import (
     AnyRefCaptionMetric,
     AnyRefConversation,
     AnyRefMaskDecoder,
-    AnyRefMaskTarget,
     AudioReferenceEncoder,
     AVSMetric,
     ObjAnswerFormat,
@@ -141,7 +141,7 @@ _format = dict(
     answer_format=dict(type=ObjAnswerFormat),
     ref_parser=ref_parser,  # the pipeline's label_refs are what the training step routes
 )
-_targets = dict(mask=dict(type=AnyRefMaskTarget, size=mask_size))
+_targets = dict(mask=dict(type=MaskTarget, size=mask_size, allow_empty=True))
 anyref_train_pipeline = _load + [
     _format,
     dict(type=BuildUnitTargets, unit_targets=_targets, with_original=False),

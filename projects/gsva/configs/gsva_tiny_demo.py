@@ -23,6 +23,7 @@ from mmrefvlm.datasets import (
     RefVLMDataset,
     WeightedMultiDatasetSampler,
 )
+from mmrefvlm.datasets.transforms import MaskTarget
 from mmrefvlm.evaluation import GRESMetric
 from mmrefvlm.models import SpecialTokenRefParser
 from projects.gsva.gsva_seg import (
@@ -33,7 +34,6 @@ from projects.gsva.gsva_seg import (
 )
 from projects.lisa.lisa_seg import (
     MMDetRefSegMetric,
-    SegMaskTarget,
     SlotAnswerFormat,
     UnionExpressionTargets,
 )
@@ -81,7 +81,7 @@ _format = dict(
     answer_format=dict(type=SlotAnswerFormat, ref_token=seg_token, reject_token=rej_token),
     ref_parser=ref_parser,
 )
-_targets = dict(mask=dict(type=SegMaskTarget, size=mask_size))
+_targets = dict(mask=dict(type=MaskTarget, size=mask_size, allow_empty=True))
 gsva_train_pipeline = [
     dict(type=SampleExpressions),
     *_load,

@@ -25,8 +25,9 @@ from mmrefvlm.datasets import (
     RefVLMDataset,
     WeightedMultiDatasetSampler,
 )
+from mmrefvlm.datasets.transforms import MaskTarget
 from projects.gsva.gsva_seg import GroupedExpressionDataset, SampleExpressions
-from projects.lisa.lisa_seg import SegMaskTarget, SlotAnswerFormat, UnionExpressionTargets
+from projects.lisa.lisa_seg import SlotAnswerFormat, UnionExpressionTargets
 from projects.sam_plugin.sam_unit import PackSamImage
 
 # rec / res: the demo's short system prompt; gres: None keeps the task's own (its template set)
@@ -45,7 +46,7 @@ _fmt = dict(
     answer_format=dict(type=SlotAnswerFormat, ref_token=seg_token, reject_token=rej_token),
     ref_parser=ref_parser,
 )
-_targets = dict(mask=dict(type=SegMaskTarget, size=mask_size))
+_targets = dict(mask=dict(type=MaskTarget, size=mask_size, allow_empty=True))
 _load = {
     task: [
         dict(type=LoadRecordImage),

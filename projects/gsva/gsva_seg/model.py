@@ -14,19 +14,9 @@ from mmrefvlm.models.generation import split_llm
 from mmrefvlm.models.refvlm_utils import IGNORE_INDEX, select_rows
 from mmrefvlm.registry import MODELS
 from mmrefvlm.structures import SampleList, VisualContext
+from mmrefvlm.trp import iter_groups
 
 EVAL_MODES = ('generate', 'teacher_forced')
-
-
-def _slot_groups(answer: Any) -> list[int]:
-    """``n`` of every group of a structured answer, in order (one entry per slot)."""
-    out: list[int] = []
-    for seg in answer or []:
-        if isinstance(seg, dict):
-            if isinstance(seg.get('phrase'), list):
-                out += _slot_groups(seg['phrase'])
-            out += [int(g.get('n', 0)) for g in seg.get('groups') or []]
-    return out
 
 
 @MODELS.register_module()
@@ -98,7 +88,8 @@ class GSVARefVLM(RefVLM):
         units = list(pred.get('units', []))
         masks = [pred.masks[i] for i, u in enumerate(units) if u == self.unit and 'masks' in pred]
         out_masks, rejected, decoded = [], [], []
-        for n in _slot_groups(sample.get('pred_answer')):
+        slots = [int(g['n']) for _, _, _, g in iter_groups(sample.get('pred_answer') or [])]
+        for n in slots:
             ok = n > 0 and len(masks) > 0
             out_masks.append(masks.pop(0) if ok else torch.zeros(h, w, dtype=torch.bool))
             rejected.append(n == 0)

@@ -28,6 +28,7 @@ from mmrefvlm.datasets import (
     WeightedMultiDatasetSampler,
     refvlm_collate,
 )
+from mmrefvlm.datasets.transforms import MaskTarget
 from mmrefvlm.engine import FastResumeIterBasedTrainLoop, NaNGuardOptimWrapper
 from mmrefvlm.evaluation import GRESMetric
 from mmrefvlm.models import (
@@ -40,7 +41,6 @@ from mmrefvlm.models import (
 from projects.lisa.lisa_seg import (
     LisaMaskDecoder,
     MMDetRefSegMetric,
-    SegMaskTarget,
     SlotAnswerFormat,
     UnionExpressionTargets,
 )
@@ -135,7 +135,7 @@ _format = dict(
     ),
     ref_parser=ref_parser,
 )
-_targets = dict(mask=dict(type=SegMaskTarget, size=mask_size))
+_targets = dict(mask=dict(type=MaskTarget, size=mask_size, allow_empty=True))
 train_pipeline = _load + [
     _format,
     dict(type=BuildUnitTargets, unit_targets=_targets, with_original=False),

@@ -23,12 +23,12 @@ from mmrefvlm.datasets import (
     WeightedMultiDatasetSampler,
     refvlm_collate,
 )
+from mmrefvlm.datasets.transforms import MaskTarget
 from mmrefvlm.evaluation import GRESMetric
 from mmrefvlm.models import LatentEmbeddingRouter, MLPProjector, SpecialTokenRefParser
 from projects.lisa.lisa_seg import (
     LisaMaskDecoder,
     MMDetRefSegMetric,
-    SegMaskTarget,
     SlotAnswerFormat,
     UnionExpressionTargets,
 )
@@ -109,7 +109,7 @@ _format = dict(
     ),
     ref_parser=ref_parser,
 )
-_targets = dict(mask=dict(type=SegMaskTarget, size=mask_size))
+_targets = dict(mask=dict(type=MaskTarget, size=mask_size, allow_empty=True))
 lisa_train_pipeline = _load + [
     _format,
     dict(type=BuildUnitTargets, unit_targets=_targets, with_original=False),

@@ -1,6 +1,6 @@
 # Copyright (c) mmrefvlm contributors. Licensed under the Apache License 2.0.
 """LISA ("embedding as mask") as an mmrefvlm project. Importing registers ``LisaMaskDecoder``
-(``MODELS``), ``SlotAnswerFormat`` and ``SegMaskTarget`` (``TASK_UTILS``),
+(``MODELS``), ``SlotAnswerFormat`` (``TASK_UTILS``),
 ``UnionExpressionTargets`` (``TRANSFORMS``) and ``MMDetRefSegMetric`` (``METRICS``); the
 SAM plugin (``projects.sam_plugin``) comes with it."""
 
@@ -9,7 +9,6 @@ import os.path as osp
 from .answer_format import SlotAnswerFormat
 from .decoder import LISA_BCE_LOSS, LISA_DICE_LOSS, LisaMaskDecoder
 from .metrics import MMDetRefSegMetric
-from .targets import SegMaskTarget
 from .transforms import UnionExpressionTargets
 
 #: The project's template sets (``lisa_seg.json``).
@@ -20,7 +19,6 @@ __all__ = [
     'LISA_BCE_LOSS',
     'LISA_DICE_LOSS',
     'SlotAnswerFormat',
-    'SegMaskTarget',
     'UnionExpressionTargets',
     'MMDetRefSegMetric',
     'LISA_TEMPLATE_DIR',

@@ -5,13 +5,11 @@ way LISA and GSVA train on RefCOCO and gRefCOCO."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 
-import numpy as np
 from mmcv.transforms import BaseTransform
 
-from mmrefvlm.datasets.geometry import decode_mask, encode_mask, mask_bbox
-from mmrefvlm.datasets.transforms import TargetError
+from mmrefvlm.datasets.records import with_system_turn
+from mmrefvlm.datasets.transforms import TargetError, union_target_instance
 from mmrefvlm.registry import TRANSFORMS
 from mmrefvlm.trp import iter_groups
 
@@ -64,21 +62,10 @@ class UnionExpressionTargets(BaseTransform):
             raise ValueError(f'empty must be one of {EMPTY_MODES}, got {empty!r}')
         self.unit, self.empty, self.template, self.system = unit, empty, template, system
 
-    def _union(self, targets: Sequence[int], instances: list, hw: tuple[int, int], rid) -> dict:
-        union = np.zeros(hw, dtype=bool)
-        for t in targets:
-            if not 0 <= t < len(instances) or instances[t].get('mask') is None:
-                raise TargetError(f'record {rid}: target {t} has no instance mask to segment')
-            union |= decode_mask(instances[t]['mask'], *hw)
-        rle = encode_mask(union)
-        return {'mask': rle, 'bbox': mask_bbox(rle, *hw), 'category': 'union'}
-
     def _rewrite_answer(self, answer: list, instances: list, hw: tuple[int, int], rid) -> None:
-        seen: set[int] = set()
-        for _, _, phrase_group, _ in list(iter_groups(answer)):
-            if id(phrase_group) in seen:  # one entry per group: rewrite each phrase once
+        for _, group_index, phrase_group, _ in list(iter_groups(answer)):
+            if group_index:  # rewrite each phrase once, at its first group
                 continue
-            seen.add(id(phrase_group))
             groups = phrase_group['groups']
             targets = sorted(
                 {int(t) for g in groups for t in (g.get('targets') or []) if t is not None}
@@ -86,7 +73,7 @@ class UnionExpressionTargets(BaseTransform):
             if targets and len(targets) == 1:
                 new = {'units': [self.unit], 'n': 1, 'targets': targets}
             elif targets or self.empty == 'target':
-                instances.append(self._union(targets, instances, hw, rid))
+                instances.append(union_target_instance(instances, targets, hw, rid))
                 new = {'units': [self.unit], 'n': 1, 'targets': [len(instances) - 1]}
             else:
                 new = {'units': [self.unit], 'n': 0, 'targets': []}
@@ -102,10 +89,6 @@ class UnionExpressionTargets(BaseTransform):
                 turn['template'] = self.template
             elif turn.get('role') == 'assistant' and not isinstance(turn.get('answer'), str):
                 self._rewrite_answer(turn['answer'], instances, hw, rid)
-        if self.system is not None:
-            if conversation and conversation[0].get('role') == 'system':
-                conversation = conversation[1:]
-            conversation = [{'role': 'system', 'content': self.system}, *conversation]
-        results['conversation'] = conversation
+        results['conversation'] = with_system_turn(conversation, self.system)
         results['instances'] = instances
         return results

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mmrefvlm.datasets.geometry import decode_mask, encode_mask
-from mmrefvlm.datasets.transforms import MaskTarget, TargetError
+from mmrefvlm.datasets.transforms import TargetError
 from mmrefvlm.models import SpecialTokenRefParser
 from mmrefvlm.tokenization import build_tokenizer
-from projects.lisa.lisa_seg import SegMaskTarget, SlotAnswerFormat, UnionExpressionTargets
+from projects.lisa.lisa_seg import SlotAnswerFormat, UnionExpressionTargets
 
 LISA_FORMAT = SlotAnswerFormat('[SEG]', prefix='Sure, it is ', slot='{token}')
 GSVA_FORMAT = SlotAnswerFormat('[SEG]', reject_token='[REJ]')
@@ -86,18 +86,6 @@ def test_union_targets_need_instance_masks():
         UnionExpressionTargets()(rec)
     with pytest.raises(ValueError, match='empty must be'):
         UnionExpressionTargets(empty='skip')
-
-
-def test_seg_mask_target_accepts_empty_masks():
-    results = dict(id='r', ori_shape=(10, 12), square_size=12)
-    insts = [
-        dict(mask=encode_mask(_mask((0, 0, 0, 0)))),
-        dict(mask=encode_mask(_mask((0, 0, 6, 6)))),
-    ]
-    with pytest.raises(TargetError, match='empty'):
-        MaskTarget(size=12).build(insts, results)
-    masks = SegMaskTarget(size=12).build(insts, results)['masks']
-    assert masks.shape == (2, 12, 12) and int(masks[0].sum()) == 0 and int(masks[1].sum()) == 36
 
 
 def test_rendered_answer_parses_back_to_its_slots():

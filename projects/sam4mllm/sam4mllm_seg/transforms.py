@@ -15,6 +15,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.structures import BaseDataElement
 
 from mmrefvlm.datasets.geometry import decode_mask
+from mmrefvlm.datasets.records import with_system_turn
 from mmrefvlm.datasets.transforms import MaskTarget, TargetError
 from mmrefvlm.registry import TASK_UTILS, TRANSFORMS
 from mmrefvlm.trp import iter_groups
@@ -201,11 +202,7 @@ class SAM4MLLMConversation(BaseTransform):
             turn['answer'] = groups
         if self.variant == 'pqpp' and not self.predict:
             conversation += self._point_turns(point_insts, hw, rng)
-        if self.system is not None:
-            if conversation and conversation[0].get('role') == 'system':
-                conversation = conversation[1:]
-            conversation = [{'role': 'system', 'content': self.system}, *conversation]
-        results['conversation'] = conversation
+        results['conversation'] = with_system_turn(conversation, self.system)
         return results
 
 
