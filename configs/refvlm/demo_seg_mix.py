@@ -17,8 +17,8 @@ from mmrefvlm.evaluation import GRESMetric, RESMetric
 
 seg_tasks = dict(rec=4, res=4, gres=3)  # the demo's rec : res : gres ratios
 val_seg_tasks = ['res', 'gres']
-max_iters = 300
-warmup_iters = 30
+max_iters = 1200  # the seed-method comparison budget (docs/seed_methods.md)
+warmup_iters = 120
 
 model.unit_decoders = dict(box=model.unit_decoders.box, mask=model.unit_decoders.mask)
 model.loss_weights = dict(llm=5.0, box=1.0, mask=1.0)

@@ -85,8 +85,8 @@ tiny_sam = dict(
 )
 empty_pixels = 50  # ReLA's "no target" rule for models without a rejection token (as LISA)
 max_length = 256
-max_iters = 300
-warmup_iters = 30
+max_iters = 1200  # the seed-method comparison budget (docs/seed_methods.md)
+warmup_iters = 120
 lr = 1e-3
 
 # --- model: RefVLM + AnyRef's hooks, nothing else ---

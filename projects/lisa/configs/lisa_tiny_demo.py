@@ -64,8 +64,8 @@ tiny_sam = dict(
 # ReLA's rule for models without [REJ]: a mask under 50 px is "no target". On the demo's <= 64 px
 # images that is 1-4 % of the image (0.016 % on gRefCOCO), so the 1-px rule is reported too.
 empty_pixels = 50
-max_iters = 300
-warmup_iters = 30
+max_iters = 1200  # the seed-method comparison budget (docs/seed_methods.md)
+warmup_iters = 120
 lr = 1e-3
 
 # --- model: LLaVA (tiny) + SAM (tiny, random: nothing is pretrained offline) ---

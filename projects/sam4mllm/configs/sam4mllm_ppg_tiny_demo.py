@@ -56,8 +56,8 @@ seg_tasks = dict(rec=4, res=4, gres=3)  # the demo's rec : res : gres sampling r
 counts = dict(rec='1', res='1', gres='0+')
 val_seg_tasks = ['res', 'gres']
 max_length = 368  # longest training sample 337 tokens (every 3rd sample measured)
-max_iters = 300
-warmup_iters = 30
+max_iters = 1200  # the seed-method comparison budget (docs/seed_methods.md)
+warmup_iters = 120
 lr = 1e-3
 
 # --- model: the demo MLLM, no decoder, a frozen SAM after it ---
