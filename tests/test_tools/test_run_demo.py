@@ -76,3 +76,19 @@ def test_cfg_options_must_be_key_value_pairs():
     ]
     with pytest.raises(SystemExit, match='KEY=VALUE'):
         tool.parse_args(['--cfg-options', 'seed'])
+
+
+def test_report_gives_wall_and_process_cpu_times():
+    tool = load_tool('run_demo')
+    text = tool.report(
+        {'res/cIoU': 42.0},
+        {'res/cIoU': 5.8},
+        {'train': 390.0, 'test': 12.0, 'cpu': {'train': 360.0, 'test': 6.0}},
+        aims={},
+    )
+    assert '| `res/cIoU` | 42.000 | 5.800 |  |' in text
+    assert text.endswith(
+        'Training 6.5 min, test 0.2 min (this machine, wall; process CPU 6.0 min and 0.1 min).'
+    )
+    plain = tool.report({'res/cIoU': 42.0}, {}, {'train': 60.0, 'test': 6.0}, aims={})
+    assert plain.endswith('Training 1.0 min, test 0.1 min (this machine, wall).')
