@@ -22,13 +22,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
 from mmrefvlm.datasets.rle import MAX_VARINT_CHARS, check_rle, rle_counts_from_string
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI runs the same 300 cases every time (a failure reproduces; new cases are added
+# with @example, as the one a random run found below)
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def _varint(value: int, length: int) -> str:
@@ -88,8 +95,18 @@ def rle_strings(draw):
     return h, w, ''.join(chars)
 
 
+def _runs_or_none(counts: str) -> list[int] | None:
+    try:
+        return rle_counts_from_string(counts)
+    except ValueError:  # e.g. a varint over MAX_VARINT_CHARS, which pycocotools itself can write
+        return None
+
+
 @SETTINGS
 @given(rle_strings())
+# pycocotools re-encodes its overflowed 32-bit reading of this 1 x 1 mask as the same string, a
+# 7-character varint included: its "own encoding", yet not a valid mask
+@example((1, 1, '0PPPPP`001'))
 def test_check_agrees_with_pycocotools(case):
     h, w, counts = case
     err, area = check_rle({'size': [h, w], 'counts': counts}, h, w)
@@ -98,7 +115,8 @@ def test_check_agrees_with_pycocotools(case):
         return
     rle = {'size': [h, w], 'counts': counts.encode('ascii')}
     canonical = mask_utils.merge([rle])['counts'].decode('ascii')  # its runs, re-encoded
-    if canonical == counts and sum(rle_counts_from_string(canonical)) == h * w:
+    runs = _runs_or_none(canonical)
+    if canonical == counts and runs is not None and sum(runs) == h * w:
         assert err is None, (counts, err)  # pycocotools' own encoding of a valid mask
     if err is None:
         runs = rle_counts_from_string(counts)

@@ -207,10 +207,20 @@ def _ddp_worker(rank: int, store: str, queue) -> None:
                 loss = loss * float('inf')  # only rank 0 goes non-finite
             ow.update_params(loss)
             weights.append(model.module.weight.detach().clone())
-        queue.put((rank, ow.num_skipped, [w.tolist() for w in weights]))  # plain data, no fds
+        _report(queue, (rank, ow.num_skipped, [w.tolist() for w in weights]))  # plain data
         dist.destroy_process_group()
     except Exception as err:  # noqa: BLE001 (report to the parent instead of hanging it)
-        queue.put((rank, repr(err), None))
+        _report(queue, (rank, repr(err), None))
+
+
+def _report(queue, item) -> None:
+    """Put and flush before anything else can block the process. A loaded CI run once timed out
+    waiting for rank 0's report after rank 1 had reported and exited; an item still in the
+    queue's feeder thread while the process blocks in gloo's teardown would look like that (not
+    proven; the flush rules it out)."""
+    queue.put(item)
+    queue.close()
+    queue.join_thread()
 
 
 def _collect(queue, procs, timeout: float) -> dict:
