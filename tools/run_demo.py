@@ -61,6 +61,17 @@ def parse_args(argv=None):
     return args
 
 
+def cfg_dict(opts: list[str]) -> dict:
+    """``KEY=VALUE`` overrides parsed as ``tools/train.py`` / ``tools/test.py`` parse their
+    ``--cfg-options`` (mmengine's ``DictAction``: numbers, booleans and lists typed), so the
+    baseline is built with the same values as the model's test."""
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser()
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return p.parse_args(['--cfg-options', *opts] if opts else []).cfg_options
+
+
 def baseline_metrics(cfg_path: str, overrides: dict) -> dict:
     """The config's val metrics on trivial predictions (whole image / constant depth)."""
     from mmengine.evaluator import Evaluator
@@ -210,8 +221,7 @@ def main(argv=None) -> None:
         ]
     )
     seconds['test'], seconds['cpu']['test'] = time.time() - t0, time.process_time() - c0
-    overrides = dict(o.split('=', 1) for o in opts)
-    base = baseline_metrics(args.config, overrides)
+    base = baseline_metrics(args.config, cfg_dict(opts))
     with open(osp.join(args.work_dir, 'baseline_metrics.json'), 'w', encoding='utf-8') as f:
         json.dump(base, f, indent=2, sort_keys=True)
     text = report(metrics, base, seconds, cfg.get('demo_aims'))

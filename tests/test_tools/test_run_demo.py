@@ -92,3 +92,16 @@ def test_report_gives_wall_and_process_cpu_times():
     )
     plain = tool.report({'res/cIoU': 42.0}, {}, {'train': 60.0, 'test': 6.0}, aims={})
     assert plain.endswith('Training 1.0 min, test 0.1 min (this machine, wall).')
+
+
+def test_the_baseline_reads_overrides_typed_as_train_and_test_do():
+    tool = load_tool('run_demo')
+    opts = ['test_dataloader.dataset.datasets.0.indices=40', 'model.point_threshold=0.5']
+    opts += ['data_root=/tmp/demo', 'val_cfg=None']
+    assert tool.cfg_dict(opts) == {
+        'test_dataloader.dataset.datasets.0.indices': 40,  # an int, not '40'
+        'model.point_threshold': 0.5,
+        'data_root': '/tmp/demo',
+        'val_cfg': None,
+    }
+    assert tool.cfg_dict([]) == {}
