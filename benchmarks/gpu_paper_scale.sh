@@ -11,7 +11,7 @@
 # Every step runs under `timeout`, writes its log to $LOGS, and its JSON to benchmarks/results/
 # (rewritten after every measured point, so a step killed by its timeout keeps what it measured);
 # at the end logs, JSON files and a summary are copied to $OUT when it is set. A failing step does
-# not stop the others.
+# not stop the others; the exit status is 1 when any step failed.
 #
 # Duration estimates (H200; ~400 TFLOP/s effective bf16; per process ~12 s of imports + CUDA
 # context and ~5 s to build the 7B model on the meta device and materialise it):
@@ -33,6 +33,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 # Less fragmentation near the memory limit (the measured peak, max_memory_allocated, is unaffected)
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 START=$(date +%s)
+FAILED=0
 SUMMARY="$LOGS/summary.txt"
 RESULTS="train_step_stage2_lora_cuda train_step_stage2_cuda inference_stage2_cuda matching_cuda"
 for f in $RESULTS; do rm -f "benchmarks/results/$f.json"; done  # no stale file is copied below
@@ -48,6 +49,7 @@ step() {  # step NAME SECONDS COMMAND...
   local t0=$(date +%s)
   timeout -k 3 "$limit" "$@" > "$LOGS/$name.log" 2>&1
   local rc=$?
+  [ "$rc" -eq 0 ] || FAILED=$(( FAILED + 1 ))
   echo "$name: rc=$rc, $(( $(date +%s) - t0 )) s (limit $limit s)" | tee -a "$SUMMARY"
 }
 
@@ -81,3 +83,4 @@ fi
 # The Markdown tables, for the log of whoever runs this.
 grep -h -A 12 '^configs/\|^workload' "$LOGS"/train_lora.log "$LOGS"/train_full.log \
   "$LOGS"/inference.log "$LOGS"/matching.log 2>/dev/null | grep -v '^--$' || true
+[ "$FAILED" -eq 0 ]

@@ -18,6 +18,7 @@
 # Each step runs under `timeout`; logs go to $WORK, and at the end $OUT receives
 # gpu_session.tgz (everything) and summary.txt. STAGES (default "check bench step demo") picks
 # steps. The GPU demo's training budget: DEMO_TRAIN_S (default: what is left minus test time).
+# Exit status: 0 when every step that ran exited 0, else 1 (summary.txt says which did not).
 set -u
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
@@ -29,36 +30,41 @@ START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$WORK/summary.txt"; }
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+FAILED="$WORK/failed_steps"  # a file: the gpu-check stage runs in a subshell
+ran() {  # ran RC MESSAGE: log a step's exit status, remember a failure
+  [ "$1" -eq 0 ] || echo "$2" >> "$FAILED"
+  log "$2 rc=$1${3:+ $3}"
+}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 log "start: commit $(git rev-parse --short HEAD 2>/dev/null), budget $BUDGET s, stages: $STAGES"
 if ! $PY -c 'import mmengine, mmdet' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
   timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl \
     > "$WORK/install.log" 2>&1
-  log "install rc=$?"
+  ran $? install
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$WORK/summary.txt" 2>&1
 $PY -c 'import torch, transformers, peft; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__, "peft", peft.__version__)' >> "$WORK/summary.txt" 2>&1
 
 if has check; then  # about 4-5 minutes on 10 workers; CPU-bound, light on the GPU
   ( timeout 345 $PY tools/misc/gpu_check.py --workers 10 --timeout 330 --out "$WORK/gpu_check" \
-      > "$WORK/gpu_check.log" 2>&1; log "gpu-check rc=$?" ) &
+      > "$WORK/gpu_check.log" 2>&1; ran $? gpu-check ) &
 fi
 if has demo; then
   timeout 120 $PY tools/misc/make_demo_data.py --out data/demo_gpu --num-train 12000 \
     --num-val 200 --workers 6 > "$WORK/demo_data.log" 2>&1
-  log "demo data rc=$?"
+  ran $? "demo data"
 fi
 if has bench; then
   LOGS="$WORK/paper_scale" timeout 190 bash benchmarks/gpu_paper_scale.sh > "$WORK/paper_scale.log" 2>&1
-  log "paper-scale benchmarks rc=$?"
+  ran $? "paper-scale benchmarks"
 fi
 if has step; then
   timeout 90 $PY benchmarks/bench_train_step.py --device cuda --iters 40 --warmup 10 \
     > "$WORK/demo_step_cuda.log" 2>&1
-  log "demo step on cuda rc=$?"
+  ran $? "demo step on cuda"
   timeout 60 $PY benchmarks/count_syncs.py --device cuda --steps 8 > "$WORK/syncs_cuda.log" 2>&1
-  log "syncs per loss call on cuda rc=$? ($(head -n 1 "$WORK/syncs_cuda.log"))"
+  ran $? "syncs per loss call on cuda" "($(head -n 1 "$WORK/syncs_cuda.log"))"
   cp benchmarks/results/train_step*cuda*.json benchmarks/results/sync_counts_cuda.json "$WORK/" \
     2>/dev/null
 fi
@@ -67,14 +73,14 @@ if has demo; then
   if [ "$TRAIN_S" -gt 60 ]; then
     timeout $(( TRAIN_S + 140 )) $PY tools/run_demo.py --config configs/refvlm/demo_gpu.py \
       --work-dir "$WORK/demo_gpu" --time-budget "$TRAIN_S" > "$WORK/demo_gpu.log" 2>&1
-    log "GPU demo rc=$? (training budget $TRAIN_S s)"
+    ran $? "GPU demo" "(training budget $TRAIN_S s)"
     rm -f "$WORK"/demo_gpu/*.pth
   else
     log "GPU demo skipped: only $(left) s left"
   fi
 fi
 wait
-log "done"
+log "done${FAILED:+$([ -s "$FAILED" ] && echo "; failed: $(paste -sd, "$FAILED")")}"
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"
   tar czf "$OUT/gpu_session.tgz" --exclude='*.pth' -C "$(dirname "$WORK")" "$(basename "$WORK")"
@@ -82,3 +88,4 @@ if [ -n "${OUT:-}" ]; then
   [ -f "$WORK/gpu_check/summary.md" ] && cp "$WORK/gpu_check/summary.md" "$OUT/gpu_check_summary.md"
   [ -f "$WORK/demo_gpu/report.md" ] && cp "$WORK/demo_gpu/report.md" "$OUT/demo_gpu_report.md"
 fi
+[ ! -s "$FAILED" ]
