@@ -54,7 +54,7 @@ def build(config: str, device: str):
     cfg.train_dataloader.pop('persistent_workers', None)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).to(device).train()
-    return model, Runner.build_dataloader(cfg.train_dataloader)
+    return model, Runner.build_dataloader(cfg.train_dataloader, seed=0)  # the same batches each run
 
 
 def count_step(model, data, device: str) -> dict:
