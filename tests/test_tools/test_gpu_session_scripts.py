@@ -54,6 +54,9 @@ def run_session(tmp_path, fake_python, **env):
     for script in SCRIPTS:
         os.makedirs(root / osp.dirname(script), exist_ok=True)
         shutil.copy(osp.join(REPO_ROOT, script), root / script)
+    if env.pop('WHEELS', None):  # carried wheels (empty stand-ins)
+        os.makedirs(root / '.whl')
+        (root / '.whl' / 'mmengine-0.10.7-py3-none-any.whl').write_bytes(b'')
     full = dict(
         os.environ,
         PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
@@ -190,3 +193,33 @@ def test_every_recorded_command_line_parses_with_its_script(tmp_path, fake_pytho
     assert data.num_val == cfg.demo_dataset['num_val_images']
     assert data.seed == cfg.demo_dataset.get('seed', 0)
     assert set(data.tasks) == set(cfg.demo_dataset.get('tasks', data.tasks))
+
+
+def test_wheels_go_to_a_private_folder_when_site_packages_is_not_writable(tmp_path):
+    """No mmengine on the machine: the carried wheels are installed; where the plain install does
+    not make them importable (not root), they go to /tmp/site, ahead of the machine's packages."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    log = tmp_path / 'calls.log'
+    flag = tmp_path / 'installed'
+    (bin_dir / 'python3').write_text(
+        '#!/usr/bin/env bash\n'
+        f'(IFS=$\'{SEP}\'; echo "$*") >> "{log}"\n'
+        f'echo "PYTHONPATH=$PYTHONPATH" >> "{log}.env"\n'
+        'if [[ "$*" == *"import mmengine"* ]]; then\n'
+        f'  [ -f "{flag}" ] && exit 0; echo "ModuleNotFoundError: mmengine" >&2; exit 1\n'
+        'fi\n'
+        'if [[ "$*" == *"pip install"* ]]; then\n'
+        f'  [[ "$*" == *"--target /tmp/site"* ]] && touch "{flag}" && exit 0\n'
+        '  exit 0\n'  # a user-site install that is not on the path: succeeds, imports nothing
+        'fi\n'
+    )
+    (bin_dir / 'python3').chmod(0o755)
+    (bin_dir / 'nvidia-smi').write_text('#!/usr/bin/env bash\n')
+    (bin_dir / 'nvidia-smi').chmod(0o755)
+    res, calls, summary = run_session(tmp_path, (bin_dir, log), STAGES='step', WHEELS='1')
+    pips = [c for c in calls if c[:3] == ['-m', 'pip', 'install']]
+    assert len(pips) == 2 and '--target' not in pips[0] and '/tmp/site' in pips[1], pips
+    assert summary.count('install rc=0') == 1 and 'not importable' not in summary
+    later = (tmp_path / 'calls.log.env').read_text().splitlines()[-1]
+    assert later.endswith(':/tmp/site') and str(tmp_path / 'repo') in later

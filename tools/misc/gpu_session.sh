@@ -38,10 +38,20 @@ ran() {  # ran RC MESSAGE: log a step's exit status, remember a failure
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 log "start: commit $(git rev-parse --short HEAD 2>/dev/null), budget $BUDGET s, stages: $STAGES"
+WHEEL_ARGS="-q --no-index --no-deps --no-compile --no-cache-dir"
 if ! $PY -c 'import mmengine, mmdet' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
-  timeout 60 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .whl/*.whl \
-    > "$WORK/install.log" 2>&1
-  ran $? install
+  timeout 60 $PY -m pip install $WHEEL_ARGS .whl/*.whl > "$WORK/install.log" 2>&1
+  rc=$?
+  if ! $PY -c 'import mmengine, mmdet' 2>/dev/null; then
+    # not root, or no writable site-packages: a private folder ahead of the machine's packages
+    timeout 60 $PY -m pip install $WHEEL_ARGS --upgrade --target /tmp/site .whl/*.whl \
+      >> "$WORK/install.log" 2>&1
+    rc=$?
+    export PYTHONPATH="$PYTHONPATH:/tmp/site"
+  fi
+  err=$($PY -c 'import mmengine, mmdet' 2>&1 | tail -n 1)
+  [ -z "$err" ] || rc=1
+  ran $rc install "${err:+(still not importable: $err)}"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$WORK/summary.txt" 2>&1
 $PY -c 'import torch, transformers, peft; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__, "peft", peft.__version__)' >> "$WORK/summary.txt" 2>&1
