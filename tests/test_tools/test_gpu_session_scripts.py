@@ -120,7 +120,7 @@ def test_every_stage_runs_logs_and_delivers(tmp_path, fake_python):
     assert summary.rstrip().endswith('] done')  # no step failed
     assert 'Stand-in GPU' in summary  # the GPU's name is recorded
     scripts = [s for s, _ in script_calls(calls)]
-    assert scripts.count('benchmarks/bench_train_step.py') == 3  # LoRA, full, demo step
+    assert scripts.count('benchmarks/bench_train_step.py') == 4  # LoRA x 2, full, demo step
     for script in (
         'tools/misc/gpu_check.py',
         'tools/misc/make_demo_data.py',
@@ -132,7 +132,13 @@ def test_every_stage_runs_logs_and_delivers(tmp_path, fake_python):
         assert script in scripts, scripts
     # the paper-scale step's own summary (one line per step) and the session's results reach $OUT
     paper = (tmp_path / 'work' / 'paper_scale' / 'summary.txt').read_text()
-    for step in ('train_lora: rc=0', 'train_full: rc=0', 'inference: rc=0', 'matching: rc=0'):
+    for step in (
+        'train_lora: rc=0',
+        'train_lora_nockpt: rc=0',
+        'train_full: rc=0',
+        'inference: rc=0',
+        'matching: rc=0',
+    ):
         assert step in paper
     out = tmp_path / 'out'
     assert (out / 'summary.txt').read_text() == summary
@@ -174,11 +180,13 @@ def test_every_recorded_command_line_parses_with_its_script(tmp_path, fake_pytho
         seen.setdefault(script, []).append(ns)
         if hasattr(ns, 'device'):
             assert ns.device == 'cuda', (script, args)
-    lora, full, demo_step = seen['benchmarks/bench_train_step.py']
+    lora, lora_nockpt, full, demo_step = seen['benchmarks/bench_train_step.py']
     assert lora.config == 'configs/refvlm/stage2_lora.py' and lora.random_init
+    assert lora_nockpt.config == lora.config and lora_nockpt.gradient_checkpointing == 'off'
+    assert lora_nockpt.name != (lora.name or '')  # its own results file
     assert full.config == 'configs/refvlm/stage2.py' and full.gradient_checkpointing == 'on'
     assert not hasattr(demo_step, 'random_init')  # the demo breakdown's own parser
-    for ns in (lora, full):  # the configs the benchmarks build exist
+    for ns in (lora, lora_nockpt, full):  # the configs the benchmarks build exist
         assert osp.isfile(osp.join(REPO_ROOT, ns.config))
     (demo,) = seen['tools/run_demo.py']
     assert demo.config == 'configs/refvlm/demo_gpu.py' and demo.time_budget > 0
