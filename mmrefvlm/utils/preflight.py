@@ -25,7 +25,14 @@ from typing import Any
 
 from .paper_assets import PATH_HINTS, PREPARE_DOC, find_weight
 
-__all__ = ['MissingAsset', 'PreflightError', 'check_assets', 'run_preflight', 'SECTIONS']
+__all__ = [
+    'MissingAsset',
+    'PreflightError',
+    'check_assets',
+    'has_hf_weights',
+    'run_preflight',
+    'SECTIONS',
+]
 
 #: Config sections each kind of run reads.
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -33,7 +40,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     'test': ('model', 'test_dataloader'),
 }
 _FILE_KEYS = ('checkpoint', 'load_from', 'resume', 'pretrained')
-_WEIGHT_PATTERNS = ('*.safetensors', '*.bin', '*.pt', '*.pth', '*.gguf')
+#: The weight files ``from_pretrained`` reads from a folder (``*.gguf`` only with ``gguf_file``).
+HF_WEIGHT_PATTERNS = ('*.safetensors', '*.bin')
 _TOKENIZER_FILES = ('tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'vocab.json')
 _LOCAL_PREFIXES = ('.', '/', '~', 'checkpoints/', 'work_dirs/', 'data/')
 _HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')
@@ -157,6 +165,21 @@ def _items(section: str, node: Any) -> Iterator[tuple[str, str, str, Mapping]]:
             yield 'dataset', key, '', d
 
 
+def has_hf_weights(folder: str, gguf: bool = False) -> bool:
+    """Whether ``folder`` holds weight files that ``from_pretrained`` loads.
+
+    Args:
+        folder (str): A model folder.
+        gguf (bool): The model is read from a GGUF file (``gguf_file``): ``*.gguf`` counts too.
+
+    Returns:
+        bool: True when a ``*.safetensors`` or ``*.bin`` file (or ``*.gguf``) is in it. A
+        ``*.pt`` / ``*.pth`` file alone does not count: ``from_pretrained`` would not read it.
+    """
+    patterns = HF_WEIGHT_PATTERNS + (('*.gguf',) if gguf else ())
+    return any(glob.glob(osp.join(folder, p)) for p in patterns)
+
+
 def _check_model(kind: str, value: str, owner: Mapping) -> str | None:
     """Why a model / tokenizer folder is unusable (None: fine)."""
     if kind == 'tokenizer':
@@ -180,10 +203,10 @@ def _check_model(kind: str, value: str, owner: Mapping) -> str | None:
         return None if found else f'no tokenizer files ({", ".join(_TOKENIZER_FILES)}) in it'
     if not osp.isfile(osp.join(value, 'config.json')):
         return 'no config.json in it (incomplete download?)'
-    if owner.get('load_weights', True) and not any(
-        glob.glob(osp.join(value, p)) for p in _WEIGHT_PATTERNS
-    ):
-        return 'no weight files (*.safetensors, *.bin) in it'
+    gguf = bool(owner.get('gguf_file'))
+    if owner.get('load_weights', True) and not has_hf_weights(value, gguf):
+        patterns = HF_WEIGHT_PATTERNS + (('*.gguf',) if gguf else ())
+        return f'no weight files ({", ".join(patterns)}) in it'
     return None
 
 

@@ -161,3 +161,39 @@ def test_builtin_tokenizer_and_remote_files_are_not_paths(assets):
         ('work_dirs/stage2/x.pth', ['custom_hooks[0].checkpoint'])
     ]
     assert 'configs/refvlm/stage2.py' in missing[0].hint
+
+
+@pytest.mark.parametrize(
+    'files, usable',
+    [
+        (('config.json', 'model.safetensors'), True),
+        (('config.json', 'pytorch_model.bin'), True),
+        (('config.json', 'model.pth'), False),  # from_pretrained does not read .pth / .pt
+        (('config.json', 'model.pt'), False),
+        (('config.json', 'model.gguf'), False),  # only with gguf_file
+        (('model.safetensors',), False),
+        ((), False),
+    ],
+)
+def test_preflight_and_prepare_weights_agree_on_a_model_folder(assets, files, usable):
+    from mmrefvlm.testing.tool_helpers import load_tool
+
+    folder = 'checkpoints/vicuna-7b-v1.5'
+    for name in os.listdir(folder):
+        if name != 'tokenizer.json':
+            os.remove(os.path.join(folder, name))
+    for name in files:
+        open(os.path.join(folder, name), 'w').close()
+    flagged = [m.value for m in check_assets(assets, ['model']) if m.value == folder]
+    assert (not flagged) is usable
+    assert load_tool('misc/prepare_weights').is_ready(folder) is usable
+
+
+def test_a_gguf_model_folder_counts_with_gguf_file(assets):
+    folder = 'checkpoints/vicuna-7b-v1.5'
+    os.remove(os.path.join(folder, 'model.safetensors'))
+    open(os.path.join(folder, 'model.Q8_0.gguf'), 'w').close()
+    reasons = {m.value: m.reason for m in check_assets(assets, ['model'])}
+    assert reasons == {folder: 'no weight files (*.safetensors, *.bin) in it'}
+    assets.model.llm.gguf_file = 'model.Q8_0.gguf'
+    assert check_assets(assets, ['model']) == []

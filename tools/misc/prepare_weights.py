@@ -17,7 +17,6 @@ assets is :mod:`mmrefvlm.utils.paper_assets`; docs/prepare.md explains each step
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import os.path as osp
 import shutil
@@ -27,7 +26,7 @@ import urllib.request
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmrefvlm.utils.paper_assets import PAPER_WEIGHTS, WeightAsset  # noqa: E402
-from mmrefvlm.utils.preflight import hub_offline  # noqa: E402
+from mmrefvlm.utils.preflight import has_hf_weights, hub_offline  # noqa: E402
 
 STAGES = ('stage1', 'stage2', 'stage3', 'stage3_sam')
 _RAW_NAMES = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
@@ -59,12 +58,11 @@ def select(stage: str, only: list[str] | None) -> list[WeightAsset]:
 
 
 def is_ready(path: str) -> bool:
-    """A checkpoint file, or an HF folder with ``config.json`` and a weight file."""
+    """A checkpoint file, or an HF folder with ``config.json`` and weights that
+    ``from_pretrained`` reads (the preflight check of tools/train.py asks the same)."""
     if osp.isfile(path):
         return True
-    return osp.isfile(osp.join(path, 'config.json')) and any(
-        glob.glob(osp.join(path, p)) for p in ('*.safetensors', '*.bin')
-    )
+    return osp.isfile(osp.join(path, 'config.json')) and has_hf_weights(path)
 
 
 def raw_file(folder: str) -> str | None:
