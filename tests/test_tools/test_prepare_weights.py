@@ -3,6 +3,7 @@
 the conversion step runs on a tiny open_clip checkpoint; the online path is driven with a fake
 hub client."""
 
+import io
 import json
 
 import pytest
@@ -97,3 +98,42 @@ def test_online_fetches_one_weight_format_then_converts(tool, tmp_path, monkeypa
     assert repo.startswith('laion/CLIP-convnext_large') and '*.safetensors' in patterns
     assert '*.bin' not in patterns  # one weight format only
     assert (tmp_path / 'ckpt' / 'clip-convnext-large-512-hf' / 'config.json').is_file()
+
+
+class _Response(io.BytesIO):
+    """What ``urllib.request.urlopen`` returns, with a ``Content-Length`` header."""
+
+    def __init__(self, body: bytes, length: int | None) -> None:
+        super().__init__(body)
+        self.headers = {} if length is None else {'Content-Length': str(length)}
+
+
+def _checkpoint_bytes() -> bytes:
+    buf = io.BytesIO()
+    torch.save({'image_encoder.weight': torch.ones(2, 2)}, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    'body, length, error',
+    [
+        (_checkpoint_bytes(), len(_checkpoint_bytes()), None),
+        (_checkpoint_bytes(), None, None),  # no header: the load check still runs
+        (_checkpoint_bytes()[:100], len(_checkpoint_bytes()), 'stopped after 100 of'),
+        (b'<html>rate limited</html>', 25, 'not a readable weights-only checkpoint'),
+    ],
+)
+def test_url_download_is_checked_before_it_lands(tool, tmp_path, monkeypatch, body, length, error):
+    monkeypatch.setattr(tool.urllib.request, 'urlopen', lambda url: _Response(body, length))
+    monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+    monkeypatch.delenv('TRANSFORMERS_OFFLINE', raising=False)
+    (sam,) = [a for a in PAPER_WEIGHTS if a.url]
+    target = tmp_path / sam.folder
+    if error is None:
+        tool.download(sam, str(tmp_path))
+        assert torch.load(target, weights_only=True)['image_encoder.weight'].sum() == 4
+    else:
+        with pytest.raises(SystemExit, match=error):
+            tool.download(sam, str(tmp_path))
+        assert not target.exists()  # the configs never see a broken file
+    assert not (tmp_path / (sam.folder + '.part')).exists()

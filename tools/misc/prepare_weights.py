@@ -119,9 +119,35 @@ def download(asset: WeightAsset, root: str) -> None:
     print(f'{asset.name}: downloading {asset.url} ({asset.size}) to {folder}')
     os.makedirs(osp.dirname(osp.abspath(folder)), exist_ok=True)
     part = folder + '.part'
-    with urllib.request.urlopen(asset.url) as resp, open(part, 'wb') as out:  # noqa: S310
-        shutil.copyfileobj(resp, out)
+    try:
+        with urllib.request.urlopen(asset.url) as resp, open(part, 'wb') as out:  # noqa: S310
+            length = resp.headers.get('Content-Length')
+            shutil.copyfileobj(resp, out)
+            written = out.tell()
+        if length is not None and int(length) != written:
+            raise SystemExit(
+                f'{asset.name}: the download stopped after {written} of {length} bytes; '
+                'run this script again'
+            )
+        check_checkpoint(part, asset.name)
+    except BaseException:
+        if osp.exists(part):
+            os.remove(part)  # nothing half-written is left where the configs look
+        raise
     os.replace(part, folder)
+
+
+def check_checkpoint(path: str, name: str) -> None:
+    """A downloaded ``.pth`` must load as the weights-only checkpoint the tools will read."""
+    import torch
+
+    try:
+        torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except Exception as err:  # any reason: the file is not what the configs can load
+        raise SystemExit(
+            f'{name}: the downloaded file is not a readable weights-only checkpoint ({err}); '
+            'run this script again, or download it by hand (docs/prepare.md)'
+        ) from err
 
 
 def convert(asset: WeightAsset, root: str) -> bool:
