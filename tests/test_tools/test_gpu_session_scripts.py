@@ -30,7 +30,9 @@ SEP = '\x1f'
 @pytest.fixture
 def fake_python(tmp_path):
     """A stand-in ``python3`` (and ``nvidia-smi``): appends its arguments to ``calls.log``; exits
-    with ``$FAIL_RC`` when its command line contains ``$FAIL_ON``."""
+    with ``$FAIL_RC`` when its command line contains ``$FAIL_ON``; kills the session script (as
+    the device's time limit would) when it contains ``$KILL_ON``; as ``gpu_check.py`` it writes a
+    summary and a failure log into its ``--out`` folder."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     log = tmp_path / 'calls.log'
@@ -39,6 +41,17 @@ def fake_python(tmp_path):
         '#!/usr/bin/env bash\n'
         f'(IFS=$\'{SEP}\'; echo "$*") >> "{log}"\n'
         'if [ -n "${FAIL_ON:-}" ] && [[ "$*" == *"$FAIL_ON"* ]]; then exit "${FAIL_RC:-3}"; fi\n'
+        'if [ -n "${KILL_ON:-}" ] && [[ "$*" == *"$KILL_ON"* ]]; then\n'
+        # the parent is `timeout`, its parent the session script (read from /proc: no procps)
+        '  script=$(cut -d" " -f4 /proc/$PPID/stat)\n'
+        '  tr "\\0" " " < /proc/$script/cmdline | grep -q gpu_session.sh || exit 99\n'
+        '  kill -9 "$script"; exit 137\n'
+        'fi\n'
+        'if [[ "$1" == *gpu_check.py ]]; then\n'
+        '  out=$(echo "$*" | sed -E "s/.*--out ([^ ]+).*/\\1/"); mkdir -p "$out"\n'
+        '  echo "## make gpu-check: stand-in" > "$out/summary.md"\n'
+        '  echo "=== tests/test_x.py::test_y (call)" > "$out/failures.txt"\n'
+        'fi\n'
         'echo "stand-in python: $*"\n'
     )
     smi = bin_dir / 'nvidia-smi'
@@ -162,7 +175,7 @@ def test_a_failing_step_does_not_stop_the_others(tmp_path, fake_python):
 
 
 def test_too_small_a_budget_skips_the_gpu_demo_and_stages_pick_steps(tmp_path, fake_python):
-    res, calls, summary = run_session(tmp_path, fake_python, BUDGET='100', STAGES='step demo')
+    res, calls, summary = run_session(tmp_path, fake_python, BUDGET='200', STAGES='step demo')
     assert 'GPU demo skipped' in summary
     scripts = [s for s, _ in script_calls(calls)]
     assert 'tools/run_demo.py' not in scripts
@@ -170,6 +183,10 @@ def test_too_small_a_budget_skips_the_gpu_demo_and_stages_pick_steps(tmp_path, f
     assert 'benchmarks/bench_inference.py' not in scripts  # stage "bench" not asked for
     assert 'tools/misc/make_demo_data.py' not in scripts  # no data for a demo that cannot run
     assert 'benchmarks/count_syncs.py' in scripts
+    # with less than the step's 150 s left, the step is skipped too (and says so)
+    (tmp_path / 'calls.log').unlink()
+    res, calls, summary = run_session(tmp_path, fake_python, BUDGET='100', STAGES='step demo')
+    assert 'demo step skipped' in summary and not script_calls(calls)
 
 
 def test_every_recorded_command_line_parses_with_its_script(tmp_path, fake_python, monkeypatch):
@@ -232,3 +249,17 @@ def test_wheels_go_to_a_private_folder_when_site_packages_is_not_writable(tmp_pa
     assert summary.count('install rc=0') == 1 and 'not importable' not in summary
     later = (tmp_path / 'calls.log.env').read_text().splitlines()[-1]
     assert later.endswith(':/tmp/site') and str(tmp_path / 'repo') in later
+
+
+def test_a_run_cut_by_the_time_limit_keeps_what_it_measured(tmp_path, fake_python):
+    """The device kills a command at its limit and returns what is in $OUT by then."""
+    res, calls, summary = run_session(tmp_path, fake_python, KILL_ON='run_demo.py')
+    assert res.returncode == -9  # the session script itself was killed, in the GPU demo
+    out = tmp_path / 'out'
+    delivered = (out / 'summary.txt').read_text()
+    for line in ('gpu-check rc=0', 'paper-scale benchmarks rc=0', 'demo step on cuda rc=0',
+                 'demo data rc=0'):  # fmt: skip
+        assert line in delivered, delivered
+    assert (out / 'gpu_check_summary.md').read_text().startswith('## make gpu-check')
+    assert 'test_x.py::test_y' in (out / 'gpu_check_failures.txt').read_text()
+    assert not (out / 'gpu_session.tgz').exists()  # the end never came

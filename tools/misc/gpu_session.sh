@@ -19,8 +19,9 @@
 #    demo (tools/run_demo.py --config configs/refvlm/demo_gpu.py, its training cut to what is left
 #    of the budget; part 3). With the default budget it usually does not fit after 2 and 3: run
 #    `STAGES=demo` in a session of its own.
-# Each step runs under `timeout`; logs go to $WORK, and at the end $OUT receives
-# gpu_session.tgz (everything) and summary.txt. STAGES (default "check bench step demo") picks
+# Each step runs under `timeout`; logs go to $WORK; after every step $OUT receives summary.txt
+# (and gpu-check's summary.md / failures.txt), so a run cut by the device's limit keeps them, and
+# at the end gpu_session.tgz (everything). STAGES (default "check bench step demo") picks
 # steps. The GPU demo's training budget: DEMO_TRAIN_S (default: what is left minus test time).
 # Exit status: 0 when every step that ran exited 0, else 1 (summary.txt says which did not).
 set -u
@@ -35,9 +36,19 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$WORK/summary.txt"; }
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 FAILED="$WORK/failed_steps"  # a file: the gpu-check stage runs in a subshell
+deliver() {  # what exists so far to $OUT: a run cut by the device's time limit keeps it
+  [ -n "${OUT:-}" ] || return 0
+  mkdir -p "$OUT"
+  cp "$WORK/summary.txt" "$OUT/" 2>/dev/null
+  for f in summary.md failures.txt; do
+    [ -f "$WORK/gpu_check/$f" ] && cp "$WORK/gpu_check/$f" "$OUT/gpu_check_$f"
+  done
+  return 0
+}
 ran() {  # ran RC MESSAGE: log a step's exit status, remember a failure
   [ "$1" -eq 0 ] || echo "$2" >> "$FAILED"
   log "$2 rc=$1${3:+ $3}"
+  deliver
 }
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -76,13 +87,17 @@ if has step; then
     wait "$CHECK_PID"
     CHECK_PID=
   fi
-  timeout 90 $PY benchmarks/bench_train_step.py --device cuda --iters 40 --warmup 10 \
-    > "$WORK/demo_step_cuda.log" 2>&1
-  ran $? "demo step on cuda"
-  timeout 60 $PY benchmarks/count_syncs.py --device cuda --steps 8 > "$WORK/syncs_cuda.log" 2>&1
-  ran $? "syncs per loss call on cuda" "($(head -n 1 "$WORK/syncs_cuda.log"))"
-  cp benchmarks/results/train_step*cuda*.json benchmarks/results/sync_counts_cuda.json "$WORK/" \
-    2>/dev/null
+  if [ "$(left)" -ge 150 ]; then
+    timeout 90 $PY benchmarks/bench_train_step.py --device cuda --iters 40 --warmup 10 \
+      > "$WORK/demo_step_cuda.log" 2>&1
+    ran $? "demo step on cuda"
+    timeout 60 $PY benchmarks/count_syncs.py --device cuda --steps 8 > "$WORK/syncs_cuda.log" 2>&1
+    ran $? "syncs per loss call on cuda" "($(head -n 1 "$WORK/syncs_cuda.log"))"
+    cp benchmarks/results/train_step*cuda*.json benchmarks/results/sync_counts_cuda.json \
+      "$WORK/" 2>/dev/null
+  else
+    log "demo step skipped: only $(left) s left (it needs 150 s)"
+  fi
 fi
 if has demo; then
   if [ "$(left)" -gt 240 ] || [ -n "${DEMO_TRAIN_S:-}" ]; then
@@ -100,11 +115,9 @@ if has demo; then
 fi
 wait
 log "done${FAILED:+$([ -s "$FAILED" ] && echo "; failed: $(paste -sd, "$FAILED")")}"
+deliver
 if [ -n "${OUT:-}" ]; then
-  mkdir -p "$OUT"
   tar czf "$OUT/gpu_session.tgz" --exclude='*.pth' -C "$(dirname "$WORK")" "$(basename "$WORK")"
-  cp "$WORK/summary.txt" "$OUT/"
-  [ -f "$WORK/gpu_check/summary.md" ] && cp "$WORK/gpu_check/summary.md" "$OUT/gpu_check_summary.md"
   [ -f "$WORK/demo_gpu/report.md" ] && cp "$WORK/demo_gpu/report.md" "$OUT/demo_gpu_report.md"
 fi
 [ ! -s "$FAILED" ]
