@@ -120,18 +120,32 @@ def foreach_on_cpu():
         optimizer_mod._get_foreach_kernels_supported_devices = original
 
 
-def count_step(model, optim_wrapper, batch, attribute=('forward',)) -> OpCounter:
-    """The operations of one training step (as ``BaseModel.train_step`` does it), by phase."""
-    counter = OpCounter(attribute)
+@contextmanager
+def around_backward(optim_wrapper, before, after):
+    """Call ``before()`` / ``after()`` around the wrapper's backward (inside ``update_params``),
+    which marks where the update's phases begin and end; the wrapper's own method afterwards."""
     wrapper_backward = optim_wrapper.backward
 
     def backward(loss, **kwargs):
-        counter.phase = 'backward'
+        before()
         wrapper_backward(loss, **kwargs)
-        counter.phase = 'update'
+        after()
 
     optim_wrapper.backward = backward
     try:
+        yield
+    finally:
+        del optim_wrapper.backward  # the bound method again
+
+
+def count_step(model, optim_wrapper, batch, attribute=('forward',)) -> OpCounter:
+    """The operations of one training step (as ``BaseModel.train_step`` does it), by phase."""
+    counter = OpCounter(attribute)
+
+    def set_phase(name: str):
+        return lambda: setattr(counter, 'phase', name)
+
+    with around_backward(optim_wrapper, set_phase('backward'), set_phase('update')):
         with counter, foreach_on_cpu():
             counter.phase = 'preprocess'
             data = model.data_preprocessor(batch, training=True)
@@ -140,8 +154,6 @@ def count_step(model, optim_wrapper, batch, attribute=('forward',)) -> OpCounter
             counter.phase = 'update'
             loss, _ = model.parse_losses(losses)
             optim_wrapper.update_params(loss)
-    finally:
-        del optim_wrapper.backward  # the bound method again
     return counter
 
 
@@ -157,15 +169,11 @@ def phase_times(model, optim_wrapper, batches, sizes=(1, 2, 4, 8), rounds: int =
 
     times: dict = {}
     marks: list[float] = []
-    wrapper_backward = optim_wrapper.backward
 
-    def backward(loss, **kwargs):
-        marks.append(time.perf_counter())
-        wrapper_backward(loss, **kwargs)
+    def mark() -> None:
         marks.append(time.perf_counter())
 
-    optim_wrapper.backward = backward
-    try:
+    with around_backward(optim_wrapper, mark, mark):
         for _ in range(rounds):
             for n in sizes:
                 for batch in batches:
@@ -177,8 +185,6 @@ def phase_times(model, optim_wrapper, batches, sizes=(1, 2, 4, 8), rounds: int =
                     end = time.perf_counter()
                     row = (marks[0] - start, marks[1] - marks[0], end - marks[1])
                     times.setdefault(n, []).append(row)
-    finally:
-        del optim_wrapper.backward
     names = ('forward', 'backward', 'update')
     med = {
         n: {k: 1e3 * statistics.median(r[i] for r in rows) for i, k in enumerate(names)}

@@ -176,8 +176,11 @@ def has_hf_weights(folder: str, gguf: bool = False) -> bool:
         bool: True when a ``*.safetensors`` or ``*.bin`` file (or ``*.gguf``) is in it. A
         ``*.pt`` / ``*.pth`` file alone does not count: ``from_pretrained`` would not read it.
     """
-    patterns = HF_WEIGHT_PATTERNS + (('*.gguf',) if gguf else ())
-    return any(glob.glob(osp.join(folder, p)) for p in patterns)
+    return any(glob.glob(osp.join(folder, p)) for p in _weight_patterns(gguf))
+
+
+def _weight_patterns(gguf: bool) -> tuple[str, ...]:
+    return HF_WEIGHT_PATTERNS + (('*.gguf',) if gguf else ())
 
 
 def _check_model(kind: str, value: str, owner: Mapping) -> str | None:
@@ -205,8 +208,7 @@ def _check_model(kind: str, value: str, owner: Mapping) -> str | None:
         return 'no config.json in it (incomplete download?)'
     gguf = bool(owner.get('gguf_file'))
     if owner.get('load_weights', True) and not has_hf_weights(value, gguf):
-        patterns = HF_WEIGHT_PATTERNS + (('*.gguf',) if gguf else ())
-        return f'no weight files ({", ".join(patterns)}) in it'
+        return f'no weight files ({", ".join(_weight_patterns(gguf))}) in it'
     return None
 
 
